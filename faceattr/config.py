@@ -1,0 +1,414 @@
+"""Training configuration: nested dataclasses loaded from YAML with dotted overrides.
+
+Every default lives here; a config file states only what differs. Unknown keys, wrong
+types and bad values raise :class:`~faceattr.errors.ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from faceattr.errors import ConfigError
+
+SOURCE_KINDS = ("celeba", "celebahq", "scut", "csv")
+
+
+@dataclass
+class SourceConfig:
+    """One dataset in the training mix.
+
+    Attributes:
+        kind: ``celeba``, ``celebahq``, ``scut`` or ``csv``.
+        root: The dataset folder (for ``csv``: the CSV file).
+        images: Image folder inside ``root`` (default: the dataset's official one, e.g.
+            ``img_align_celeba``); CelebA's half-size ``img_align_celeba_89x109`` works too.
+        weight: Relative share of this source in each training epoch.
+        crop: ``[left, top, right, bottom]`` as fractions of the image, cut before resizing,
+            so that crops of different datasets show the face at the same place and scale.
+        celeba_root: For ``celebahq``: the CelebA folder whose partition and identity files
+            give each HQ image its split and person.
+        folds: For ``scut``: number of cross-validation folds when the official ones are absent.
+        fold: For ``scut``: which fold is the validation part.
+        val_fraction: For ``csv`` without a ``split`` column: share of groups held out.
+    """
+
+    kind: str = "celeba"
+    root: str = ""
+    images: str | None = None
+    weight: float = 1.0
+    crop: list[float] | None = None
+    celeba_root: str | None = None
+    folds: int = 5
+    fold: int = 0
+    val_fraction: float = 0.1
+
+
+@dataclass
+class DataConfig:
+    """Inputs: which datasets, at what size, how many workers.
+
+    Attributes:
+        sources: The datasets mixed in one run.
+        image_size: Side of the square network input in pixels.
+        batch_size: Per process.
+        workers: DataLoader worker processes.
+        epoch_size: Training samples per epoch (0: the total size of all sources).
+        max_val_samples: Cap on validation images (0: all), for quick runs.
+        on_bad_sample: ``error`` stops on a corrupt image or label row; ``skip`` skips and counts it.
+        augment: Random crop jitter, flips and colour jitter while training.
+    """
+
+    sources: list[SourceConfig] = field(default_factory=list)
+    image_size: int = 128
+    batch_size: int = 64
+    workers: int = 4
+    epoch_size: int = 0
+    max_val_samples: int = 0
+    on_bad_sample: str = "error"
+    augment: bool = True
+
+
+@dataclass
+class ModelConfig:
+    """The network: a timm backbone and two heads.
+
+    Attributes:
+        backbone: A name from :data:`faceattr.models.BACKBONES`.
+        weights: Optional local ``.safetensors``/``.pt`` file to initialise the backbone.
+        beauty_head: ``regression`` (one score) or ``distribution`` (bins, EMD loss).
+        beauty_bins: Number of bins over 1-5 for the distribution head.
+        drop_rate: Dropout before the heads.
+    """
+
+    backbone: str = "resnet18"
+    weights: str | None = None
+    beauty_head: str = "regression"
+    beauty_bins: int = 9
+    drop_rate: float = 0.0
+
+
+@dataclass
+class LossConfig:
+    """Losses and how they are weighted.
+
+    Attributes:
+        attributes: ``bce``, ``weighted_bce``, ``focal`` or ``ohem``.
+        focal_gamma: Focusing parameter of the focal loss.
+        focal_alpha: ``auto`` (per attribute, from label frequencies) or a number, or ``none``.
+        ohem_ratio: Share of the hardest attribute terms kept by OHEM.
+        beauty: ``mse``, ``l1``, ``smooth_l1`` or ``emd`` (distribution head only).
+        beauty_weight: Weight of the beauty loss against the attribute loss.
+        adaptive_weights: Re-weight attributes after each validation (see :mod:`faceattr.losses`).
+        adaptive_power: How strongly weak attributes are up-weighted.
+        adaptive_momentum: Smoothing of the weights between epochs.
+        label_smoothing: Pulls attribute targets towards 0.5 by this amount.
+    """
+
+    attributes: str = "focal"
+    focal_gamma: float = 2.0
+    focal_alpha: str | float | None = "auto"
+    ohem_ratio: float = 0.7
+    beauty: str = "smooth_l1"
+    beauty_weight: float = 1.0
+    adaptive_weights: bool = True
+    adaptive_power: float = 1.0
+    adaptive_momentum: float = 0.5
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and schedule.
+
+    Attributes:
+        optimizer: ``adamw`` or ``sgd``.
+        lr: Peak learning rate.
+        weight_decay: Decoupled weight decay.
+        momentum: SGD momentum.
+        epochs: Training epochs.
+        warmup_epochs: Linear warm-up length (fractions allowed).
+        schedule: ``cosine`` or ``step``.
+        milestones: Epochs at which the ``step`` schedule multiplies the rate by ``gamma``.
+        gamma: Step schedule factor.
+        min_lr: Floor of the cosine schedule.
+        grad_clip: Max gradient norm (0: off).
+    """
+
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    epochs: int = 30
+    warmup_epochs: float = 1.0
+    schedule: str = "cosine"
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    min_lr: float = 1e-6
+    grad_clip: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """The run itself.
+
+    Attributes:
+        output_dir: Run folder (checkpoints, logs, resolved config, report).
+        seed: Seeds everything; the same seed gives the same run.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        amp: Mixed precision (bfloat16/float16) on GPU.
+        channels_last: Channels-last memory format.
+        ema_decay: EMA of weights (0: off); validation and the best checkpoint use the EMA.
+        threshold_metric: ``balanced_accuracy`` or ``f1``: what per-attribute thresholds maximise.
+        early_stopping: Stop after this many epochs without improvement (0: off).
+        max_steps_per_epoch: Cap on steps per epoch (0: none), for smoke runs.
+        log_every: Steps between progress-bar and TensorBoard updates.
+    """
+
+    output_dir: str = "runs/default"
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    ema_decay: float = 0.0
+    threshold_metric: str = "balanced_accuracy"
+    early_stopping: int = 0
+    max_steps_per_epoch: int = 0
+    log_every: int = 20
+
+
+@dataclass
+class Config:
+    """A whole training run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.sources.kind": SOURCE_KINDS,
+    "data.on_bad_sample": ("error", "skip"),
+    "model.beauty_head": ("regression", "distribution"),
+    "loss.attributes": ("bce", "weighted_bce", "focal", "ohem"),
+    "loss.beauty": ("mse", "l1", "smooth_l1", "emd"),
+    "optim.optimizer": ("adamw", "sgd"),
+    "optim.schedule": ("cosine", "step"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "train.threshold_metric": ("balanced_accuracy", "f1"),
+}
+
+
+def _convert(value: Any, hint: Any, key: str) -> Any:
+    """Checks ``value`` against the type ``hint`` and converts it (YAML gives dicts and lists)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in options:
+                return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} fits none of {hint}")
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return _build(hint, value, key)
+    if origin is list:
+        (item_hint,) = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_convert(item, item_hint, f"{key}[{i}]") for i, item in enumerate(value)]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise AssertionError(f"unsupported config type {hint} at {key}")
+
+
+def _build(cls: type, values: dict, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for name, value in values.items():
+        key = f"{prefix}.{name}" if prefix else str(name)
+        if name not in hints:
+            raise ConfigError(f"unknown key {key!r}; valid keys here: {', '.join(names)}")
+        kwargs[name] = _convert(value, hints[name], key)
+    return cls(**kwargs)
+
+
+def _check_choices(config: Config) -> None:
+    for dotted, allowed in CHOICES.items():
+        section, *rest = dotted.split(".")
+        holders = [getattr(config, section)]
+        for part in rest[:-1]:
+            holders = [item for holder in holders for item in getattr(holder, part)]
+        for i, holder in enumerate(holders):
+            value = getattr(holder, rest[-1])
+            if value not in allowed:
+                where = dotted if len(rest) == 1 else dotted.replace(".kind", f"[{i}].kind")
+                raise ConfigError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
+    alpha = config.loss.focal_alpha
+    if isinstance(alpha, str) and alpha != "auto":
+        raise ConfigError(f"loss.focal_alpha: {alpha!r} is not 'auto', a number or none")
+    for i, source in enumerate(config.data.sources):
+        crop = source.crop
+        if crop is not None and not (len(crop) == 4 and 0 <= crop[0] < crop[2] <= 1 and 0 <= crop[1] < crop[3] <= 1):
+            raise ConfigError(f"data.sources[{i}].crop: expected [left, top, right, bottom] "
+                              f"fractions with left < right and top < bottom, got {crop}")
+        if not 0 <= source.fold < source.folds:
+            raise ConfigError(f"data.sources[{i}].fold: {source.fold} is outside 0..{source.folds - 1}")
+    if config.model.beauty_head == "regression" and config.loss.beauty == "emd":
+        raise ConfigError("loss.beauty: 'emd' needs model.beauty_head: distribution")
+    for key, value in (("data.image_size", config.data.image_size), ("data.batch_size", config.data.batch_size),
+                       ("optim.epochs", config.optim.epochs)):
+        if value <= 0:
+            raise ConfigError(f"{key}: must be positive, got {value}")
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. optim.lr=0.01")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def _apply_override(tree: dict, path: list[str], value: Any, text: str) -> None:
+    node: Any = tree
+    for depth, part in enumerate(path[:-1]):
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override {text!r}: {'.'.join(path[:depth])} has no item {part}")
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, {})
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"override {text!r}: {'.'.join(path[:depth + 1])} is not a section")
+    last = path[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ConfigError(f"override {text!r}: no item {last}")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def config_from_dict(values: dict, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Builds and validates a :class:`Config` from a plain dict plus ``key=value`` overrides.
+
+    Args:
+        values: Nested mapping, as read from YAML.
+        overrides: Dotted assignments applied on top, e.g. ``["optim.lr=0.01"]``; list items
+            are addressed by index (``data.sources.0.root=/data/celeba``).
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: On an unknown key, a wrong type or a value outside its choices.
+
+    >>> config_from_dict({"model": {"backbone": "resnet34"}}, ["optim.lr=0.01"]).optim.lr
+    0.01
+    """
+    tree = dataclasses.asdict(Config()) | {}
+    tree = {key: dict(tree[key]) for key in tree}
+    for section, body in (values or {}).items():
+        if section not in tree:
+            raise ConfigError(f"unknown key {section!r}; valid keys here: {', '.join(tree)}")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{section}: expected a mapping, got {body!r}")
+        tree[section] = {**tree[section], **body}
+    for text in overrides:
+        path, value = _parse_override(text)
+        _apply_override(tree, path, value, text)
+    config = _build(Config, tree, "")
+    _check_choices(config)
+    return config
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Reads a YAML config file and applies ``key=value`` overrides.
+
+    A file may start with ``base: other.yaml`` (relative to it): its sections are read
+    first and this file's keys replace theirs, key by key (lists are replaced whole).
+
+    Args:
+        path: The YAML file.
+        overrides: Dotted assignments, e.g. ``["train.output_dir=runs/x", "optim.epochs=3"]``.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: On a missing file, invalid YAML, or a bad key or value; the message
+            names the file and the key.
+
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "c.yaml")
+    >>> _ = open(f, "w").write("optim:\\n  epochs: 3\\n")
+    >>> load_config(f, ["data.image_size=64"]).data.image_size
+    64
+    """
+    path = Path(path)
+    values = _read_yaml(path)
+    base_name = values.pop("base", None)
+    if base_name is not None:
+        base_path = path.parent / str(base_name)
+        base = _read_yaml(base_path)
+        if "base" in base:
+            raise ConfigError(f"{base_path}: a base config cannot name another base (one level only, "
+                              "so that every default is visible in two files at most)")
+        values = {section: {**base.get(section, {}), **values.get(section, {})} for section in {*base, *values}}
+    try:
+        return config_from_dict(values, overrides)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(values, dict) or not all(isinstance(v, dict) for k, v in values.items() if k != "base"):
+        raise ConfigError(f"{path}: expected sections (data, model, loss, optim, train) mapping keys to values")
+    return values
+
+
+def config_to_dict(config: Config) -> dict:
+    """The configuration as plain nested dicts (for YAML files and checkpoints)."""
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Writes the resolved configuration as YAML."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))

@@ -1,0 +1,187 @@
+"""The torch Dataset of face records: image decoding, transforms and the sample dict.
+
+Each sample is a dict: ``image`` float32 ``(3, H, W)`` normalised; ``attributes`` float32
+``(40,)`` of 0/1 (0 where unknown); ``attribute_mask`` bool ``(40,)``; ``beauty`` float32
+scalar (0 where unknown); ``beauty_mask`` bool scalar. The default collate makes a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset, default_collate
+
+from faceattr.attributes import NUM_ATTRIBUTES
+from faceattr.data.records import FaceRecord
+from faceattr.errors import ConfigError, ImageError
+
+logger = logging.getLogger(__name__)
+
+BAD_SAMPLE_CHOICES = ("error", "skip")
+
+#: Modes holding more than 8 bits per pixel, which PIL's ``convert("RGB")`` clips rather
+#: than scales; their full range is mapped onto 0-255.
+_HIGH_DEPTH_MAX = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
+
+#: Transparent pixels are shown over white, as image viewers do; their stored colour is
+#: arbitrary (often black) and would otherwise leak into the input.
+_BACKGROUND = (255, 255, 255)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Converts any PIL mode to RGB: alpha composited over white, 16-bit scaled to 8-bit."""
+    if image.mode == "F":
+        raise ValueError("32-bit floating-point images have no defined range; save it as 8 or 16 bits")
+    if image.mode in _HIGH_DEPTH_MAX:
+        # PNG stores 16-bit grayscale in "I;16" or "I"; 32-bit "I" data beyond 16 bits clips.
+        values = np.asarray(image, dtype=np.float64) * (255.0 / _HIGH_DEPTH_MAX[image.mode])
+        image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
+    if "A" in image.getbands() or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, _BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Reads an image file as a fully decoded RGB PIL image, upright per its EXIF orientation.
+
+    Grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; transparent
+    pixels are composited over white.
+
+    Args:
+        path: The image file.
+
+    Returns:
+        An RGB image, decoded and independent of the file.
+
+    Raises:
+        ImageError: If the file is missing, empty, truncated, not an image or in a mode
+            that cannot be converted; the message names the path.
+
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "g.png")
+    >>> Image.new("L", (5, 4), 128).save(f)
+    >>> image = load_image(f)
+    >>> image.mode, image.size, image.getpixel((0, 0))
+    ('RGB', (5, 4), (128, 128, 128))
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now: a truncated file fails here, not inside a transform
+            return _to_rgb(ImageOps.exif_transpose(image))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        # PIL reports corrupt data as OSError, SyntaxError or ValueError depending on the codec.
+        raise ImageError(f"{path}: cannot read image: {error}") from error
+
+
+class FaceDataset(Dataset):
+    """Face records as training samples (see the module docstring for the sample dict).
+
+    Args:
+        records: The faces, from one or several readers.
+        transform: RGB PIL image -> normalised float32 ``(3, H, W)`` tensor, e.g.
+            :func:`faceattr.transforms.eval_transform`.
+        on_bad_sample: ``"error"`` raises :class:`~faceattr.errors.ImageError` on an image
+            that cannot be read; ``"skip"`` logs a warning naming the file and returns
+            ``None`` for it, which :func:`collate_skipping_none` drops.
+
+    Raises:
+        ConfigError: If ``on_bad_sample`` is not ``"error"`` or ``"skip"``.
+
+    >>> from faceattr.transforms import eval_transform
+    >>> dataset = FaceDataset([], eval_transform(64, None))
+    >>> len(dataset)
+    0
+    """
+
+    def __init__(self, records: Sequence[FaceRecord], transform: Callable[[Image.Image], torch.Tensor],
+                 on_bad_sample: str = "error"):
+        if on_bad_sample not in BAD_SAMPLE_CHOICES:
+            raise ConfigError(f"data.on_bad_sample: {on_bad_sample!r} is not one of "
+                              f"{', '.join(BAD_SAMPLE_CHOICES)}")
+        self.records = list(records)
+        self.transform = transform
+        self.on_bad_sample = on_bad_sample
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor] | None:
+        record = self.records[index]
+        try:
+            image = load_image(record.path)
+        except ImageError as error:
+            if self.on_bad_sample == "error":
+                raise
+            logger.warning("skipping %s: %s", record.path, error)
+            return None
+        return {"image": self.transform(image), **_label_tensors(record)}
+
+
+def _label_tensors(record: FaceRecord) -> dict[str, torch.Tensor]:
+    """The label part of a sample: ``attributes``, ``attribute_mask``, ``beauty``, ``beauty_mask``.
+
+    >>> labels = _label_tensors(FaceRecord(Path("a.jpg"), "train", "g", "scut", beauty=3.5))
+    >>> labels["beauty"].item(), labels["beauty_mask"].item(), labels["attribute_mask"].any().item()
+    (3.5, True, False)
+    """
+    if record.attributes is None:
+        attributes = np.zeros(NUM_ATTRIBUTES, np.float32)
+        mask = np.zeros(NUM_ATTRIBUTES, bool)
+    else:
+        mask = np.asarray(record.attribute_mask, dtype=bool)
+        attributes = np.where(mask, record.attributes, 0.0).astype(np.float32)
+    return {
+        "attributes": torch.from_numpy(attributes),
+        "attribute_mask": torch.from_numpy(mask.copy()),
+        "beauty": torch.tensor(0.0 if record.beauty is None else record.beauty, dtype=torch.float32),
+        "beauty_mask": torch.tensor(record.beauty is not None),
+    }
+
+
+def collate_skipping_none(samples: Sequence[dict[str, torch.Tensor] | None]) -> dict[str, Any] | None:
+    """Drops the ``None`` samples of unreadable images, then collates the rest.
+
+    Args:
+        samples: Sample dicts, some of them ``None`` (``on_bad_sample="skip"``).
+
+    Returns:
+        The batch dict, or ``None`` when every sample was ``None`` (the engine skips it).
+
+    >>> collate_skipping_none([None, {"x": torch.ones(2)}])["x"].shape
+    torch.Size([1, 2])
+    >>> collate_skipping_none([None]) is None
+    True
+    """
+    kept = [sample for sample in samples if sample is not None]
+    return default_collate(kept) if kept else None
+
+
+def labels_matrix(records: Sequence[FaceRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """All records' attribute labels and masks, stacked, for label statistics.
+
+    Args:
+        records: Face records; those without attributes give a row of zeros and
+            a mask row of False.
+
+    Returns:
+        ``(labels, mask)``: float32 ``(N, 40)`` of 0/1 (0 where unknown) and bool ``(N, 40)``.
+
+    >>> labels, mask = labels_matrix([FaceRecord(Path("a.jpg"), "train", "g", "scut", beauty=3.0)])
+    >>> labels.shape, bool(mask.any())
+    ((1, 40), False)
+    """
+    labels = np.zeros((len(records), NUM_ATTRIBUTES), np.float32)
+    mask = np.zeros((len(records), NUM_ATTRIBUTES), bool)
+    for row, record in enumerate(records):
+        if record.attributes is not None:
+            mask[row] = record.attribute_mask
+            labels[row] = np.where(record.attribute_mask, record.attributes, 0.0)
+    return labels, mask

@@ -1,0 +1,85 @@
+"""FaceAttrNet: a timm backbone with an attribute head and a beauty head, returning a dict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from faceattr.attributes import NUM_ATTRIBUTES
+from faceattr.config import ModelConfig
+from faceattr.models.backbone import create_backbone
+from faceattr.models.heads import AttributeHead, BeautyHead
+
+
+class FaceAttrNet(nn.Module):
+    """The multi-task network: images -> attribute logits and a beauty score.
+
+    The constructor arguments (except ``weights``, which only initialise the backbone) are
+    kept in :attr:`model_args`, so a checkpoint that stores them rebuilds the network with
+    ``FaceAttrNet(**checkpoint["model_args"])`` and nothing else.
+
+    Args:
+        backbone: A name from :data:`faceattr.models.BACKBONES`.
+        beauty_head: ``regression`` or ``distribution`` (see :class:`BeautyHead`).
+        beauty_bins: Bins of the distribution head.
+        drop_rate: Dropout on the pooled features, before both heads.
+        weights: Optional local weights file for the backbone (see :func:`create_backbone`).
+
+    >>> import torch
+    >>> net = FaceAttrNet("resnet10t", beauty_head="distribution", beauty_bins=5).eval()
+    >>> {key: tuple(value.shape) for key, value in net(torch.zeros(2, 3, 64, 64)).items()}
+    {'attributes': (2, 40), 'beauty': (2,), 'beauty_logits': (2, 5)}
+    >>> net.model_args["backbone"]
+    'resnet10t'
+    """
+
+    def __init__(self, backbone: str, beauty_head: str = "regression", beauty_bins: int = 9,
+                 drop_rate: float = 0.0, weights: str | Path | None = None):
+        super().__init__()
+        self._model_args: dict[str, Any] = dict(
+            backbone=backbone, beauty_head=beauty_head, beauty_bins=beauty_bins, drop_rate=drop_rate)
+        self.backbone = create_backbone(backbone, weights)
+        # head_hidden_size, not num_features: they differ for backbones with a conv head
+        # after pooling (MobileNetV3), and the heads see the pooled output.
+        features = self.backbone.head_hidden_size
+        self.dropout = nn.Dropout(drop_rate)
+        self.attribute_head = AttributeHead(features, NUM_ATTRIBUTES)
+        self.beauty_head = BeautyHead(features, beauty_head, beauty_bins)
+
+    @property
+    def model_args(self) -> dict[str, Any]:
+        """The constructor arguments except ``weights`` (a copy): ``FaceAttrNet(**model_args)``."""
+        return dict(self._model_args)
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        """Runs the network.
+
+        Args:
+            images: Normalised images ``(B, 3, H, W)``.
+
+        Returns:
+            ``"attributes"``: ``(B, 40)`` logits in :data:`faceattr.ATTRIBUTES` order;
+            ``"beauty"``: ``(B,)`` scores; ``"beauty_logits"``: ``(B, bins)``, only for the
+            distribution head.
+        """
+        features = self.dropout(self.backbone(images))
+        return {"attributes": self.attribute_head(features), **self.beauty_head(features)}
+
+
+def build_model(config: ModelConfig) -> FaceAttrNet:
+    """Builds the network described by the ``model`` section of a config.
+
+    Args:
+        config: The model configuration; an empty ``weights`` means random initialisation.
+
+    Returns:
+        The network.
+
+    >>> build_model(ModelConfig(backbone="resnet10t")).model_args["beauty_head"]
+    'regression'
+    """
+    return FaceAttrNet(backbone=config.backbone, beauty_head=config.beauty_head,
+                       beauty_bins=config.beauty_bins, drop_rate=config.drop_rate,
+                       weights=config.weights or None)

@@ -1,0 +1,174 @@
+"""Image transforms: a source's face crop, resizing, training augmentation and normalisation.
+
+Every transform takes an RGB PIL image and returns a normalised float32 ``(3, S, S)``
+tensor. Both first cut the source's crop box (each dataset frames the face differently,
+so the crop puts faces of all sources at the same place and scale), then resize to
+``S x S``. Resizing happens before any colour work, so the costly per-pixel augmentations
+run on the small image. Randomness comes from torch's global generator only, so
+``torch.manual_seed`` makes a training transform reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+from faceattr.errors import ConfigError
+
+#: ImageNet channel means and standard deviations (RGB, on the 0-1 scale); the one place
+#: the input normalisation lives (pretrained timm backbones expect it).
+MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+#: Training jitter of the crop: share of the crop box area kept, and the range of its
+#: aspect ratio relative to the crop box's own.
+JITTER_SCALE: tuple[float, float] = (0.8, 1.0)
+JITTER_RATIO: tuple[float, float] = (0.9, 1.1)
+
+#: PIL first shrinks by an integer factor while the image stays this many times larger than
+#: the output, then resamples: much faster on large images and visually the same.
+REDUCING_GAP: float = 3.0
+
+Transform = Callable[[Image.Image], torch.Tensor]
+
+
+def crop_box(size: tuple[int, int], crop: Sequence[float] | None) -> tuple[int, int, int, int]:
+    """The pixel box that the fractional crop ``[left, top, right, bottom]`` cuts from an image.
+
+    Args:
+        size: ``(width, height)`` of the image, as PIL's ``Image.size`` gives it.
+        crop: Fractions of the width (left, right) and height (top, bottom), or ``None``
+            for the whole image.
+
+    Returns:
+        ``(left, top, right, bottom)`` in pixels, for ``Image.crop``; at least one pixel wide
+        and high.
+
+    Raises:
+        ConfigError: If ``crop`` is not four fractions with left < right and top < bottom.
+
+    >>> crop_box((178, 218), [0.0, 0.1, 1.0, 0.9])
+    (0, 22, 178, 196)
+    >>> crop_box((64, 64), None)
+    (0, 0, 64, 64)
+    """
+    width, height = size
+    if crop is None:
+        return 0, 0, width, height
+    if not (len(crop) == 4 and 0 <= crop[0] < crop[2] <= 1 and 0 <= crop[1] < crop[3] <= 1):
+        raise ConfigError(f"crop: expected [left, top, right, bottom] fractions with left < right "
+                          f"and top < bottom, got {list(crop)}")
+    left, right = round(crop[0] * width), round(crop[2] * width)
+    top, bottom = round(crop[1] * height), round(crop[3] * height)
+    # A thin crop of a tiny image can round to zero pixels; keep at least one.
+    return left, top, max(right, left + 1), max(bottom, top + 1)
+
+
+class CropResize:
+    """Cuts a source's fractional crop box from a PIL image and resizes it to a square.
+
+    The resize is one antialiased PIL resample (large images are first shrunk by an
+    integer factor, which is fast). With ``jitter`` it resamples a random part of the cut
+    crop: scaled (area share :data:`JITTER_SCALE`), stretched (aspect :data:`JITTER_RATIO`
+    relative to the crop's own) and shifted, at subpixel precision, so on average the
+    training input frames the face as the evaluation input does. A class rather than a
+    closure so that DataLoader workers can pickle it.
+
+    Args:
+        image_size: Side of the square output in pixels.
+        crop: Fractions as in :func:`crop_box`; ``None`` keeps the whole image.
+        jitter: Randomise the box (training) or not (evaluation).
+
+    >>> CropResize(16, [0.25, 0.25, 0.75, 0.75])(Image.new("RGB", (40, 20))).size
+    (16, 16)
+    """
+
+    def __init__(self, image_size: int, crop: Sequence[float] | None, jitter: bool = False):
+        crop_box((1, 1), crop)  # fail when the transform is built, not on the first image
+        self.image_size = image_size
+        self.crop = None if crop is None else [float(value) for value in crop]
+        self.jitter = jitter
+
+    def box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """The box to resample from the cut crop of ``size`` pixels: all of it, or a random part."""
+        width, height = size
+        if not self.jitter:
+            return 0.0, 0.0, float(width), float(height)
+        area_u, ratio_u, x_u, y_u = torch.rand(4).tolist()
+        area = JITTER_SCALE[0] + (JITTER_SCALE[1] - JITTER_SCALE[0]) * area_u
+        log_low, log_high = math.log(JITTER_RATIO[0]), math.log(JITTER_RATIO[1])
+        ratio = math.exp(log_low + (log_high - log_low) * ratio_u)
+        new_width = min(width, width * math.sqrt(area * ratio))
+        new_height = min(height, height * math.sqrt(area / ratio))
+        x, y = (width - new_width) * x_u, (height - new_height) * y_u
+        return x, y, x + new_width, y + new_height
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        # Cut first: a box resample alone would blend in pixels from outside the crop.
+        cut = image if self.crop is None else image.crop(crop_box(image.size, self.crop))
+        return cut.resize((self.image_size, self.image_size), Image.Resampling.BILINEAR,
+                          box=self.box(cut.size), reducing_gap=REDUCING_GAP)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(image_size={self.image_size}, crop={self.crop}, jitter={self.jitter})"
+
+
+def _to_normalised_tensor() -> list[Callable]:
+    """uint8 PIL/tensor image -> float32 normalised plain tensor."""
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD), v2.ToPureTensor()]
+
+
+def eval_transform(image_size: int, crop: Sequence[float] | None) -> Transform:
+    """The deterministic transform for validation, testing and prediction.
+
+    Args:
+        image_size: Side of the square output in pixels.
+        crop: The source's fractional crop box (``None``: whole image).
+
+    Returns:
+        A callable from an RGB PIL image to a float32 ``(3, image_size, image_size)`` tensor.
+
+    >>> eval_transform(32, [0.1, 0.1, 0.9, 0.9])(Image.new("RGB", (50, 60))).shape
+    torch.Size([3, 32, 32])
+    """
+    return v2.Compose([
+        CropResize(image_size, crop),
+        v2.PILToTensor(),
+        *_to_normalised_tensor(),
+    ])
+
+
+def train_transform(image_size: int, crop: Sequence[float] | None, augment: bool = True) -> Transform:
+    """The training transform: the source's crop with a small random jitter, flips and colour.
+
+    The augmentations are a random scale/shift of the crop box (see :class:`CropResize`),
+    a horizontal flip (no CelebA attribute
+    is left/right specific), colour jitter and an occasional grayscale image.
+
+    Args:
+        image_size: Side of the square output in pixels.
+        crop: The source's fractional crop box (``None``: whole image).
+        augment: ``False`` gives :func:`eval_transform` (for runs without augmentation).
+
+    Returns:
+        A callable from an RGB PIL image to a float32 ``(3, image_size, image_size)`` tensor.
+
+    >>> _ = torch.manual_seed(0)
+    >>> train_transform(32, None)(Image.new("RGB", (50, 60))).dtype
+    torch.float32
+    """
+    if not augment:
+        return eval_transform(image_size, crop)
+    return v2.Compose([
+        CropResize(image_size, crop, jitter=True),
+        # On the small PIL image: PIL's colour operations are faster than torch's here.
+        v2.RandomHorizontalFlip(),
+        v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02),
+        v2.RandomGrayscale(p=0.05),
+        v2.PILToTensor(),
+        *_to_normalised_tensor(),
+    ])

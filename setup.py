@@ -1,0 +1,47 @@
+"""Installs faceattr: multi-task facial attribute recognition."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+version = {}
+exec((here / "faceattr" / "version.py").read_text(), version)
+
+setup(
+    name="faceattr",
+    version=version["__version__"],
+    description="Multi-task facial attribute recognition: detection, alignment, 40 CelebA attributes and beauty score",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["faceattr", "faceattr.*"]),
+    include_package_data=True,
+    package_data={"faceattr": ["weights/*"]},
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "timm>=1.0",
+        "facenet-pytorch==2.5.3",
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "scikit-learn>=1.3",
+        "tensorboard>=2.14",
+        "tqdm>=4.66",
+        "PyYAML>=6.0",
+        "safetensors>=0.4",
+        "matplotlib>=3.7",
+        "Pillow>=10.0",
+    ],
+    extras_require={
+        "dev": ["pytest>=8.0", "pytest-timeout>=2.2"],
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],
+        "demo": ["opencv-python>=4.8"],
+    },
+    entry_points={"console_scripts": ["faceattr=faceattr.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+)

@@ -1,0 +1,194 @@
+"""Tests of faceattr.models: backbones by name, attention placement, heads, FaceAttrNet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from timm.layers import EcaModule, GlobalContext, SEModule, SelectiveKernel
+from timm.layers.cbam import CbamModule
+from torch import nn
+
+from faceattr.attributes import NUM_ATTRIBUTES
+from faceattr.checkpoint import save_weights
+from faceattr.config import ModelConfig
+from faceattr.errors import CheckpointError
+from faceattr.models import BACKBONES, FaceAttrNet, build_model, create_backbone
+from faceattr.models.heads import BeautyHead
+
+IMAGES = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+def _residual_blocks(model: nn.Module) -> list[nn.Module]:
+    return [block for stage in (model.layer1, model.layer2, model.layer3, model.layer4) for block in stage]
+
+
+@pytest.fixture(scope="module")
+def gc_resnet50() -> nn.Module:
+    return create_backbone("gc_resnet50").eval()
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_backbone_builds_and_gives_pooled_features(name: str) -> None:
+    backbone = create_backbone(name).eval()
+    with torch.no_grad():
+        features = backbone(IMAGES)
+    assert features.shape == (2, backbone.head_hidden_size)
+    assert torch.isfinite(features).all()
+
+
+def test_unknown_backbone_lists_valid_names() -> None:
+    with pytest.raises(ValueError, match="resnet18.*gc_resnet50"):
+        create_backbone("resnet9000")
+
+
+def test_gc_blocks_only_in_layer2_to_layer4(gc_resnet50: nn.Module) -> None:
+    assert all(block.se is None for block in gc_resnet50.layer1)
+    later_blocks = [block for stage in (gc_resnet50.layer2, gc_resnet50.layer3, gc_resnet50.layer4)
+                    for block in stage]
+    assert all(isinstance(block.se, GlobalContext) for block in later_blocks)
+    assert sum(isinstance(module, GlobalContext) for module in gc_resnet50.modules()) == len(later_blocks)
+
+
+def test_gc_blocks_follow_the_paper_design(gc_resnet50: nn.Module) -> None:
+    for block in gc_resnet50.layer2:
+        gc, channels = block.se, block.conv3.out_channels
+        assert gc.mlp_scale is None and gc.mlp_add is not None  # fusion by addition
+        assert gc.mlp_add.fc1.out_channels == channels // 16
+        assert torch.all(gc.mlp_add.fc2.weight == 0)  # each block starts as the plain block
+
+
+def test_gc_block_runs_on_the_last_conv_output_before_the_residual_sum(gc_resnet50: nn.Module) -> None:
+    net, block = gc_resnet50, gc_resnet50.layer3[1]
+    seen: dict[str, torch.Tensor] = {}
+    # Clones because the block adds the shortcut and applies ReLU in place.
+    hooks = [
+        block.bn3.register_forward_hook(lambda module, args, output: seen.update(bn3=output)),
+        block.se.register_forward_hook(lambda module, args, output: seen.update(gc_in=args[0], gc_out=output.clone())),
+        block.act3.register_forward_hook(lambda module, args, output: seen.update(out=output.clone())),
+    ]
+    try:
+        with torch.no_grad():
+            block_input = net.layer3[0](net.layer2(net.layer1(net.maxpool(net.act1(net.bn1(net.conv1(IMAGES)))))))
+            block(block_input)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert seen["gc_in"] is seen["bn3"]
+    assert torch.allclose(seen["out"], torch.relu(seen["gc_out"] + block_input), atol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "attention"), [
+    ("se_resnet50", SEModule), ("eca_resnet50", EcaModule), ("cbam_resnet50", CbamModule),
+    ("sk_resnet18", SelectiveKernel)])
+def test_attention_module_in_every_residual_block(name: str, attention: type[nn.Module]) -> None:
+    backbone = create_backbone(name)
+    blocks = _residual_blocks(backbone)
+    assert all(sum(isinstance(module, attention) for module in block.modules()) == 1 for block in blocks)
+    assert sum(isinstance(module, attention) for module in backbone.modules()) == len(blocks)
+
+
+def test_distribution_score_is_softmax_times_bin_centres() -> None:
+    head = BeautyHead(16, kind="distribution", bins=5)
+    outputs = head(torch.randn(4, 16))
+    assert head.centres.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    expected = (outputs["beauty_logits"].softmax(dim=1) * head.centres).sum(dim=1)
+    assert torch.allclose(outputs["beauty"], expected)
+
+
+def test_distribution_score_stays_inside_the_scale() -> None:
+    head = BeautyHead(16, kind="distribution", bins=9)
+    score = head(1000 * torch.randn(64, 16, generator=torch.Generator().manual_seed(1)))["beauty"]
+    assert score.min() >= 1.0 and score.max() <= 5.0
+    assert score.max() - score.min() > 2.0  # saturated softmaxes reach towards the ends
+
+
+def test_regression_score_starts_at_the_middle_of_the_scale() -> None:
+    outputs = BeautyHead(16, kind="regression")(torch.zeros(3, 16))
+    assert set(outputs) == {"beauty"}
+    assert torch.allclose(outputs["beauty"], torch.full((3,), 3.0))
+
+
+def test_beauty_head_rejects_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="regression, distribution"):
+        BeautyHead(16, kind="ordinal")
+
+
+@pytest.mark.parametrize(("beauty_head", "keys"), [
+    ("regression", {"attributes": (2, NUM_ATTRIBUTES), "beauty": (2,)}),
+    ("distribution", {"attributes": (2, NUM_ATTRIBUTES), "beauty": (2,), "beauty_logits": (2, 7)})])
+def test_net_returns_one_output_per_task(beauty_head: str, keys: dict[str, tuple[int, ...]]) -> None:
+    net = FaceAttrNet("mobilenetv3_small_050", beauty_head=beauty_head, beauty_bins=7).eval()
+    with torch.no_grad():
+        outputs = net(IMAGES)
+    assert {key: tuple(value.shape) for key, value in outputs.items()} == keys
+
+
+def test_model_args_rebuild_the_same_architecture() -> None:
+    net = FaceAttrNet("resnet10t", beauty_head="distribution", beauty_bins=5, drop_rate=0.2)
+    assert net.model_args == dict(backbone="resnet10t", beauty_head="distribution", beauty_bins=5, drop_rate=0.2)
+    rebuilt = FaceAttrNet(**net.model_args)
+    assert {key: value.shape for key, value in rebuilt.state_dict().items()} == \
+           {key: value.shape for key, value in net.state_dict().items()}
+
+
+def test_dropout_acts_on_features_before_the_heads() -> None:
+    net = FaceAttrNet("resnet10t", drop_rate=1.0).train()
+    outputs = net(IMAGES)
+    assert torch.equal(outputs["attributes"], net.attribute_head.fc.bias.expand(2, -1))
+
+
+def test_build_model_follows_the_config() -> None:
+    net = build_model(ModelConfig(backbone="resnet10t", weights="", beauty_head="distribution", beauty_bins=6))
+    assert net.model_args == dict(backbone="resnet10t", beauty_head="distribution", beauty_bins=6, drop_rate=0.0)
+
+
+def test_safetensors_weights_roundtrip(tmp_path: Path) -> None:
+    source = create_backbone("resnet10t").eval()
+    save_weights(source, tmp_path / "backbone.safetensors", {})
+    loaded = create_backbone("resnet10t", weights=tmp_path / "backbone.safetensors").eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(IMAGES), source(IMAGES))
+
+
+def test_build_model_loads_backbone_weights(tmp_path: Path) -> None:
+    source = create_backbone("resnet10t")
+    save_weights(source, tmp_path / "backbone.safetensors", {})
+    net = build_model(ModelConfig(backbone="resnet10t", weights=str(tmp_path / "backbone.safetensors")))
+    assert torch.equal(net.backbone.conv1[0].weight, source.conv1[0].weight)
+
+
+def test_timm_checkpoint_loads_without_its_classifier(tmp_path: Path) -> None:
+    classifier_model = timm.create_model("resnet10t", pretrained=False, num_classes=10).eval()
+    torch.save({"state_dict": classifier_model.state_dict(), "epoch": 90}, tmp_path / "timm.pth")
+    backbone = create_backbone("resnet10t", weights=tmp_path / "timm.pth").eval()
+    with torch.no_grad():
+        expected = classifier_model.forward_head(classifier_model.forward_features(IMAGES), pre_logits=True)
+        assert torch.equal(backbone(IMAGES), expected)
+
+
+def test_missing_weights_file_says_nothing_is_downloaded(tmp_path: Path) -> None:
+    path = tmp_path / "resnet50_imagenet.safetensors"
+    with pytest.raises(CheckpointError, match="resnet50_imagenet.safetensors.*never downloads"):
+        create_backbone("resnet10t", weights=path)
+
+
+def test_mismatched_weights_name_the_keys(tmp_path: Path) -> None:
+    state = create_backbone("resnet10t").state_dict()
+    first_key = next(iter(state))
+    del state[first_key]
+    state["neck.weight"] = torch.zeros(3)
+    torch.save(state, tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match="odd.pt") as error:
+        create_backbone("resnet10t", weights=tmp_path / "odd.pt")
+    assert first_key in str(error.value) and "neck.weight" in str(error.value)
+
+
+def test_weights_with_wrong_shapes_name_the_keys(tmp_path: Path) -> None:
+    state = create_backbone("resnet10t").state_dict()
+    state["conv1.0.weight"] = torch.zeros(1, 3, 3, 3)
+    torch.save(state, tmp_path / "narrow.pt")
+    with pytest.raises(CheckpointError, match=r"narrow.pt: .*shapes differ.*conv1\.0\.weight \(1, 3, 3, 3\)"):
+        create_backbone("resnet10t", weights=tmp_path / "narrow.pt")

@@ -1,0 +1,107 @@
+"""Tests of faceattr.transforms: crop boxes, output shape and normalisation, seeded randomness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from faceattr.errors import ConfigError
+from faceattr.transforms import MEAN, STD, CropResize, crop_box, eval_transform, train_transform
+
+
+def gradient_image(width: int = 48, height: int = 60) -> Image.Image:
+    """An RGB image whose every pixel differs, so crops and flips show."""
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    pixels = np.stack([x + 0 * y, y + 0 * x, (x + y) / 2], axis=-1).astype(np.uint8)
+    return Image.fromarray(pixels)
+
+
+def test_crop_box_converts_fractions_to_pixels() -> None:
+    assert crop_box((200, 100), [0.1, 0.2, 0.9, 0.8]) == (20, 20, 180, 80)
+
+
+def test_crop_box_none_is_the_whole_image() -> None:
+    assert crop_box((37, 53), None) == (0, 0, 37, 53)
+
+
+def test_crop_box_keeps_at_least_one_pixel() -> None:
+    left, top, right, bottom = crop_box((4, 4), [0.5, 0.5, 0.55, 0.55])
+    assert right - left == 1 and bottom - top == 1
+
+
+@pytest.mark.parametrize("crop", [[0.5, 0.0, 0.4, 1.0], [0.0, 0.0, 1.0], [0.0, -0.1, 1.0, 1.0], [0, 0, 1, 1.2]])
+def test_crop_box_rejects_bad_fractions(crop: list[float]) -> None:
+    with pytest.raises(ConfigError, match="crop"):
+        crop_box((10, 10), crop)
+
+
+def test_bad_crop_fails_when_the_transform_is_built() -> None:
+    with pytest.raises(ConfigError, match="crop"):
+        eval_transform(16, [0.9, 0.0, 0.1, 1.0])
+
+
+@pytest.mark.parametrize("make", [eval_transform, train_transform])
+def test_transform_gives_square_float_tensor(make) -> None:
+    out = make(24, [0.1, 0.1, 0.9, 0.9])(gradient_image())
+    assert type(out) is torch.Tensor
+    assert out.shape == (3, 24, 24) and out.dtype == torch.float32
+
+
+def test_eval_transform_normalises_with_imagenet_statistics() -> None:
+    colour = (10, 128, 250)
+    out = eval_transform(8, None)(Image.new("RGB", (20, 30), colour))
+    expected = [(c / 255 - m) / s for c, m, s in zip(colour, MEAN, STD)]
+    assert torch.allclose(out.mean(dim=(1, 2)), torch.tensor(expected), atol=1e-5)
+
+
+def test_eval_transform_cuts_the_crop_before_resizing() -> None:
+    image = Image.new("RGB", (40, 40), (0, 0, 0))
+    image.paste((255, 255, 255), (20, 0, 40, 40))  # right half white
+    out = eval_transform(8, [0.5, 0.0, 1.0, 1.0])(image)
+    white = (1 - MEAN[0]) / STD[0]
+    assert torch.allclose(out[0], torch.full((8, 8), white), atol=1e-5)
+
+
+def test_eval_transform_is_deterministic() -> None:
+    transform = eval_transform(16, [0.0, 0.1, 1.0, 0.9])
+    assert torch.equal(transform(gradient_image()), transform(gradient_image()))
+
+
+def test_train_transform_is_random() -> None:
+    transform = train_transform(16, None)
+    torch.manual_seed(0)
+    outputs = [transform(gradient_image()) for _ in range(3)]
+    assert not torch.equal(outputs[0], outputs[1]) and not torch.equal(outputs[1], outputs[2])
+
+
+def test_train_transform_is_reproducible_with_a_seed() -> None:
+    transform = train_transform(16, [0.05, 0.05, 0.95, 0.95])
+    torch.manual_seed(3)
+    first = [transform(gradient_image()) for _ in range(3)]
+    torch.manual_seed(3)
+    second = [transform(gradient_image()) for _ in range(3)]
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_train_transform_without_augment_equals_eval() -> None:
+    image = gradient_image()
+    torch.manual_seed(0)
+    plain = train_transform(16, [0.1, 0.1, 0.9, 0.9], augment=False)(image)
+    assert torch.equal(plain, eval_transform(16, [0.1, 0.1, 0.9, 0.9])(image))
+
+
+def test_jittered_box_stays_inside_the_crop_and_keeps_most_of_it() -> None:
+    jitter = CropResize(16, [0.2, 0.1, 0.8, 0.9], jitter=True)
+    torch.manual_seed(0)
+    for _ in range(200):
+        left, top, right, bottom = jitter.box((60, 160))
+        assert 0 <= left < right <= 60 and 0 <= top < bottom <= 160
+        # Area share >= 0.8, less what clipping a stretched side to the crop takes off.
+        assert (right - left) * (bottom - top) >= 0.8 * 60 * 160 / 1.1 ** 0.5
+
+
+def test_unjittered_box_is_the_whole_crop() -> None:
+    assert CropResize(16, None).box((60, 160)) == (0.0, 0.0, 60.0, 160.0)
