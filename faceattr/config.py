@@ -6,6 +6,7 @@ types and bad values raise :class:`~faceattr.errors.ConfigError` naming the key.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -104,7 +105,10 @@ class LossConfig:
         focal_alpha: ``auto`` (per attribute, from label frequencies) or a number, or ``none``.
         ohem_ratio: Share of the hardest attribute terms kept by OHEM.
         beauty: ``mse``, ``l1``, ``smooth_l1`` or ``emd`` (distribution head only).
-        beauty_weight: Weight of the beauty loss against the attribute loss.
+        beauty_weight: Weight of the beauty loss against the attribute loss. The default
+            0.15 keeps the beauty term (a regression on 1-5) from drowning the attribute
+            term: in a 3-epoch ResNet-18 run on the real data, 1.0 gave mean balanced
+            accuracy 0.658 and beauty Pearson 0.555, 0.15 gave 0.727 and 0.593.
         adaptive_weights: Re-weight attributes after each validation (see :mod:`faceattr.losses`).
         adaptive_power: How strongly weak attributes are up-weighted.
         adaptive_momentum: Smoothing of the weights between epochs.
@@ -116,7 +120,7 @@ class LossConfig:
     focal_alpha: str | float | None = "auto"
     ohem_ratio: float = 0.7
     beauty: str = "smooth_l1"
-    beauty_weight: float = 1.0
+    beauty_weight: float = 0.15
     adaptive_weights: bool = True
     adaptive_power: float = 1.0
     adaptive_momentum: float = 0.5
@@ -194,6 +198,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+#: Allowed values of each choice; a key through a list (``data.sources.kind``) is checked in every item.
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.sources.kind": SOURCE_KINDS,
     "data.on_bad_sample": ("error", "skip"),
@@ -204,6 +209,38 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.schedule": ("cosine", "step"),
     "train.device": ("auto", "cpu", "cuda"),
     "train.threshold_metric": ("balanced_accuracy", "f1"),
+}
+
+#: Allowed range of each number: ``> x``, ``>= x`` or an interval such as ``(0, 1]``. A value
+#: that is not a number (``loss.focal_alpha: auto``) is left to the other checks.
+RANGES: dict[str, str] = {
+    "data.sources.weight": ">= 0",
+    "data.sources.folds": ">= 2",
+    "data.sources.val_fraction": "[0, 1]",
+    "data.image_size": "> 0",
+    "data.batch_size": "> 0",
+    "data.workers": ">= 0",
+    "data.epoch_size": ">= 0",
+    "data.max_val_samples": ">= 0",
+    "model.beauty_bins": ">= 2",
+    "model.drop_rate": "[0, 1)",
+    "loss.focal_gamma": ">= 0",
+    "loss.focal_alpha": "[0, 1]",
+    "loss.ohem_ratio": "(0, 1]",
+    "loss.label_smoothing": "[0, 1)",
+    "loss.beauty_weight": ">= 0",
+    "loss.adaptive_power": ">= 0",
+    "loss.adaptive_momentum": "[0, 1)",
+    "optim.lr": ">= 0",
+    "optim.weight_decay": ">= 0",
+    "optim.epochs": "> 0",
+    "optim.warmup_epochs": ">= 0",
+    "optim.grad_clip": ">= 0",
+    "train.seed": ">= 0",
+    "train.ema_decay": "[0, 1)",
+    "train.early_stopping": ">= 0",
+    "train.max_steps_per_epoch": ">= 0",
+    "train.log_every": ">= 1",
 }
 
 
@@ -264,20 +301,68 @@ def _build(cls: type, values: dict, prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def _check_choices(config: Config) -> None:
-    for dotted, allowed in CHOICES.items():
-        section, *rest = dotted.split(".")
-        holders = [getattr(config, section)]
-        for part in rest[:-1]:
-            holders = [item for holder in holders for item in getattr(holder, part)]
-        for i, holder in enumerate(holders):
-            value = getattr(holder, rest[-1])
-            if value not in allowed:
-                where = dotted if len(rest) == 1 else dotted.replace(".kind", f"[{i}].kind")
-                raise ConfigError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
+def _values(config: Config, dotted: str) -> list[tuple[str, Any]]:
+    """Every value a dotted key names, each with the key as a message shows it.
+
+    A list on the way gives one value per item: ``data.sources.weight`` gives
+    ``("data.sources[0].weight", ...)``, ``("data.sources[1].weight", ...)`` and so on.
+    """
+    *path, name = dotted.split(".")
+    holders: list[tuple[str, Any]] = [("", config)]
+    for part in path:
+        found = []
+        for where, holder in holders:
+            value = getattr(holder, part)
+            if isinstance(value, list):
+                found += [(f"{where}{part}[{i}].", item) for i, item in enumerate(value)]
+            else:
+                found.append((f"{where}{part}.", value))
+        holders = found
+    return [(where + name, getattr(holder, name)) for where, holder in holders]
+
+
+def _in_range(value: float, allowed: str) -> bool:
+    """Whether ``value`` is in ``allowed`` (see :data:`RANGES`); NaN never is.
+
+    >>> _in_range(0.0, "(0, 1]"), _in_range(1.0, "(0, 1]"), _in_range(2, ">= 2"), _in_range(2, "> 2")
+    (False, True, True, False)
+    """
+    if allowed.startswith(">"):
+        bound = float(allowed.lstrip(">= "))
+        return value >= bound if allowed.startswith(">=") else value > bound
+    low, high = (float(bound) for bound in allowed[1:-1].split(","))
+    above = value >= low if allowed[0] == "[" else value > low
+    below = value <= high if allowed[-1] == "]" else value < high
+    return above and below
+
+
+def validate(config: Config) -> None:
+    """Checks the values of a whole configuration: choices, ranges and combinations.
+
+    :func:`load_config` and :func:`config_from_dict` call it; code that builds a section
+    directly (e.g. :class:`faceattr.losses.MultiTaskLoss` from a :class:`LossConfig`) can
+    check it the same way.
+
+    Raises:
+        ConfigError: Naming the first key whose value is not allowed.
+
+    >>> validate(Config(loss=LossConfig(ohem_ratio=0.0)))
+    Traceback (most recent call last):
+    ...
+    faceattr.errors.ConfigError: loss.ohem_ratio: must be in (0, 1], got 0.0
+    """
+    for dotted, choices in CHOICES.items():
+        for key, value in _values(config, dotted):
+            if value not in choices:
+                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
     alpha = config.loss.focal_alpha
     if isinstance(alpha, str) and alpha != "auto":
         raise ConfigError(f"loss.focal_alpha: {alpha!r} is not 'auto', a number or none")
+    for dotted, allowed in RANGES.items():
+        for key, value in _values(config, dotted):
+            if isinstance(value, (int, float)) and not _in_range(value, allowed):
+                bound = allowed if allowed.startswith(">") else f"in {allowed}"
+                raise ConfigError(f"{key}: must be {bound}, got {value}")
     for i, source in enumerate(config.data.sources):
         crop = source.crop
         if crop is not None and not (len(crop) == 4 and 0 <= crop[0] < crop[2] <= 1 and 0 <= crop[1] < crop[3] <= 1):
@@ -287,10 +372,6 @@ def _check_choices(config: Config) -> None:
             raise ConfigError(f"data.sources[{i}].fold: {source.fold} is outside 0..{source.folds - 1}")
     if config.model.beauty_head == "regression" and config.loss.beauty == "emd":
         raise ConfigError("loss.beauty: 'emd' needs model.beauty_head: distribution")
-    for key, value in (("data.image_size", config.data.image_size), ("data.batch_size", config.data.batch_size),
-                       ("optim.epochs", config.optim.epochs)):
-        if value <= 0:
-            raise ConfigError(f"{key}: must be positive, got {value}")
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
@@ -337,9 +418,9 @@ def config_from_dict(values: dict, overrides: list[str] | tuple[str, ...] = ()) 
     >>> config_from_dict({"model": {"backbone": "resnet34"}}, ["optim.lr=0.01"]).optim.lr
     0.01
     """
-    tree = dataclasses.asdict(Config()) | {}
-    tree = {key: dict(tree[key]) for key in tree}
-    for section, body in (values or {}).items():
+    tree = dataclasses.asdict(Config())
+    # A deep copy: overrides of list items (data.sources.0.root) must not write into ``values``.
+    for section, body in copy.deepcopy(values or {}).items():
         if section not in tree:
             raise ConfigError(f"unknown key {section!r}; valid keys here: {', '.join(tree)}")
         if not isinstance(body, dict):
@@ -349,7 +430,7 @@ def config_from_dict(values: dict, overrides: list[str] | tuple[str, ...] = ()) 
         path, value = _parse_override(text)
         _apply_override(tree, path, value, text)
     config = _build(Config, tree, "")
-    _check_choices(config)
+    validate(config)
     return config
 
 

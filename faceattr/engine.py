@@ -155,6 +155,8 @@ def _epoch_record(epoch: int, step: int, train_stats: dict, evaluation: dict, lr
             "val_loss": evaluation["meta"]["validation_loss"],
             "val_balanced_accuracy": means["balanced_accuracy"] if means else None,
             "val_balanced_accuracy_at_0.5": evaluation["attribute_means_at_0.5"]["balanced_accuracy"] if means else None,
+            "val_balanced_accuracy_cross_fitted":
+                evaluation["attribute_means_cross_fitted"]["balanced_accuracy"] if means else None,
             "val_accuracy": means["accuracy"] if means else None,
             "val_beauty_pearson": beauty["pearson"] if beauty else None,
             "val_beauty_mae": beauty["mae"] if beauty else None}
@@ -258,7 +260,7 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
         eval_model = ema.module if ema is not None else model
         predictions = predict_loader(eval_model, val_loader, device, world, config.train.amp, loss_fn)
         thresholds = tune_thresholds(predictions, config.train.threshold_metric)
-        evaluation = summarize(predictions, thresholds, {**meta, "epoch": epoch + 1})
+        evaluation = summarize(predictions, thresholds, {**meta, "epoch": epoch + 1}, config.train.threshold_metric)
         if evaluation["attributes"] is not None:
             loss_fn.update_attribute_weights(np.array(
                 [evaluation["attributes"][name]["balanced_accuracy"] for name in ATTRIBUTES]))

@@ -38,3 +38,7 @@ class ImageError(FaceAttrError, OSError):
 
 class CheckpointError(FaceAttrError, ValueError):
     """A checkpoint or weights file is missing, corrupt or incompatible."""
+
+
+class EvaluationError(FaceAttrError, ValueError):
+    """An evaluation result is malformed or incomplete; the message names the key."""

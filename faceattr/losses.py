@@ -16,14 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from faceattr.attributes import BEAUTY_RANGE, NUM_ATTRIBUTES
-from faceattr.config import LossConfig
-from faceattr.errors import ConfigError
+from faceattr.config import Config, LossConfig, ModelConfig, validate
 
 logger = logging.getLogger(__name__)
-
-ATTRIBUTE_LOSSES = ("bce", "weighted_bce", "focal", "ohem")
-BEAUTY_LOSSES = ("mse", "l1", "smooth_l1", "emd")
-BEAUTY_HEADS = ("regression", "distribution")
 
 #: Keeps every attribute's weight within a factor 5 of the mean, so no attribute is ever
 #: ignored and none dominates, whatever the validation scores.
@@ -135,7 +130,8 @@ class MultiTaskLoss(torch.nn.Module):
     def __init__(self, config: LossConfig, positive_rate: np.ndarray | Tensor,
                  beauty_head: str = "regression", beauty_bins: int = 9) -> None:
         super().__init__()
-        _check_config(config, beauty_head, beauty_bins)
+        # A LossConfig built in code gets the checks a config file gets.
+        validate(Config(model=ModelConfig(beauty_head=beauty_head, beauty_bins=beauty_bins), loss=config))
         self.config = config
         self.beauty_head = beauty_head
         self.beauty_bins = beauty_bins
@@ -277,30 +273,3 @@ def _class_weights(config: LossConfig, rate: Tensor) -> tuple[Tensor, Tensor]:
         return 1.0 - rate, rate.clone()
     alpha = float(config.focal_alpha)
     return ones * alpha, ones * (1.0 - alpha)
-
-
-def _check_config(config: LossConfig, beauty_head: str, beauty_bins: int) -> None:
-    """Raises :class:`ConfigError` naming the first bad key."""
-    choices = (("loss.attributes", config.attributes, ATTRIBUTE_LOSSES),
-               ("loss.beauty", config.beauty, BEAUTY_LOSSES),
-               ("model.beauty_head", beauty_head, BEAUTY_HEADS))
-    for key, value, allowed in choices:
-        if value not in allowed:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
-    if config.beauty == "emd" and beauty_head != "distribution":
-        raise ConfigError("loss.beauty: 'emd' needs model.beauty_head: distribution")
-    alpha = config.focal_alpha
-    if isinstance(alpha, str) and alpha != "auto":
-        raise ConfigError(f"loss.focal_alpha: {alpha!r} is not 'auto', a number or none")
-    numeric_alpha = isinstance(alpha, (int, float))
-    checks = (("loss.focal_alpha", alpha, not numeric_alpha or 0 <= alpha <= 1, "in [0, 1]"),
-              ("loss.focal_gamma", config.focal_gamma, config.focal_gamma >= 0, ">= 0"),
-              ("loss.ohem_ratio", config.ohem_ratio, 0 < config.ohem_ratio <= 1, "in (0, 1]"),
-              ("loss.label_smoothing", config.label_smoothing, 0 <= config.label_smoothing < 1, "in [0, 1)"),
-              ("loss.beauty_weight", config.beauty_weight, config.beauty_weight >= 0, ">= 0"),
-              ("loss.adaptive_momentum", config.adaptive_momentum, 0 <= config.adaptive_momentum <= 1, "in [0, 1]"),
-              ("loss.adaptive_power", config.adaptive_power, config.adaptive_power >= 0, ">= 0"),
-              ("model.beauty_bins", beauty_bins, beauty_bins >= 2, ">= 2"))
-    for key, value, ok, expected in checks:
-        if not ok:
-            raise ConfigError(f"{key}: must be {expected}, got {value}")

@@ -2,7 +2,9 @@
 
 The evaluation dict (built by :func:`faceattr.evaluate.summarize` from the metric dicts of
 :mod:`faceattr.metrics`) has the keys ``meta``, ``attributes``, ``attribute_means``,
-``attribute_means_at_0.5``, ``beauty`` and ``beauty_predictions``; the attribute or beauty
+``attribute_means_at_0.5``, ``attribute_means_cross_fitted`` (optional: thresholds tuned
+on one half of the images and scored on the other), ``beauty`` and ``beauty_predictions``;
+the attribute or beauty
 parts are ``None`` when the data has no such labels, and their sections and plots are then
 skipped. Metric values may be NaN (or ``None``, as in a ``report.json`` read back), shown as
 ``n/a`` in the markdown, a blank cell in the CSV and ``null`` in the JSON, so a report
@@ -19,10 +21,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from faceattr.attributes import ATTRIBUTE_INDEX, ATTRIBUTES, BEAUTY_RANGE
-from faceattr.errors import FaceAttrError
+from faceattr.attributes import ATTRIBUTE_INDEX, ATTRIBUTES
+from faceattr.errors import EvaluationError
+from faceattr.report_format import as_number, bin_label, format_metric, ranked_attributes
+from faceattr.report_plots import write_plots
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ _HEADLINE = (("balanced_accuracy", "balanced accuracy"), ("accuracy", "accuracy"
              ("average_precision", "average precision"))
 _SECTION_KEYS = {
     "attributes": ATTRIBUTES, "attribute_means": _MEAN_KEYS, "attribute_means_at_0.5": _MEAN_KEYS,
-    "beauty": ("count", "pearson", "mae", "rmse", "bins", "high_cutoff", "roc"),
+    "attribute_means_cross_fitted": _MEAN_KEYS, "beauty": ("count", "pearson", "mae", "rmse", "bins", "high_cutoff", "roc"),
     "beauty_predictions": ("predicted", "target"),
 }
 _BIN_KEYS = ("low", "high", "count", "mae", "bias")
@@ -49,11 +51,6 @@ _ROC_KEYS = ("auc", "best_threshold", "fpr", "tpr")
 #: Outer-bin MAE this many times the middle bins' (or its inverse) counts as a difference.
 _EXTREME_RATIO = 1.1
 _WEAKEST_IN_SUMMARY = 5
-_DPI = 120
-
-
-class ReportError(FaceAttrError, ValueError):
-    """The evaluation dict is malformed; the message names the key at fault."""
 
 
 def write_report(evaluation: Mapping[str, Any], out_dir: str | Path,
@@ -73,7 +70,7 @@ def write_report(evaluation: Mapping[str, Any], out_dir: str | Path,
         ROC plot without curve points.
 
     Raises:
-        ReportError: A required key is missing, or there is neither attribute nor beauty data.
+        EvaluationError: A required key is missing, or there is neither attribute nor beauty data.
 
     >>> paths = write_report(evaluation, "runs/r1/report")  # doctest: +SKIP
     >>> sorted(paths)  # doctest: +SKIP
@@ -88,7 +85,7 @@ def write_report(evaluation: Mapping[str, Any], out_dir: str | Path,
     if evaluation.get("attributes") is not None:
         paths["csv"] = out / "attributes.csv"
         _write_csv(evaluation["attributes"], paths["csv"])
-    plots = _write_plots(evaluation, out)
+    plots = write_plots(evaluation, out)
     paths["markdown"] = out / "report.md"
     paths["markdown"].write_text(_markdown(evaluation, title, plots), encoding="utf-8")
     logger.info("wrote the evaluation report to %s (%d files)", out, len(paths) + len(plots))
@@ -113,16 +110,19 @@ def format_summary(evaluation: Mapping[str, Any]) -> str:
     lines = []
     means = evaluation.get("attribute_means")
     if means is not None:
-        lines.append(f"attributes: mean balanced accuracy {_fmt(means['balanced_accuracy'])}, "
-                     f"accuracy {_fmt(means['accuracy'])}, F1 {_fmt(means['f1'])} (tuned thresholds "
-                     f"{_fmt(_tuning_gain(evaluation, 'balanced_accuracy'), '+.3f')} balanced accuracy over 0.5)")
+        gain = format_metric(_tuning_gain(evaluation, "balanced_accuracy"), "+.3f")
+        crossed = (evaluation.get("attribute_means_cross_fitted") or {}).get("balanced_accuracy")
+        lines.append(f"attributes: mean balanced accuracy {format_metric(means['balanced_accuracy'])} "
+                     f"({format_metric(crossed)} with thresholds tuned on other images), "
+                     f"accuracy {format_metric(means['accuracy'])}, F1 {format_metric(means['f1'])} "
+                     f"(tuned thresholds {gain} balanced accuracy over 0.5)")
     if evaluation.get("attributes") is not None:
-        weakest = _ranked_attributes(evaluation["attributes"], unlabelled=False)[:_WEAKEST_IN_SUMMARY]
-        lines.append("weakest: " + ", ".join(f"{name} {_fmt(value)}" for name, value in weakest))
+        weakest = ranked_attributes(evaluation["attributes"], unlabelled=False)[:_WEAKEST_IN_SUMMARY]
+        lines.append("weakest: " + ", ".join(f"{name} {format_metric(value)}" for name, value in weakest))
     beauty = evaluation.get("beauty")
     if beauty is not None:
-        lines.append(f"beauty: Pearson {_fmt(beauty['pearson'])}, MAE {_fmt(beauty['mae'])}, "
-                     f"RMSE {_fmt(beauty['rmse'])} ({_fmt(beauty['count'], '.0f')} images)")
+        lines.append(f"beauty: Pearson {format_metric(beauty['pearson'])}, MAE {format_metric(beauty['mae'])}, "
+                     f"RMSE {format_metric(beauty['rmse'])} ({format_metric(beauty['count'], '.0f')} images)")
     return "\n".join(lines)
 
 
@@ -135,7 +135,7 @@ def _check_evaluation(evaluation: Mapping[str, Any]) -> None:
     if evaluation.get("attributes") is not None:
         unknown = sorted(set(evaluation["attributes"]) - set(ATTRIBUTE_INDEX))
         if unknown:
-            raise ReportError(f"evaluation['attributes'] has unknown attributes {unknown}")
+            raise EvaluationError(f"evaluation['attributes'] has unknown attributes {unknown}")
         for name in ATTRIBUTES:
             _require(evaluation["attributes"][name], ATTRIBUTE_COLUMNS, f"evaluation['attributes'][{name!r}]")
     if evaluation.get("beauty") is not None:
@@ -144,18 +144,18 @@ def _check_evaluation(evaluation: Mapping[str, Any]) -> None:
         _require(evaluation["beauty"]["roc"], _ROC_KEYS, "evaluation['beauty']['roc']")
     predictions = evaluation.get("beauty_predictions")
     if predictions is not None and len(predictions["predicted"]) != len(predictions["target"]):
-        raise ReportError(f"evaluation['beauty_predictions'] has {len(predictions['predicted'])} "
+        raise EvaluationError(f"evaluation['beauty_predictions'] has {len(predictions['predicted'])} "
                           f"predicted scores but {len(predictions['target'])} targets")
     if evaluation.get("attributes") is None and evaluation.get("beauty") is None:
-        raise ReportError("the evaluation has neither 'attributes' nor 'beauty' metrics: nothing to report")
+        raise EvaluationError("the evaluation has neither 'attributes' nor 'beauty' metrics: nothing to report")
 
 
 def _require(value: Any, keys: Sequence[str], where: str) -> None:
     if not isinstance(value, Mapping):
-        raise ReportError(f"{where} must be a dict, got {type(value).__name__}")
+        raise EvaluationError(f"{where} must be a dict, got {type(value).__name__}")
     missing = [key for key in keys if key not in value]
     if missing:
-        raise ReportError(f"{where} lacks the keys {missing}")
+        raise EvaluationError(f"{where} lacks the keys {missing}")
 
 
 def _jsonable(value: Any) -> Any:
@@ -173,29 +173,10 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _num(value: Any) -> float:
-    """A metric as a float; None (NaN in a JSON round trip) becomes NaN."""
-    return math.nan if value is None else float(value)
-
-
-def _fmt(value: Any, spec: str = ".3f") -> str:
-    """A metric for people: three decimals by default, ``n/a`` for NaN or None."""
-    number = _num(value)
-    return "n/a" if math.isnan(number) else format(number, spec)
-
-
 def _tuning_gain(evaluation: Mapping[str, Any], key: str) -> float:
     """Mean ``key`` at the tuned thresholds minus at 0.5; NaN where the 0.5 means are absent."""
     fixed = evaluation.get("attribute_means_at_0.5") or {}
-    return _num(evaluation["attribute_means"][key]) - _num(fixed.get(key))
-
-
-def _ranked_attributes(attributes: Mapping[str, Mapping[str, Any]],
-                       unlabelled: bool = True) -> list[tuple[str, float]]:
-    """``(name, balanced accuracy)`` weakest first, then (if ``unlabelled``) the NaN ones."""
-    pairs = [(name, _num(attributes[name]["balanced_accuracy"])) for name in ATTRIBUTES]
-    ranked = sorted((pair for pair in pairs if not math.isnan(pair[1])), key=lambda pair: pair[1])
-    return ranked + ([pair for pair in pairs if math.isnan(pair[1])] if unlabelled else [])
+    return as_number(evaluation["attribute_means"][key]) - as_number(fixed.get(key))
 
 
 def _write_csv(attributes: Mapping[str, Mapping[str, Any]], path: Path) -> None:
@@ -203,7 +184,7 @@ def _write_csv(attributes: Mapping[str, Mapping[str, Any]], path: Path) -> None:
         writer = csv.writer(file)
         writer.writerow(("attribute", *ATTRIBUTE_COLUMNS))
         for name in ATTRIBUTES:
-            cells = [_num(attributes[name][column]) for column in ATTRIBUTE_COLUMNS]
+            cells = [as_number(attributes[name][column]) for column in ATTRIBUTE_COLUMNS]
             # repr keeps full precision; count is an integer however metrics typed it.
             writer.writerow((name, *("" if math.isnan(v) else repr(int(v) if c == "count" else v)
                                      for c, v in zip(ATTRIBUTE_COLUMNS, cells))))
@@ -240,14 +221,19 @@ def _markdown(evaluation: Mapping[str, Any], title: str, plots: Mapping[str, Pat
 def _attribute_section(evaluation: Mapping[str, Any], plots: Mapping[str, Path]) -> list[str]:
     lines = ["## Attributes", ""]
     means, fixed = evaluation.get("attribute_means"), evaluation.get("attribute_means_at_0.5") or {}
+    crossed = evaluation.get("attribute_means_cross_fitted") or {}
     if means is not None:
-        rows = [(label, _fmt(means[key]), _fmt(fixed.get(key)), _fmt(_tuning_gain(evaluation, key), "+.3f"))
-                for key, label in _HEADLINE]
-        lines += _table(("mean over attributes", "tuned thresholds", "0.5 thresholds", "gain from tuning"), rows)
+        rows = [(label, format_metric(means[key]), format_metric(crossed.get(key)), format_metric(fixed.get(key)),
+                 format_metric(_tuning_gain(evaluation, key), "+.3f")) for key, label in _HEADLINE]
+        lines += _table(("mean over attributes", "tuned thresholds", "tuned on the other half", "0.5 thresholds",
+                         "gain from tuning"), rows)
+        lines += ["Thresholds tuned and scored on the same images flatter the model a little; the "
+                  "\"tuned on the other half\" column scores each half of the images with thresholds "
+                  "tuned on the other half: expect that on new images.", ""]
     attributes = evaluation["attributes"]
-    rows = [[name, *(_fmt(attributes[name][c], ".0f" if c == "count" else ".3f")
+    rows = [[name, *(format_metric(attributes[name][c], ".0f" if c == "count" else ".3f")
                      for c in ATTRIBUTE_COLUMNS)]
-            for name, _ in _ranked_attributes(attributes)]
+            for name, _ in ranked_attributes(attributes)]
     lines += ["### Per attribute (weakest balanced accuracy first)", "",
               *_table(["attribute", *(_COLUMN_TITLES[c] for c in ATTRIBUTE_COLUMNS)], rows)]
     lines += _image(plots, "balanced_accuracy", "Balanced accuracy per attribute")
@@ -257,10 +243,6 @@ def _attribute_section(evaluation: Mapping[str, Any], plots: Mapping[str, Path])
 def _image(plots: Mapping[str, Path], key: str, alt: str) -> list[str]:
     """A relative image link and a blank line, or nothing where that plot was not drawn."""
     return [f"![{alt}]({plots[key].name})", ""] if key in plots else []
-
-
-def _bin_label(bin_: Mapping[str, Any], last: bool) -> str:
-    return f"[{_num(bin_['low']):g}, {_num(bin_['high']):g}{']' if last else ')'}"
 
 
 def _versus(mae: float, middle: float) -> str:
@@ -273,21 +255,21 @@ def _versus(mae: float, middle: float) -> str:
 
 def _extremes_sentence(bins: Sequence[Mapping[str, Any]]) -> str:
     """Whether each outermost populated bin has a larger MAE than the bins between them."""
-    populated = [b for b in bins if _num(b["count"]) > 0 and not math.isnan(_num(b["mae"]))]
+    populated = [b for b in bins if as_number(b["count"]) > 0 and not math.isnan(as_number(b["mae"]))]
     if len(populated) < 3:
         return "Too few populated bins to compare the extremes of the scale with its middle."
     low, high = populated[0], populated[-1]
-    counts = [_num(b["count"]) for b in populated[1:-1]]
-    middle = sum(c * _num(b["mae"]) for c, b in zip(counts, populated[1:-1])) / sum(counts)
-    low_verdict, high_verdict = _versus(_num(low["mae"]), middle), _versus(_num(high["mae"]), middle)
+    counts = [as_number(b["count"]) for b in populated[1:-1]]
+    middle = sum(c * as_number(b["mae"]) for c, b in zip(counts, populated[1:-1])) / sum(counts)
+    low_verdict, high_verdict = _versus(as_number(low["mae"]), middle), _versus(as_number(high["mae"]), middle)
     if low_verdict == high_verdict:
         verdict = f"{low_verdict} at the extremes"
     else:
         verdict = f"{low_verdict} at the low end and {high_verdict} at the high end"
     sentence = (f"Compared with the middle of the scale (MAE {middle:.3f}), the model is {verdict}: "
-                f"MAE {_num(low['mae']):.3f} on {_bin_label(low, low is bins[-1])} and "
-                f"{_num(high['mae']):.3f} on {_bin_label(high, high is bins[-1])}.")
-    low_bias, high_bias = _num(low["bias"]), _num(high["bias"])
+                f"MAE {as_number(low['mae']):.3f} on {bin_label(low, low is bins[-1])} and "
+                f"{as_number(high['mae']):.3f} on {bin_label(high, high is bins[-1])}.")
+    low_bias, high_bias = as_number(low["bias"]), as_number(high["bias"])
     if low_bias > 0 > high_bias:
         sentence += (f" Predictions are pulled toward the middle (bias {low_bias:+.3f} at the low end, "
                      f"{high_bias:+.3f} at the high end).")
@@ -298,137 +280,20 @@ def _beauty_section(evaluation: Mapping[str, Any], plots: Mapping[str, Path]) ->
     beauty = evaluation["beauty"]
     lines = ["## Beauty score", "",
              *_table(("images", "Pearson", "MAE", "RMSE"),
-                     [(_fmt(beauty["count"], ".0f"), _fmt(beauty["pearson"]), _fmt(beauty["mae"]),
-                       _fmt(beauty["rmse"]))], 0)]
+                     [(format_metric(beauty["count"], ".0f"), format_metric(beauty["pearson"]),
+                       format_metric(beauty["mae"]), format_metric(beauty["rmse"]))], 0)]
     lines += _image(plots, "beauty_scatter", "Predicted against true beauty score")
     bins = beauty["bins"]
     if bins:
-        rows = [(_bin_label(b, i == len(bins) - 1), _fmt(b["count"], ".0f"), _fmt(b["mae"]),
-                 _fmt(b["bias"], "+.3f")) for i, b in enumerate(bins)]
+        rows = [(bin_label(b, i == len(bins) - 1), format_metric(b["count"], ".0f"), format_metric(b["mae"]),
+                 format_metric(b["bias"], "+.3f")) for i, b in enumerate(bins)]
         lines += ["### Error by true score", "",
                   *_table(("true score", "images", "MAE", "bias (predicted − true)"), rows),
                   _extremes_sentence(bins), ""]
         lines += _image(plots, "beauty_bins", "MAE and bias per true-score bin")
     roc = beauty["roc"]
-    lines += [f"### Telling high scores (≥ {_num(beauty['high_cutoff']):g}) from the rest", "",
-              f"ROC AUC {_fmt(roc['auc'])}; best threshold on the predicted score "
-              f"{_fmt(roc['best_threshold'])}.", ""]
+    lines += [f"### Telling high scores (≥ {as_number(beauty['high_cutoff']):g}) from the rest", "",
+              f"ROC AUC {format_metric(roc['auc'])}; best threshold on the predicted score "
+              f"{format_metric(roc['best_threshold'])}.", ""]
     lines += _image(plots, "beauty_roc", "ROC curve for a high beauty score")
     return lines
-
-
-def _new_axes(width: float, height: float, grid: str = "both") -> Any:
-    """Axes on a pyplot-free Agg figure: no global backend switch, nothing left open after saving."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    axes.grid(axis=grid, alpha=0.3)
-    axes.set_axisbelow(True)
-    return axes
-
-
-def _write_plots(evaluation: Mapping[str, Any], out: Path) -> dict[str, Path]:
-    """Draws the plots whose data is present; returns their paths keyed by file stem."""
-    drawers = {}
-    attributes = evaluation.get("attributes")
-    ranked = [] if attributes is None else _ranked_attributes(attributes, unlabelled=False)
-    if ranked:
-        means = evaluation.get("attribute_means")
-        mean = float(np.mean([v for _, v in ranked])) if means is None else _num(means["balanced_accuracy"])
-        drawers["balanced_accuracy"] = lambda: _plot_balanced_accuracy(ranked, mean)
-    beauty, predictions = evaluation.get("beauty"), evaluation.get("beauty_predictions")
-    if beauty is not None and predictions is not None and len(predictions["target"]) > 0:
-        drawers["beauty_scatter"] = lambda: _plot_beauty_scatter(beauty, predictions)
-    if beauty is not None and len(beauty["roc"]["fpr"]) > 1:
-        drawers["beauty_roc"] = lambda: _plot_beauty_roc(beauty, predictions)
-    if beauty is not None and beauty["bins"]:
-        drawers["beauty_bins"] = lambda: _plot_beauty_bins(beauty["bins"])
-    paths = {name: out / f"{name}.png" for name in drawers}
-    for name, draw in drawers.items():
-        draw().figure.savefig(paths[name])
-    return paths
-
-
-def _plot_balanced_accuracy(ranked: Sequence[tuple[str, float]], mean: float) -> Any:
-    from matplotlib import colormaps
-
-    names, values = [name for name, _ in ranked], np.array([value for _, value in ranked])
-    rows = np.arange(len(names))
-    axes = _new_axes(8.0, 1.6 + 0.26 * len(names), grid="x")
-    # Bars start at chance, so their length is what the model adds over guessing.
-    colours = colormaps["RdYlGn"](np.clip((values - 0.5) / 0.5, 0.0, 1.0) * 0.8 + 0.1)
-    axes.barh(rows, values - 0.5, left=0.5, height=0.72, color=colours, edgecolor="#555555", linewidth=0.4)
-    for row, value in zip(rows, values):
-        axes.text(value + 0.004, row, f"{value:.3f}", va="center", fontsize=7.5,
-                  bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5})
-    axes.axvline(0.5, color="#b03a2e", linestyle=":", linewidth=1.5, label="chance (0.5)")
-    if not math.isnan(mean):
-        axes.axvline(mean, color="#1f3b73", linestyle="--", linewidth=1.3, label=f"mean ({mean:.3f})")
-    axes.set_yticks(rows, names, fontsize=9)
-    axes.set(ylim=(len(names) - 0.4, -0.6),  # weakest at the top, as in the table
-             xlim=(min(0.45, values.min() - 0.03), max(1.0, values.max() + 0.06)),
-             xlabel="balanced accuracy", title="Balanced accuracy per attribute (weakest first)")
-    axes.figure.legend(loc="outside lower center", ncols=2, frameon=False)
-    return axes
-
-
-def _plot_beauty_scatter(beauty: Mapping[str, Any], predictions: Mapping[str, Any]) -> Any:
-    target = np.asarray(predictions["target"], dtype=float)
-    predicted = np.asarray(predictions["predicted"], dtype=float)
-    scores = np.concatenate([target, predicted])
-    scores = scores[np.isfinite(scores)]
-    limits = (min(BEAUTY_RANGE[0], scores.min(initial=BEAUTY_RANGE[0])) - 0.1,
-              max(BEAUTY_RANGE[1], scores.max(initial=BEAUTY_RANGE[1])) + 0.1)
-    axes = _new_axes(5.6, 5.6)
-    axes.scatter(target, predicted, s=12, alpha=float(np.clip(300 / len(target), 0.2, 0.8)),
-                 color="#2e6da4", edgecolors="none")
-    axes.plot(limits, limits, color="#333333", linestyle="--", linewidth=1, label="identity")
-    axes.set(xlim=limits, ylim=limits, aspect="equal", xlabel="true score", ylabel="predicted score",
-             title=f"Beauty score: Pearson {_fmt(beauty['pearson'])}, MAE {_fmt(beauty['mae'])} (n={len(target)})")
-    axes.legend(loc="upper left")
-    return axes
-
-
-def _roc_point(predictions: Mapping[str, Any] | None, cutoff: float,
-               threshold: float) -> tuple[float, float] | None:
-    """(FPR, TPR) of ``predicted >= threshold`` against ``target >= cutoff``, if both classes occur."""
-    if predictions is None or math.isnan(threshold):
-        return None
-    target = np.asarray(predictions["target"], dtype=float) >= cutoff
-    predicted = np.asarray(predictions["predicted"], dtype=float) >= threshold
-    if target.all() or not target.any():
-        return None
-    return float(predicted[~target].mean()), float(predicted[target].mean())
-
-
-def _plot_beauty_roc(beauty: Mapping[str, Any], predictions: Mapping[str, Any] | None) -> Any:
-    roc, cutoff = beauty["roc"], _num(beauty["high_cutoff"])
-    axes = _new_axes(5.6, 5.6)
-    axes.plot([0, 1], [0, 1], color="#888888", linestyle=":", linewidth=1.2, label="chance")
-    axes.plot([_num(v) for v in roc["fpr"]], [_num(v) for v in roc["tpr"]], color="#2e6da4",
-              linewidth=2, label=f"ROC (AUC {_fmt(roc['auc'])})")
-    point = _roc_point(predictions, cutoff, _num(roc["best_threshold"]))
-    if point is not None:
-        axes.plot(*point, marker="o", markersize=9, color="#b03a2e", linestyle="none",
-                  label=f"best threshold {_fmt(roc['best_threshold'])}\n(FPR {point[0]:.2f}, TPR {point[1]:.2f})")
-    axes.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", xlabel="false positive rate",
-             ylabel="true positive rate", title=f"Beauty score ≥ {cutoff:g}: ROC")
-    axes.legend(loc="lower right")
-    return axes
-
-
-def _plot_beauty_bins(bins: Sequence[Mapping[str, Any]]) -> Any:
-    labels = [f"{_bin_label(b, i == len(bins) - 1)}\nn={_fmt(b['count'], '.0f')}" for i, b in enumerate(bins)]
-    positions, width = np.arange(len(bins)), 0.38
-    axes = _new_axes(7.0, 4.4, grid="y")
-    axes.bar(positions - width / 2, [_num(b["mae"]) for b in bins], width, color="#2e6da4", label="MAE")
-    axes.bar(positions + width / 2, [_num(b["bias"]) for b in bins], width, color="#e08e3c",
-             label="bias (predicted − true)")
-    axes.axhline(0, color="#333333", linewidth=0.8)
-    axes.set_xticks(positions, labels)
-    axes.set(xlabel="true score bin", ylabel="score points", title="Beauty error per true-score bin")
-    axes.legend(loc="best")
-    return axes

@@ -1,9 +1,11 @@
-"""Shared test fixtures: the real data folder (skipped when absent) and quiet CPU settings."""
+"""Shared test fixtures: the real data folder (skipped when absent), small generated datasets, quiet CPU settings."""
 
 from pathlib import Path
 
 import pytest
 import torch
+
+from faceattr.data.fixtures import make_celeba, make_celebahq, make_scut
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -16,3 +18,22 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def celeba_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated CelebA folder: 10 people, 3 images each, about a fifth of the images missing."""
+    return make_celeba(tmp_path_factory.mktemp("celeba"), identities=10, images_per_identity=3, seed=1,
+                       missing_fraction=0.2)
+
+
+@pytest.fixture(scope="session")
+def hq_root(celeba_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated CelebA-HQ folder of 12 images at 16 px, drawn from :func:`celeba_root`."""
+    return make_celebahq(tmp_path_factory.mktemp("hq"), celeba_root, count=12, size=16)
+
+
+@pytest.fixture(scope="session")
+def scut_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated SCUT-FBP5500 folder of 60 images at 16 px."""
+    return make_scut(tmp_path_factory.mktemp("scut"), count=60, size=16)

@@ -17,7 +17,7 @@ from faceattr.config import Config, config_to_dict
 from faceattr.errors import CheckpointError
 from faceattr.models import FaceAttrNet
 
-IMAGES = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+IMAGES = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
 
 
 def _net() -> FaceAttrNet:

@@ -34,6 +34,12 @@ def test_overrides_reach_nested_keys_and_list_items():
     assert config.model.weights is None
 
 
+def test_overrides_leave_the_given_dict_unchanged():
+    values = {"data": {"sources": [{"kind": "scut", "root": "a"}]}}
+    config_from_dict(values, ["data.sources.0.root=b"])
+    assert values == {"data": {"sources": [{"kind": "scut", "root": "a"}]}}
+
+
 def test_integers_are_accepted_where_numbers_are_expected():
     assert config_from_dict({"optim": {"lr": 1}}).optim.lr == 1.0
 
@@ -43,7 +49,7 @@ def test_integers_are_accepted_where_numbers_are_expected():
     ({"optimiser": {}}, [], "unknown key 'optimiser'"),
     ({"optim": {"lr": "fast"}}, [], "optim.lr: expected a number"),
     ({"train": {"amp": "yes"}}, [], "train.amp: expected true or false"),
-    ({"data": {"batch_size": 0}}, [], "data.batch_size: must be positive"),
+    ({"data": {"batch_size": 0}}, [], "data.batch_size: must be > 0, got 0"),
     ({"loss": {"attributes": "hinge"}}, [], "loss.attributes: 'hinge' is not one of"),
     ({"data": {"sources": [{"kind": "imagenet"}]}}, [], "data.sources[0].kind"),
     ({"data": {"sources": [{"kind": "scut", "fold": 5}]}}, [], "data.sources[0].fold"),
@@ -57,6 +63,60 @@ def test_bad_values_name_the_key(values, overrides, message):
     with pytest.raises(ConfigError) as error:
         config_from_dict(values, overrides)
     assert message in str(error.value)
+
+
+#: A config with one source, so that the ``data.sources.0`` overrides below have an item to reach.
+ONE_SOURCE = {"data": {"sources": [{"kind": "csv", "root": "team.csv"}]}}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.sources.0.weight=-0.5", "data.sources[0].weight: must be >= 0, got -0.5"),
+    ("data.sources.0.folds=1", "data.sources[0].folds: must be >= 2, got 1"),
+    ("data.sources.0.val_fraction=1.5", "data.sources[0].val_fraction: must be in [0, 1], got 1.5"),
+    ("data.workers=-1", "data.workers: must be >= 0, got -1"),
+    ("data.epoch_size=-1", "data.epoch_size: must be >= 0, got -1"),
+    ("data.max_val_samples=-1", "data.max_val_samples: must be >= 0, got -1"),
+    ("model.beauty_bins=1", "model.beauty_bins: must be >= 2, got 1"),
+    ("model.drop_rate=1", "model.drop_rate: must be in [0, 1), got 1.0"),
+    ("loss.ohem_ratio=0", "loss.ohem_ratio: must be in (0, 1], got 0.0"),
+    ("loss.focal_gamma=-1", "loss.focal_gamma: must be >= 0, got -1.0"),
+    ("loss.focal_alpha=1.5", "loss.focal_alpha: must be in [0, 1], got 1.5"),
+    ("loss.label_smoothing=1", "loss.label_smoothing: must be in [0, 1), got 1.0"),
+    ("loss.beauty_weight=-0.1", "loss.beauty_weight: must be >= 0, got -0.1"),
+    ("loss.adaptive_momentum=1", "loss.adaptive_momentum: must be in [0, 1), got 1.0"),
+    ("loss.adaptive_power=-1", "loss.adaptive_power: must be >= 0, got -1.0"),
+    ("optim.lr=-0.001", "optim.lr: must be >= 0, got -0.001"),
+    ("optim.lr=.nan", "optim.lr: must be >= 0, got nan"),
+    ("optim.weight_decay=-0.05", "optim.weight_decay: must be >= 0, got -0.05"),
+    ("optim.warmup_epochs=-1", "optim.warmup_epochs: must be >= 0, got -1.0"),
+    ("optim.grad_clip=-1", "optim.grad_clip: must be >= 0, got -1.0"),
+    ("optim.epochs=0", "optim.epochs: must be > 0, got 0"),
+    ("train.ema_decay=1", "train.ema_decay: must be in [0, 1), got 1.0"),
+    ("train.early_stopping=-1", "train.early_stopping: must be >= 0, got -1"),
+    ("train.max_steps_per_epoch=-1", "train.max_steps_per_epoch: must be >= 0, got -1"),
+    ("train.log_every=0", "train.log_every: must be >= 1, got 0"),
+    ("train.seed=-1", "train.seed: must be >= 0, got -1"),
+])
+def test_out_of_range_numbers_name_the_key(override, message):
+    with pytest.raises(ConfigError) as error:
+        config_from_dict(ONE_SOURCE, [override])
+    assert message in str(error.value)
+
+
+def test_range_bounds_that_are_allowed_load():
+    overrides = ["data.sources.0.weight=0", "data.sources.0.folds=2", "data.sources.0.fold=1",
+                 "data.sources.0.val_fraction=1", "data.workers=0", "model.beauty_bins=2", "loss.ohem_ratio=1",
+                 "loss.focal_alpha=0", "loss.label_smoothing=0", "loss.adaptive_momentum=0", "optim.lr=0",
+                 "train.ema_decay=0", "train.log_every=1", "train.seed=0"]
+    config = config_from_dict(ONE_SOURCE, overrides)
+    assert config.data.sources[0].val_fraction == 1.0 and config.loss.ohem_ratio == 1.0
+    assert config.loss.focal_alpha == 0.0 and config.train.log_every == 1
+
+
+def test_every_source_is_range_checked_under_its_own_index():
+    sources = [{"kind": "celeba", "root": "a"}, {"kind": "scut", "root": "b", "weight": -1}]
+    with pytest.raises(ConfigError, match=r"data\.sources\[1\]\.weight: must be >= 0"):
+        config_from_dict({"data": {"sources": sources}})
 
 
 def test_load_config_names_the_file(tmp_path):

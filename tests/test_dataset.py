@@ -119,7 +119,7 @@ def image_path(tmp_path: Path) -> Path:
 def test_sample_has_the_batch_convention_keys_dtypes_and_shapes(image_path: Path) -> None:
     sample = FaceDataset([attribute_record(image_path)], eval_transform(SIZE, None))[0]
     assert set(sample) == {"image", "attributes", "attribute_mask", "beauty", "beauty_mask"}
-    assert sample["image"].shape == (3, SIZE, SIZE) and sample["image"].dtype == torch.float32
+    assert sample["image"].shape == (3, SIZE, SIZE) and sample["image"].dtype == torch.uint8
     assert sample["attributes"].shape == (NUM_ATTRIBUTES,) and sample["attributes"].dtype == torch.float32
     assert sample["attribute_mask"].shape == (NUM_ATTRIBUTES,) and sample["attribute_mask"].dtype == torch.bool
     assert sample["beauty"].shape == () and sample["beauty"].dtype == torch.float32

@@ -221,7 +221,8 @@ def test_autocast_outputs_give_a_float32_loss_close_to_full_precision():
                                          ({"beauty": "emd"}, "loss.beauty"),
                                          ({"ohem_ratio": 0.0}, "loss.ohem_ratio"),
                                          ({"focal_alpha": 1.5}, "loss.focal_alpha"),
-                                         ({"label_smoothing": 1.0}, "loss.label_smoothing")])
+                                         ({"label_smoothing": 1.0}, "loss.label_smoothing"),
+                                         ({"adaptive_momentum": 1.0}, "loss.adaptive_momentum")])
 def test_bad_config_raises_naming_the_key(change, key):
     with pytest.raises(ConfigError, match=key):
         make_loss(**change)

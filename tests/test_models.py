@@ -18,7 +18,8 @@ from faceattr.errors import CheckpointError
 from faceattr.models import BACKBONES, FaceAttrNet, build_model, create_backbone
 from faceattr.models.heads import BeautyHead
 
-IMAGES = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+IMAGES = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # backbone input
+PIXELS = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
 
 
 def _residual_blocks(model: nn.Module) -> list[nn.Module]:
@@ -122,7 +123,7 @@ def test_beauty_head_rejects_unknown_kind() -> None:
 def test_net_returns_one_output_per_task(beauty_head: str, keys: dict[str, tuple[int, ...]]) -> None:
     net = FaceAttrNet("mobilenetv3_small_050", beauty_head=beauty_head, beauty_bins=7).eval()
     with torch.no_grad():
-        outputs = net(IMAGES)
+        outputs = net(PIXELS)
     assert {key: tuple(value.shape) for key, value in outputs.items()} == keys
 
 
@@ -136,7 +137,7 @@ def test_model_args_rebuild_the_same_architecture() -> None:
 
 def test_dropout_acts_on_features_before_the_heads() -> None:
     net = FaceAttrNet("resnet10t", drop_rate=1.0).train()
-    outputs = net(IMAGES)
+    outputs = net(PIXELS)
     assert torch.equal(outputs["attributes"], net.attribute_head.fc.bias.expand(2, -1))
 
 
@@ -192,3 +193,15 @@ def test_weights_with_wrong_shapes_name_the_keys(tmp_path: Path) -> None:
     torch.save(state, tmp_path / "narrow.pt")
     with pytest.raises(CheckpointError, match=r"narrow.pt: .*shapes differ.*conv1\.0\.weight \(1, 3, 3, 3\)"):
         create_backbone("resnet10t", weights=tmp_path / "narrow.pt")
+
+
+def test_the_network_normalises_uint8_images_itself():
+    net = FaceAttrNet("resnet10t").eval()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = net.attribute_head(net.backbone((PIXELS / 255 - mean) / std))
+        torch.testing.assert_close(net(PIXELS)["attributes"], expected)
+    assert "mean" not in net.state_dict()  # a constant, not a weight
+    with pytest.raises(TypeError, match="uint8"):
+        net(IMAGES)

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from faceattr.attributes import ATTRIBUTES
-from faceattr.report import ReportError, format_summary, write_report
+from faceattr.errors import EvaluationError
+from faceattr.report import format_summary, write_report
 
 ALL_FILES = {"markdown", "json", "csv", "balanced_accuracy", "beauty_scatter", "beauty_roc", "beauty_bins"}
 #: An attribute with no labels in the evaluated data: every metric NaN, count 0.
@@ -69,6 +70,7 @@ def make_evaluation(seed: int = 0, attributes: bool = True, beauty: bool = True)
             "attributes": per_attribute,
             "attribute_means": _means(per_attribute) if attributes else None,
             "attribute_means_at_0.5": _means(per_attribute, shift=0.04) if attributes else None,
+            "attribute_means_cross_fitted": _means(per_attribute, shift=0.01) if attributes else None,
             "beauty": beauty_metrics, "beauty_predictions": predictions}
 
 
@@ -120,7 +122,8 @@ def test_markdown_lists_every_attribute_and_the_headline(full_report):
     text = paths["markdown"].read_text(encoding="utf-8")
     assert all(f"| {name} |" in text for name in ATTRIBUTES)
     means = evaluation["attribute_means"]
-    assert f"| balanced accuracy | {means['balanced_accuracy']:.3f} | {means['balanced_accuracy'] - 0.04:.3f} | +0.040 |" in text
+    bacc = means["balanced_accuracy"]
+    assert f"| balanced accuracy | {bacc:.3f} | {bacc - 0.01:.3f} | {bacc - 0.04:.3f} | +0.040 |" in text
     assert "| gain from tuning |" in text
     assert f"| accuracy | {means['accuracy']:.3f} |" in text
     assert f"| F1 | {means['f1']:.3f} |" in text
@@ -197,9 +200,9 @@ def test_attribute_only_evaluation_skips_beauty_outputs(tmp_path):
 
 def test_headline_without_fixed_threshold_means_shows_no_gain(tmp_path):
     evaluation = make_evaluation(beauty=False)
-    evaluation["attribute_means_at_0.5"] = None
+    evaluation["attribute_means_at_0.5"] = evaluation["attribute_means_cross_fitted"] = None
     text = write_report(evaluation, tmp_path)["markdown"].read_text(encoding="utf-8")
-    assert f"| balanced accuracy | {evaluation['attribute_means']['balanced_accuracy']:.3f} | n/a | n/a |" in text
+    assert f"| balanced accuracy | {evaluation['attribute_means']['balanced_accuracy']:.3f} | n/a | n/a | n/a |" in text
 
 
 def test_report_json_read_back_renders_the_same_markdown(full_report, tmp_path):
@@ -226,7 +229,7 @@ def test_format_summary_of_beauty_only_has_only_the_beauty_line():
 def test_missing_attribute_is_named_in_the_error(tmp_path):
     evaluation = copy.deepcopy(make_evaluation(beauty=False))
     del evaluation["attributes"]["Smiling"]
-    with pytest.raises(ReportError, match="Smiling"):
+    with pytest.raises(EvaluationError, match="Smiling"):
         write_report(evaluation, tmp_path)
     assert not any(tmp_path.iterdir())
 
@@ -234,10 +237,10 @@ def test_missing_attribute_is_named_in_the_error(tmp_path):
 def test_missing_beauty_key_is_named_in_the_error(tmp_path):
     evaluation = make_evaluation(attributes=False)
     del evaluation["beauty"]["roc"]["auc"]
-    with pytest.raises(ReportError, match=r"\['roc'\].*auc"):
+    with pytest.raises(EvaluationError, match=r"\['roc'\].*auc"):
         write_report(evaluation, tmp_path)
 
 
 def test_evaluation_without_attributes_or_beauty_is_rejected(tmp_path):
-    with pytest.raises(ReportError, match="nothing to report"):
+    with pytest.raises(EvaluationError, match="nothing to report"):
         write_report(make_evaluation(attributes=False, beauty=False), tmp_path)

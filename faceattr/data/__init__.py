@@ -1,0 +1,1 @@
+"""Dataset readers, generated fixtures and the input pipeline, from label files to batches."""

@@ -1,6 +1,6 @@
 """The torch Dataset of face records: image decoding, transforms and the sample dict.
 
-Each sample is a dict: ``image`` float32 ``(3, H, W)`` normalised; ``attributes`` float32
+Each sample is a dict: ``image`` uint8 ``(3, H, W)`` RGB (the network normalises it); ``attributes`` float32
 ``(40,)`` of 0/1 (0 where unknown); ``attribute_mask`` bool ``(40,)``; ``beauty`` float32
 scalar (0 where unknown); ``beauty_mask`` bool scalar. The default collate makes a batch.
 """
@@ -86,7 +86,7 @@ class FaceDataset(Dataset):
 
     Args:
         records: The faces, from one or several readers.
-        transform: RGB PIL image -> normalised float32 ``(3, H, W)`` tensor, e.g.
+        transform: RGB PIL image -> uint8 ``(3, H, W)`` tensor, e.g.
             :func:`faceattr.transforms.eval_transform`.
         on_bad_sample: ``"error"`` raises :class:`~faceattr.errors.ImageError` on an image
             that cannot be read; ``"skip"`` logs a warning naming the file and returns

@@ -12,7 +12,7 @@ import random
 import re
 from pathlib import Path
 
-from faceattr.data.celeba import BadRows, list_images, parse_score, read_pairs
+from faceattr.data.labelfiles import BadRows, list_images, parse_score, read_pairs
 from faceattr.data.records import FaceRecord, ReadResult
 from faceattr.errors import ConfigError, DatasetError
 
