@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: Attributes that any working face model gets right early, with the balanced accuracy a
 #: short run must clearly exceed (chance is 0.5).
-EASY = {"Male": 0.8, "Eyeglasses": 0.7, "Smiling": 0.7, "Bald": 0.7}
+EASY = {"Male": 0.8, "Eyeglasses": 0.75, "Smiling": 0.6, "Bald": 0.7}
 
 
 @pytest.mark.slow
