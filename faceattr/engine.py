@@ -80,6 +80,24 @@ def build_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, steps_
                                 decay_rate=optim.gamma, **common)
 
 
+def build_training(config: Config, positive_rate: np.ndarray, device: torch.device, steps_per_epoch: int) -> tuple:
+    """The network, loss, optimiser, schedule and loss scaler of a run, on ``device``.
+
+    Returns:
+        ``(model, loss_fn, optimizer, scheduler, scaler)``.
+    """
+    from faceattr.losses import MultiTaskLoss
+    from faceattr.models import build_model
+
+    model = build_model(config.model).to(device)
+    if config.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = MultiTaskLoss(config.loss, positive_rate, config.model.beauty_head, config.model.beauty_bins).to(device)
+    optimizer = build_optimizer(model, config.optim)
+    scheduler = build_scheduler(optimizer, config.optim, steps_per_epoch)
+    return model, loss_fn, optimizer, scheduler, grad_scaler(device, config.train.amp)
+
+
 def train_step(model, loss_fn, batch: dict, optimizer, scaler, device: torch.device, config: Config) -> dict:
     """One optimisation step on a batch already on ``device``; returns the detached losses."""
     memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
@@ -194,8 +212,6 @@ def fit(config: Config, resume: bool = False, overwrite: bool = False) -> dict:
 
 def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, world: World) -> dict:
     from faceattr.data.loader import build_data, build_loaders
-    from faceattr.losses import MultiTaskLoss
-    from faceattr.models import build_model
     from faceattr.report import write_report
 
     out = Path(config.train.output_dir)
@@ -211,14 +227,8 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
 
     bundle = build_data(config.data)
     train_loader, val_loader = build_loaders(bundle, config.data, config.train.seed, world.rank, world.size)
-    model = build_model(config.model).to(device)
-    if config.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loss_fn = MultiTaskLoss(config.loss, bundle.positive_rate, config.model.beauty_head,
-                            config.model.beauty_bins).to(device)
-    optimizer = build_optimizer(model, config.optim)
-    scheduler = build_scheduler(optimizer, config.optim, steps_per_epoch(train_loader, config))
-    scaler = grad_scaler(device, config.train.amp)
+    model, loss_fn, optimizer, scheduler, scaler = build_training(config, bundle.positive_rate, device,
+                                                                  steps_per_epoch(train_loader, config))
     ema = None
     if config.train.ema_decay > 0:
         from timm.utils import ModelEmaV3

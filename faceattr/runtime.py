@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -112,8 +113,6 @@ def broadcast_from_main(value: Any, world: World) -> Any:
 
 def configure_logging(level: int | None = None) -> None:
     """Plain timestamped log lines for the command-line tools; ranks other than 0 log warnings only."""
-    import logging
-
     if level is None:
         level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

@@ -47,23 +47,15 @@ def _synchronize(device: torch.device) -> None:
 def measure(config, steps: int, warmup: int) -> dict:
     """Images per second of the loader, of the train step on one resident batch, and of the loop."""
     from faceattr.data.loader import build_data, build_loaders
-    from faceattr.engine import NullWriter, build_optimizer, build_scheduler, seed_everything, train_one_epoch, train_step
-    from faceattr.losses import MultiTaskLoss
-    from faceattr.models import build_model
-    from faceattr.runtime import World, grad_scaler, select_device
+    from faceattr.engine import NullWriter, build_training, seed_everything, train_one_epoch, train_step
+    from faceattr.runtime import World, select_device
 
     seed_everything(config.train.seed)
     device = select_device(config.train.device)
     bundle = build_data(config.data)
     train_loader, _ = build_loaders(bundle, config.data, config.train.seed)
-    model = build_model(config.model).to(device)
-    if config.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loss_fn = MultiTaskLoss(config.loss, bundle.positive_rate, config.model.beauty_head,
-                            config.model.beauty_bins).to(device)
-    optimizer = build_optimizer(model, config.optim)
-    scheduler = build_scheduler(optimizer, config.optim, len(train_loader))
-    scaler = grad_scaler(device, config.train.amp)
+    model, loss_fn, optimizer, scheduler, scaler = build_training(config, bundle.positive_rate, device,
+                                                                  len(train_loader))
     batch_size = config.data.batch_size
     train_loader.sampler.set_epoch(0)
 
