@@ -20,9 +20,10 @@ from tqdm import tqdm
 from faceattr.attributes import ATTRIBUTES
 from faceattr.checkpoint import load_checkpoint, save_checkpoint
 from faceattr.config import Config, OptimConfig, config_to_dict, save_config
-from faceattr.errors import ConfigError
+from faceattr.errors import CheckpointError, ConfigError
 from faceattr.evaluate import headline, predict_loader, summarize, tune_thresholds
-from faceattr.runtime import World, autocast, close_world, grad_scaler, init_world, select_device
+from faceattr.runtime import (World, all_ranks_have, autocast, broadcast_from_main, close_world, grad_scaler, init_world,
+                              select_device, share_buffers_from_main)
 from faceattr.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -134,7 +135,12 @@ def train_one_epoch(model, loss_fn, loader, optimizer, scheduler, scaler, ema, d
     progress = tqdm(total=steps * config.data.batch_size * world.size, unit="img", unit_scale=True, leave=False,
                     desc=f"epoch {epoch + 1}/{config.optim.epochs}", disable=not world.is_main, dynamic_ncols=True)
     for batch in itertools.islice(loader, steps):
-        if batch is None:
+        present = batch is not None
+        if config.data.on_bad_sample == "skip":
+            # Only then can a batch be empty, and every rank must skip it together: a rank
+            # stepping alone would pair its gradient all-reduce with another step's.
+            present = all_ranks_have(present, world)
+        if not present:
             continue
         batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
         losses = train_step(model, loss_fn, batch, optimizer, scaler, device, config)
@@ -220,12 +226,12 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
     if (out / LAST).exists() and not (resume or overwrite):
         raise ConfigError(f"train.output_dir: {out} already holds a run ({LAST}); pass --resume to continue it, "
                           "--overwrite to start it again, or choose another train.output_dir")
-    if world.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(config, out / "config.yaml")
     seed_everything(config.train.seed)
 
     bundle = build_data(config.data)
+    if len(bundle.val) == 0:
+        raise ConfigError("data.sources: no validation images in any source; runs are selected and their "
+                          "thresholds tuned on validation (give a csv source a split column or a val_fraction)")
     train_loader, val_loader = build_loaders(bundle, config.data, config.train.seed, world.rank, world.size)
     model, loss_fn, optimizer, scheduler, scaler = build_training(config, bundle.positive_rate, device,
                                                                   steps_per_epoch(train_loader, config))
@@ -236,12 +242,17 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
         ema = ModelEmaV3(model, decay=config.train.ema_decay)
 
     state = RunState()
-    if resume and (out / LAST).exists():
-        state = _restore(load_checkpoint(out / LAST, map_location=device), model, ema, optimizer, scaler, loss_fn)
+    # Rank 0 decides, so that every node agrees even without a shared filesystem.
+    resuming = broadcast_from_main(resume and (out / LAST).exists(), world)
+    if resuming:
+        state = _restore(out / LAST, config, device, model, ema, optimizer, scaler, loss_fn)
         scheduler.step_update(state.step)
         logger.info("resuming %s after epoch %d (step %d)", out, state.epoch + 1, state.step)
     elif resume:
         logger.warning("--resume: %s has no %s yet, starting from scratch", out, LAST)
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.yaml")
 
     train_model = model
     if world.is_distributed:
@@ -268,6 +279,8 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
         train_stats, state.step = train_one_epoch(train_model, loss_fn, train_loader, optimizer, scheduler, scaler,
                                                   ema, device, config, epoch, state.step, world, writer)
         eval_model = ema.module if ema is not None else model
+        # BatchNorm statistics and EMA weights drift apart per rank; score and save rank 0's.
+        share_buffers_from_main(eval_model, world)
         predictions = predict_loader(eval_model, val_loader, device, world, config.train.amp, loss_fn)
         thresholds = tune_thresholds(predictions, config.train.threshold_metric)
         evaluation = summarize(predictions, thresholds, {**meta, "epoch": epoch + 1}, config.train.threshold_metric)
@@ -275,7 +288,8 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
             loss_fn.update_attribute_weights(np.array(
                 [evaluation["attributes"][name]["balanced_accuracy"] for name in ATTRIBUTES]))
         score = headline(evaluation)
-        improved = state.best_epoch < 0 or score > state.best_score
+        improved = state.best_epoch < 0 or score > state.best_score or (
+            math.isnan(state.best_score) and not math.isnan(score))
         if improved:
             state.best_score, state.best_epoch, state.epochs_without_improvement = score, epoch, 0
         else:
@@ -313,16 +327,39 @@ def _train_state(model, ema, optimizer, scaler, loss_fn, state: RunState) -> dic
             "state": dataclasses.asdict(state)}
 
 
-def _restore(checkpoint: dict, model, ema, optimizer, scaler, loss_fn) -> RunState:
+#: Config keys that may change when a run is resumed; any other change would make the resumed
+#: run a different one (or be silently overridden by the restored optimiser state).
+RESUMABLE_CHANGES = ("optim.epochs", "train.early_stopping", "train.log_every", "train.output_dir", "train.device",
+                     "data.workers")
+
+
+def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return [] if old == new else [prefix]
+    return [key for name in sorted({*old, *new})
+            for key in _changed_keys(old.get(name), new.get(name), f"{prefix}.{name}" if prefix else name)]
+
+
+def _restore(path: Path, config: Config, device: torch.device, model, ema, optimizer, scaler, loss_fn) -> RunState:
+    """Loads a ``last.pt`` into the run's objects; refuses a config that differs where it matters."""
+    checkpoint = load_checkpoint(path, map_location=device)
+    if "train" not in checkpoint:
+        raise CheckpointError(f"{path}: holds no training state (a deploy file such as best.pt?); cannot resume")
+    changed = [key for key in _changed_keys(checkpoint["config"], config_to_dict(config))
+               if key not in RESUMABLE_CHANGES]
+    if changed:
+        raise ConfigError(f"--resume: the config differs from the run in {path.parent} at {', '.join(changed)}; "
+                          f"only {', '.join(RESUMABLE_CHANGES)} may change when resuming")
     train = checkpoint["train"]
-    model.load_state_dict(train["model"])
-    if ema is not None:
-        if train["ema"] is None:
-            raise ConfigError("train.ema_decay: the run being resumed was trained without EMA")
-        ema.module.load_state_dict(train["ema"])
-    optimizer.load_state_dict(train["optimizer"])
-    scaler.load_state_dict(train["scaler"])
-    loss_fn.load_state_dict(train["loss"])
+    try:
+        model.load_state_dict(train["model"])
+        if ema is not None:
+            ema.module.load_state_dict(train["ema"])
+        optimizer.load_state_dict(train["optimizer"])
+        scaler.load_state_dict(train["scaler"])
+        loss_fn.load_state_dict(train["loss"])
+    except (KeyError, RuntimeError, ValueError) as error:
+        raise CheckpointError(f"{path}: cannot restore the training state: {error}") from error
     return RunState(**train["state"])
 
 

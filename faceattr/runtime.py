@@ -116,3 +116,20 @@ def configure_logging(level: int | None = None) -> None:
     if level is None:
         level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def all_ranks_have(flag: bool, world: World) -> bool:
+    """True when ``flag`` holds on every rank (``flag`` itself when alone)."""
+    if not world.is_distributed:
+        return flag
+    value = torch.tensor(int(flag), device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
+
+
+def share_buffers_from_main(model: torch.nn.Module, world: World) -> None:
+    """Copies rank 0's parameters and buffers (BatchNorm statistics, EMA weights) to every rank."""
+    if not world.is_distributed:
+        return
+    for tensor in [*model.parameters(), *model.buffers()]:
+        dist.broadcast(tensor.data, src=0)

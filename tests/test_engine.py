@@ -75,7 +75,9 @@ def test_an_existing_run_is_never_overwritten_silently(data_root, tmp_path):
 def test_resume_after_a_kill_ends_where_the_uninterrupted_run_ends(data_root, tmp_path, monkeypatch):
     import faceattr.engine as engine
 
-    engine.fit(tiny_config(data_root, tmp_path / "straight"))
+    # Workers and dropout included: neither may make the resumed run differ.
+    settings = ("data.workers=1", "model.drop_rate=0.2")
+    engine.fit(tiny_config(data_root, tmp_path / "straight", *settings))
 
     real_epoch = engine.train_one_epoch
 
@@ -86,10 +88,10 @@ def test_resume_after_a_kill_ends_where_the_uninterrupted_run_ends(data_root, tm
 
     monkeypatch.setattr(engine, "train_one_epoch", dies_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
-        engine.fit(tiny_config(data_root, tmp_path / "killed"))
+        engine.fit(tiny_config(data_root, tmp_path / "killed", *settings))
     assert load_checkpoint(tmp_path / "killed" / "last.pt")["epoch"] == 2
     monkeypatch.setattr(engine, "train_one_epoch", real_epoch)
-    engine.fit(tiny_config(data_root, tmp_path / "killed"), resume=True)
+    engine.fit(tiny_config(data_root, tmp_path / "killed", *settings), resume=True)
 
     straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "killed")
     assert straight.keys() == resumed.keys()
@@ -97,6 +99,28 @@ def test_resume_after_a_kill_ends_where_the_uninterrupted_run_ends(data_root, tm
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=1e-6, msg=key)
     history = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
     assert len(history) == 3
+
+
+def test_resume_refuses_a_changed_config_and_keeps_the_run_intact(data_root, tmp_path):
+    from faceattr.engine import fit
+
+    fit(tiny_config(data_root, tmp_path / "run", "optim.epochs=1"))
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match="model.beauty_head, optim.optimizer"):
+        fit(tiny_config(data_root, tmp_path / "run", "optim.epochs=2", "optim.optimizer=sgd",
+                        "model.beauty_head=distribution"), resume=True)
+    assert (tmp_path / "run" / "config.yaml").read_text() == saved
+    fit(tiny_config(data_root, tmp_path / "run", "optim.epochs=2"), resume=True)  # more epochs is fine
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_nan_first_score_does_not_block_later_best_epochs(data_root, tmp_path, monkeypatch):
+    import faceattr.engine as engine
+
+    scores = iter([float("nan"), 0.6, 0.7])
+    monkeypatch.setattr(engine, "headline", lambda evaluation: next(scores))
+    engine.fit(tiny_config(data_root, tmp_path / "run"))
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["epoch"] == 3
 
 
 def test_the_same_seed_gives_the_same_run_and_another_seed_does_not(data_root, tmp_path):

@@ -326,7 +326,10 @@ def build_loaders(bundle: DataBundle, config: DataConfig, seed: int, rank: int =
     if len(sampler) < config.batch_size:
         raise ConfigError(f"data.batch_size: {config.batch_size} is more than the {len(sampler)} training "
                           f"samples per epoch and process; lower it or raise data.epoch_size")
-    common = {"batch_size": config.batch_size, "num_workers": config.workers,
+    # Their own generator keeps the loaders off the global RNG, whose stream (dropout) would
+    # otherwise depend on when the persistent workers were started: at epoch 0, or at a resume.
+    common = {"generator": torch.Generator().manual_seed(seed), "batch_size": config.batch_size,
+              "num_workers": config.workers,
               "persistent_workers": config.workers > 0, "pin_memory": torch.cuda.is_available(),
               "collate_fn": collate_skipping_none}
     train_loader = DataLoader(_SeededDataset(bundle.train), sampler=_SeededSampler(sampler), drop_last=True,

@@ -75,7 +75,11 @@ class FaceAttrNet(nn.Module):
             raise TypeError(f"FaceAttrNet takes uint8 images (0-255), got {images.dtype}")
         normalised = (images.float() - self.mean) / self.std
         features = self.dropout(self.backbone(normalised))
-        return {"attributes": self.attribute_head(features), **self.beauty_head(features)}
+        # The heads run in float32 even under autocast: bfloat16 would round beauty scores to
+        # steps of 1/64 and put ties into the threshold search.
+        with torch.autocast(features.device.type, enabled=False):
+            features = features.float()
+            return {"attributes": self.attribute_head(features), **self.beauty_head(features)}
 
 
 def build_model(config: ModelConfig) -> FaceAttrNet:
