@@ -42,3 +42,7 @@ class CheckpointError(FaceAttrError, ValueError):
 
 class EvaluationError(FaceAttrError, ValueError):
     """An evaluation result is malformed or incomplete; the message names the key."""
+
+
+class AlignmentError(FaceAttrError, ValueError):
+    """Landmarks or an image that alignment cannot use; the message names the input."""
