@@ -1,6 +1,30 @@
-"""faceattr: multi-task facial attribute recognition (40 CelebA attributes and a beauty score)."""
+"""faceattr: multi-task facial attribute recognition (40 CelebA attributes and a beauty score).
+
+>>> import faceattr
+>>> len(faceattr.ATTRIBUTES)
+40
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from faceattr.attributes import ATTRIBUTES
 from faceattr.version import __version__
 
-__all__ = ["ATTRIBUTES", "__version__"]
+__all__ = ["ATTRIBUTES", "FaceResult", "ImageResult", "Predictor", "__version__", "load_model", "predict"]
+
+#: Exports imported on first use, so that ``import faceattr`` does not import torch.
+_LAZY = {"predict": "faceattr.predictor", "load_model": "faceattr.predictor", "Predictor": "faceattr.predictor",
+         "FaceResult": "faceattr.predictor", "ImageResult": "faceattr.predictor"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'faceattr' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

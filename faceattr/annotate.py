@@ -1,0 +1,111 @@
+"""Draws prediction results onto a photo: boxes, landmarks, the top attributes and the beauty score.
+
+Sizes (line width, dot radius, font) scale with the photo, so labels stay readable on a 64-pixel
+thumbnail and on a 12-megapixel photo alike. Each label sits on a filled box in the face's colour,
+so it reads on any background. OpenCV is imported on first use, never at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from faceattr.detect import check_image
+
+#: Face colours (RGB), cycled: distinct on photos and from each other.
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (0, 200, 255), (255, 120, 0), (80, 220, 60), (230, 40, 200), (255, 220, 0), (120, 90, 255),
+)
+
+#: The longer side of the photo, in pixels, at which the font scale is 1 (about 22 px tall text).
+REFERENCE_SIDE = 1000
+
+#: The font scale never goes below this (about 9 px text), whatever the photo size.
+MIN_FONT_SCALE = 0.4
+
+
+def face_labels(face: Any, top: int) -> list[str]:
+    """The text drawn for one face: the beauty score, then its ``top`` most probable present attributes.
+
+    Args:
+        face: A :class:`faceattr.predictor.FaceResult` (or anything with ``beauty``,
+            ``attributes`` and ``probabilities``).
+        top: How many present attributes to show, most probable first; 0 shows none.
+
+    Returns:
+        One string per line.
+
+    >>> from types import SimpleNamespace
+    >>> face = SimpleNamespace(beauty=3.14, attributes=("Male", "Smiling"),
+    ...                        probabilities={"Male": 0.8, "Smiling": 0.95})
+    >>> face_labels(face, top=1)
+    ['beauty 3.14', 'Smiling']
+    """
+    ranked = sorted(face.attributes, key=lambda name: -face.probabilities.get(name, 0.0))
+    return [f"beauty {face.beauty:.2f}", *ranked[:max(0, top)]]
+
+
+def annotate(image: np.ndarray, faces: Sequence[Any], top: int = 3) -> np.ndarray:
+    """Draws each face's box, landmarks, beauty score and ``top`` present attributes on a copy of ``image``.
+
+    Args:
+        image: RGB uint8 ``(H, W, 3)``, the photo the faces were found in.
+        faces: :class:`faceattr.predictor.FaceResult` objects: ``box`` ``(x1, y1, x2, y2)`` and
+            ``landmarks`` (``(5, 2)`` x, y or None) in pixels of ``image``.
+        top: Present attributes shown per face, most probable first.
+
+    Returns:
+        A new RGB uint8 array of the same shape; ``image`` is left untouched.
+
+    Raises:
+        ValueError: ``image`` is not an RGB uint8 array.
+
+    >>> from types import SimpleNamespace
+    >>> face = SimpleNamespace(box=(10, 10, 50, 60), score=0.99, landmarks=None, beauty=3.0,
+    ...                        attributes=("Smiling",), probabilities={"Smiling": 0.9})
+    >>> photo = np.zeros((100, 100, 3), np.uint8)
+    >>> bool(annotate(photo, [face]).any()), bool(photo.any())
+    (True, False)
+    """
+    import cv2
+
+    check_image(image)
+    canvas = np.ascontiguousarray(image.copy())
+    height, width = canvas.shape[:2]
+    font_scale = max(MIN_FONT_SCALE, max(height, width) / REFERENCE_SIDE)
+    thickness = max(1, round(2 * font_scale))
+    for index, face in enumerate(faces):
+        colour = PALETTE[index % len(PALETTE)]
+        x1, y1, x2, y2 = (round(float(v)) for v in face.box)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness, cv2.LINE_AA)
+        if face.landmarks is not None:
+            for x, y in np.asarray(face.landmarks, dtype=np.float64).reshape(-1, 2):
+                cv2.circle(canvas, (round(x), round(y)), thickness + 1, colour, -1, cv2.LINE_AA)
+        _draw_labels(canvas, face_labels(face, top), (x1, y1, x2, y2), colour, font_scale, thickness)
+    return canvas
+
+
+def _draw_labels(canvas: np.ndarray, lines: list[str], box: tuple[int, int, int, int],
+                 colour: tuple[int, int, int], font_scale: float, thickness: int) -> None:
+    """Stacks ``lines`` on filled boxes below the face box, or above it when they would leave the photo."""
+    import cv2
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    sizes = [cv2.getTextSize(line, font, font_scale, thickness) for line in lines]
+    line_height = max(h + base for (_, h), base in sizes) + 2 * thickness
+    block = line_height * len(lines)
+    height, width = canvas.shape[:2]
+    x1, y1, _, y2 = box
+    top = y2 + thickness if y2 + thickness + block <= height else y1 - thickness - block
+    # Clamped so that a face at the photo's edge still gets its labels inside the photo.
+    top = min(max(0, top), max(0, height - block))
+    # Black text on the bright palette colours keeps contrast whatever the photo is.
+    for row, (line, ((text_width, text_height), _)) in enumerate(zip(lines, sizes)):
+        left = min(max(0, x1), max(0, width - text_width - 2 * thickness))
+        upper = top + row * line_height
+        cv2.rectangle(canvas, (left, upper), (left + text_width + 2 * thickness, upper + line_height),
+                      colour, -1)
+        cv2.putText(canvas, line, (left + thickness, upper + thickness + text_height), font, font_scale,
+                    (0, 0, 0), thickness, cv2.LINE_AA)

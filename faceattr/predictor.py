@@ -1,0 +1,376 @@
+"""The prediction API: images in, each face's 40 attributes and beauty score out.
+
+The pipeline: read the image (:func:`read_image`), find faces (:class:`~faceattr.detect.FaceDetector`),
+warp each onto the training crop (:func:`~faceattr.align.align_crop`), run the network in
+batches, and apply the per-attribute thresholds stored in the checkpoint.
+
+>>> import faceattr
+>>> results = faceattr.predict("photo.jpg", model="runs/demo/best.pt")  # doctest: +SKIP
+>>> [face.attributes for face in results]  # doctest: +SKIP
+[('Male', 'Smiling', 'Young')]
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from faceattr.align import align_crop
+from faceattr.attributes import ATTRIBUTES
+from faceattr.checkpoint import load_checkpoint, model_from_checkpoint
+from faceattr.data.dataset import _to_rgb, load_image
+from faceattr.detect import Detection, FaceDetector
+from faceattr.errors import CheckpointError, ConfigError, ImageError
+
+logger = logging.getLogger(__name__)
+
+#: The range of the beauty scale (SCUT-FBP5500's 1-5 ratings); scores are clipped to it.
+BEAUTY_RANGE: tuple[float, float] = (1.0, 5.0)
+
+#: Where a detector without landmarks (Haar) is assumed to have put them, as fractions of its
+#: box (x, y), MTCNN order; a rough stand-in so that such faces can still be aligned.
+BOX_LANDMARKS: np.ndarray = np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.8], [0.65, 0.8]])
+
+#: How many checkpoints :func:`predict` keeps loaded.
+_CACHE_SIZE = 4
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face and what the model says about it.
+
+    Attributes:
+        box: ``(x1, y1, x2, y2)`` in pixels of the (upright) input image.
+        score: The detector's confidence, 0-1.
+        landmarks: Five ``(x, y)`` points (eyes, nose, mouth corners, MTCNN order), or ``None``
+            when the detector gives none.
+        probabilities: Each attribute's probability, in :data:`faceattr.ATTRIBUTES` order.
+        attributes: The attributes whose probability reaches their checkpoint threshold.
+        beauty: The beauty score, clipped to 1-5.
+
+    >>> face = FaceResult((0.0, 0.0, 9.0, 9.0), 0.99, None, {"Smiling": 0.8}, ("Smiling",), 3.2)
+    >>> face.to_dict()["attributes"]
+    ['Smiling']
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: tuple[tuple[float, float], ...] | None
+    probabilities: dict[str, float]
+    attributes: tuple[str, ...]
+    beauty: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The face as plain lists, dicts, strings and floats (JSON-ready)."""
+        return {"box": list(self.box), "score": self.score,
+                "landmarks": None if self.landmarks is None else [list(point) for point in self.landmarks],
+                "probabilities": dict(self.probabilities), "attributes": list(self.attributes),
+                "beauty": self.beauty}
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """The faces of one input of :meth:`Predictor.predict_many`.
+
+    Attributes:
+        source: The input's path, or ``"<array>"``, ``"<bytes>"``, ``"<PIL image>"``.
+        faces: The faces found, best detector score first; ``[]`` if none or unreadable.
+        error: Why the input could not be read, else ``None``.
+        width: Width of the upright image in pixels (``None`` if unreadable).
+        height: Its height (``None`` if unreadable).
+
+    >>> ImageResult("a.jpg", [], "a.jpg: cannot read image").to_dict()["error"]
+    'a.jpg: cannot read image'
+    """
+
+    source: str
+    faces: list[FaceResult] = field(default_factory=list)
+    error: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as plain lists, dicts, strings and numbers (JSON-ready)."""
+        return {"source": self.source, "width": self.width, "height": self.height, "error": self.error,
+                "faces": [face.to_dict() for face in self.faces]}
+
+
+def source_name(source: Any) -> str:
+    """How results and errors name an input: its path, or ``"<array>"``, ``"<bytes>"``, ``"<PIL image>"``.
+
+    >>> source_name(b"..."), source_name(Path("a.jpg"))
+    ('<bytes>', 'a.jpg')
+    """
+    if isinstance(source, (str, Path)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    if isinstance(source, Image.Image):
+        return "<PIL image>"
+    if isinstance(source, np.ndarray):
+        return "<array>"
+    return f"<{type(source).__name__}>"
+
+
+def _decode(file: str | Path | io.BytesIO, name: str) -> np.ndarray:
+    """Decodes an image file or in-memory file to RGB, treating a decompression bomb as an error."""
+    with warnings.catch_warnings():
+        # PIL only warns between its pixel limit and twice it; a prediction service should refuse.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return np.asarray(load_image(file))
+        except ImageError as error:
+            raise ImageError(f"{name}: cannot read image: {error.__cause__}") from error.__cause__
+        except Image.DecompressionBombWarning as error:
+            raise ImageError(f"{name}: cannot read image: {error}") from error
+
+
+def _from_array(array: np.ndarray) -> np.ndarray:
+    """An RGB ``(H, W, 3)`` or grayscale ``(H, W)`` uint8 array as contiguous RGB."""
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3) \
+            or 0 in array.shape:
+        raise ImageError(f"<array>: expected an RGB uint8 array (H, W, 3) or grayscale (H, W), "
+                         f"got {array.dtype} {array.shape}")
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    # Contiguous: a BGR->RGB view (frame[..., ::-1]) has negative strides, which cv2 and torch refuse.
+    return np.ascontiguousarray(array)
+
+
+def read_image(source: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray:
+    """Reads any supported input as an upright RGB uint8 array ``(H, W, 3)``.
+
+    Files and bytes are decoded by content, not by extension, and turned upright per their
+    EXIF orientation; grayscale, palette, CMYK and 16-bit images become 8-bit RGB and
+    transparent pixels are shown over white. Arrays must be RGB: OpenCV frames are BGR, so
+    pass ``frame[..., ::-1]``.
+
+    Args:
+        source: A path, the bytes of an image file, a PIL image, or a uint8 numpy array,
+            RGB ``(H, W, 3)`` or grayscale ``(H, W)``.
+
+    Returns:
+        The RGB image, a new array independent of ``source`` for files, bytes and PIL images.
+
+    Raises:
+        ImageError: The input is missing, empty, truncated, not an image, a decompression
+            bomb or an array of the wrong shape or type; the message names the input.
+
+    >>> read_image(np.zeros((4, 5), np.uint8)).shape
+    (4, 5, 3)
+    >>> read_image(b"")
+    Traceback (most recent call last):
+    ...
+    faceattr.errors.ImageError: <bytes>: cannot read image: empty input
+    """
+    name = source_name(source)
+    if isinstance(source, (str, Path)):
+        return _decode(source, name)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageError(f"{name}: cannot read image: empty input")
+        return _decode(io.BytesIO(source), name)
+    if isinstance(source, Image.Image):
+        try:
+            return np.asarray(_to_rgb(ImageOps.exif_transpose(source)))
+        except (OSError, ValueError, SyntaxError) as error:
+            raise ImageError(f"{name}: cannot convert image: {error}") from error
+    if isinstance(source, np.ndarray):
+        return _from_array(source)
+    raise ImageError(f"{name}: expected a path, bytes, a PIL image or a numpy array")
+
+
+def _landmarks(detection: Detection) -> np.ndarray:
+    """The detection's landmarks, or points estimated from its box when the detector gives none."""
+    if detection.landmarks is not None:
+        return detection.landmarks
+    x1, y1, x2, y2 = detection.box
+    return np.array([x1, y1]) + BOX_LANDMARKS * np.array([x2 - x1, y2 - y1])
+
+
+class Predictor:
+    """A loaded model: finds the faces in images and predicts their attributes and beauty.
+
+    Args:
+        checkpoint: A checkpoint written by ``tools/train.py`` (``best.pt``).
+        device: ``"auto"`` (a GPU when there is one), ``"cpu"`` or ``"cuda"``.
+        batch_size: Faces per network batch.
+        detector: The face detector; MTCNN on ``device`` when ``None``.
+
+    Raises:
+        CheckpointError: The checkpoint is missing, unreadable or lacks thresholds or image size.
+        ConfigError: ``batch_size`` < 1, or ``device`` names a GPU that is not there.
+
+    >>> predictor = Predictor("runs/demo/best.pt", device="cpu")  # doctest: +SKIP
+    >>> predictor.predict("photo.jpg")[0].beauty  # doctest: +SKIP
+    3.41
+    """
+
+    def __init__(self, checkpoint: str | Path, device: str = "auto", batch_size: int = 32,
+                 detector: FaceDetector | None = None):
+        if batch_size < 1:
+            raise ConfigError(f"batch_size: must be at least 1, got {batch_size}")
+        if device not in ("auto", "cpu") and not torch.cuda.is_available():
+            raise ConfigError(f"device: {device!r} was asked for but no CUDA GPU is available; use auto or cpu")
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
+                                   else "cpu" if device == "auto" else device)
+        self.checkpoint = Path(checkpoint)
+        self.batch_size = batch_size
+        state = load_checkpoint(self.checkpoint)
+        self.thresholds = self._thresholds(state)
+        try:
+            self.image_size = int(state["config"]["data"]["image_size"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{self.checkpoint}: no config.data.image_size ({error!r}); "
+                                  "expected a checkpoint written by tools/train.py") from error
+        self.model = model_from_checkpoint(state).eval().to(self.device)
+        self.detector = detector or FaceDetector("mtcnn", device=str(self.device))
+        # The first forward pass allocates and picks kernels; pay for it here, not on the first image.
+        self._run(np.zeros((1, self.image_size, self.image_size, 3), np.uint8))
+        logger.info("loaded %s (%s, %d px) on %s", self.checkpoint, self.model.model_args["backbone"],
+                    self.image_size, self.device)
+
+    def _thresholds(self, state: dict[str, Any]) -> np.ndarray:
+        """The checkpoint's 40 decision thresholds, checked against :data:`ATTRIBUTES`."""
+        names = state.get("attributes", list(ATTRIBUTES))
+        if list(names) != list(ATTRIBUTES):
+            raise CheckpointError(f"{self.checkpoint}: 'attributes' differ from faceattr.ATTRIBUTES")
+        thresholds = np.asarray(state.get("thresholds", ()), dtype=np.float64)
+        if thresholds.shape != (len(ATTRIBUTES),):
+            raise CheckpointError(f"{self.checkpoint}: 'thresholds': expected {len(ATTRIBUTES)} numbers, "
+                                  f"got shape {thresholds.shape}; expected a checkpoint written by tools/train.py")
+        return thresholds
+
+    def __repr__(self) -> str:
+        return (f"Predictor({str(self.checkpoint)!r}, device={str(self.device)!r}, "
+                f"batch_size={self.batch_size}, detector={self.detector!r})")
+
+    def predict(self, image: Any) -> list[FaceResult]:
+        """The faces in one input, best detector score first.
+
+        Args:
+            image: Any input :func:`read_image` accepts.
+
+        Returns:
+            One :class:`FaceResult` per face; ``[]`` if there is none.
+
+        Raises:
+            ImageError: The input cannot be read (the message names it).
+        """
+        array = read_image(image)
+        return self._classify([array], [self.detector.detect(array)])[0]
+
+    def predict_many(self, images: Sequence[Any]) -> list[ImageResult]:
+        """The faces in each of several inputs, in input order.
+
+        An input that cannot be read gives an :class:`ImageResult` with ``error`` set; the
+        others are unaffected. Detection batches images of equal size, and the faces of all
+        images go through the network ``batch_size`` at a time.
+
+        Args:
+            images: Inputs :func:`read_image` accepts.
+
+        Returns:
+            One :class:`ImageResult` per input.
+        """
+        arrays: dict[int, np.ndarray] = {}
+        errors: dict[int, str] = {}
+        for index, image in enumerate(images):
+            try:
+                arrays[index] = read_image(image)
+            except ImageError as error:
+                logger.debug("%s", error)  # the result carries it; callers report it
+                errors[index] = str(error)
+        readable = list(arrays)
+        detections = self.detector.detect_batch([arrays[i] for i in readable])
+        faces = dict(zip(readable, self._classify([arrays[i] for i in readable], detections)))
+        return [ImageResult(source_name(image), faces.get(i, []), errors.get(i),
+                            arrays[i].shape[1] if i in arrays else None, arrays[i].shape[0] if i in arrays else None)
+                for i, image in enumerate(images)]
+
+    def _classify(self, arrays: list[np.ndarray], detections: list[list[Detection]]) -> list[list[FaceResult]]:
+        """Aligns every detected face, runs the network on them in batches, and builds the results."""
+        crops = [align_crop(array, _landmarks(d), self.image_size)
+                 for array, found in zip(arrays, detections) for d in found]
+        outputs = [self._run(np.stack(crops[start:start + self.batch_size]))
+                   for start in range(0, len(crops), self.batch_size)]
+        probabilities = np.concatenate([p for p, _ in outputs]) if outputs else np.zeros((0, len(ATTRIBUTES)))
+        beauty = np.concatenate([b for _, b in outputs]) if outputs else np.zeros(0)
+        results, row = [], 0
+        for found in detections:
+            results.append([self._result(d, probabilities[row + k], beauty[row + k]) for k, d in enumerate(found)])
+            row += len(found)
+        return results
+
+    def _run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Attribute probabilities ``(B, 40)`` and clipped beauty ``(B,)`` for uint8 crops ``(B, S, S, 3)``."""
+        images = torch.from_numpy(crops).permute(0, 3, 1, 2).to(self.device)
+        with torch.inference_mode():
+            output = self.model(images)
+        probabilities = torch.sigmoid(output["attributes"].float()).cpu().numpy()
+        beauty = output["beauty"].float().clamp(*BEAUTY_RANGE).cpu().numpy()
+        return probabilities.astype(np.float64), beauty.astype(np.float64)
+
+    def _result(self, detection: Detection, probabilities: np.ndarray, beauty: float) -> FaceResult:
+        landmarks = None if detection.landmarks is None else tuple(
+            (float(x), float(y)) for x, y in detection.landmarks)
+        return FaceResult(
+            box=tuple(float(v) for v in detection.box), score=float(detection.score), landmarks=landmarks,
+            probabilities={name: float(p) for name, p in zip(ATTRIBUTES, probabilities)},
+            attributes=tuple(name for name, p, t in zip(ATTRIBUTES, probabilities, self.thresholds) if p >= t),
+            beauty=float(beauty))
+
+
+def load_model(checkpoint: str | Path, device: str = "auto") -> Predictor:
+    """Loads a checkpoint written by ``tools/train.py`` for prediction.
+
+    >>> predictor = load_model("runs/demo/best.pt", device="cpu")  # doctest: +SKIP
+    """
+    return Predictor(checkpoint, device=device)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _cached_predictor(checkpoint: Path) -> Predictor:
+    return load_model(checkpoint)
+
+
+def predict(image: Any, model: str | Path | None = None) -> list[FaceResult] | list[ImageResult]:
+    """Predicts the attributes and beauty of the faces in one input or a list of inputs.
+
+    The model of each checkpoint path is loaded once and kept for later calls.
+
+    Args:
+        image: An input :func:`read_image` accepts, or a list (or tuple) of them.
+        model: A checkpoint written by ``tools/train.py``. Required for now: no default
+            model ships with the package yet.
+
+    Returns:
+        For one input, its faces (:class:`FaceResult`); for a list, one :class:`ImageResult`
+        per input.
+
+    Raises:
+        CheckpointError: ``model`` is ``None`` or not a usable checkpoint.
+        ImageError: A single input cannot be read (in a list, its result carries the error).
+
+    >>> predict("photo.jpg")
+    Traceback (most recent call last):
+    ...
+    faceattr.errors.CheckpointError: no model given: pass model=PATH to a checkpoint written by tools/train.py (a default model will ship with the package later)
+    """
+    if model is None:
+        raise CheckpointError("no model given: pass model=PATH to a checkpoint written by tools/train.py "
+                              "(a default model will ship with the package later)")
+    predictor = _cached_predictor(Path(model).resolve())
+    if isinstance(image, (list, tuple)):
+        return predictor.predict_many(image)
+    return predictor.predict(image)

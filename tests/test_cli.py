@@ -1,0 +1,265 @@
+"""Tests of the ``faceattr`` command: outputs, folder search, annotated copies and exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceattr import cli
+from faceattr.annotate import annotate, face_labels
+from faceattr.attributes import ATTRIBUTES
+from faceattr.errors import CheckpointError
+
+TWO_PEOPLE = "faces/face_recognition/examples/two_people.jpg"
+
+
+@dataclass(frozen=True)
+class FakeFace:
+    """Stands in for faceattr.predictor.FaceResult."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: list[list[float]] | None
+    probabilities: dict[str, float]
+    attributes: tuple[str, ...]
+    beauty: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FakeResult:
+    """Stands in for faceattr.predictor.ImageResult."""
+
+    source: str
+    faces: list[FakeFace] = field(default_factory=list)
+    error: str | None = None
+    width: int = 0
+    height: int = 0
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "faces": [face.to_dict() for face in self.faces], "error": self.error,
+                "width": self.width, "height": self.height}
+
+
+class FakePredictor:
+    """One face in the middle of each photo, none in photos named ``blank*``; unreadable files give an error."""
+
+    def __init__(self, checkpoint: str, device: str, batch_size: int):
+        self.batches: list[int] = []
+
+    def predict_many(self, images: list[str]) -> list[FakeResult]:
+        self.batches.append(len(images))
+        results = []
+        for source in images:
+            try:
+                width, height = Image.open(source).size
+            except OSError as error:
+                results.append(FakeResult(source, error=f"cannot decode ({error.__class__.__name__})"))
+                continue
+            probabilities = {name: 0.1 for name in ATTRIBUTES} | {"Male": 0.7, "Smiling": 0.9}
+            face = FakeFace((width / 4, height / 4, 3 * width / 4, 3 * height / 4), 0.99,
+                            [[width / 2, height / 2]] * 5, probabilities, ("Male", "Smiling"), 3.456)
+            faces = [] if Path(source).name.startswith("blank") else [face]
+            results.append(FakeResult(source, faces, None, width, height))
+        return results
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> list[FakePredictor]:
+    """Replaces the real predictor; the list receives each one the command builds."""
+    made: list[FakePredictor] = []
+
+    def load(checkpoint: str, device: str, batch_size: int) -> FakePredictor:
+        made.append(FakePredictor(checkpoint, device, batch_size))
+        return made[-1]
+
+    monkeypatch.setattr(cli, "load_predictor", load)
+    return made
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    """A model file that exists (the fake predictor does not read it)."""
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"fake")
+    return path
+
+
+def photo(path: Path, size: tuple[int, int] = (80, 60), value: int = 128) -> Path:
+    """Writes a plain grey photo."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size[1], size[0], 3), value, np.uint8)).save(path)
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    code = cli.main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_text_output_has_one_line_per_face_and_no_face_lines(tmp_path, fake, model, capsys) -> None:
+    face, blank = photo(tmp_path / "a.jpg"), photo(tmp_path / "blank.png")
+    code, out, _ = run(capsys, "predict", face, blank, "--model", model)
+    assert code == 0
+    assert out.splitlines() == [f"{face}  face 1  box (20,15,60,45)  beauty 3.46  Smiling, Male",
+                                f"{blank}  no face"]
+
+
+def test_json_output_is_one_document_with_every_image(tmp_path, fake, model, capsys) -> None:
+    face, broken = photo(tmp_path / "a.jpg"), tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    code, out, _ = run(capsys, "predict", face, broken, "--model", model, "--json")
+    documents = json.loads(out)
+    assert code == 1
+    assert [d["source"] for d in documents] == [str(face), str(broken)]
+    assert documents[0]["faces"][0]["beauty"] == pytest.approx(3.456)
+    assert documents[1]["error"].startswith("cannot decode")
+
+
+def test_csv_has_a_row_per_face_with_all_probabilities(tmp_path, fake, model, capsys) -> None:
+    images = [photo(tmp_path / "a.jpg"), photo(tmp_path / "b.jpg"), photo(tmp_path / "blank.jpg")]
+    table = tmp_path / "out.csv"
+    assert run(capsys, "predict", *images, "--model", model, "--csv", table)[0] == 0
+    rows = list(csv.DictReader(table.open(encoding="utf-8")))
+    assert [row["path"] for row in rows] == [str(images[0]), str(images[1])]
+    assert list(rows[0]) == [*cli.CSV_HEADER, *ATTRIBUTES]
+    assert (rows[0]["face"], rows[0]["x1"], rows[0]["Smiling"], rows[0]["Bald"]) == ("1", "20.0", "0.9000", "0.1000")
+
+
+def test_folders_are_searched_recursively_sorted_by_extension(tmp_path, fake, model, capsys) -> None:
+    root = tmp_path / "photos"
+    expected = [photo(root / "b.JPG"), photo(root / "sub" / "a.webp"), photo(root / "z" / "c.TIFF")]
+    (root / "notes.txt").write_text("not an image")
+    (root / "sub" / "d.gif").write_bytes(b"GIF89a")
+    code, out, _ = run(capsys, "predict", root, "--model", model)
+    assert code == 0
+    assert [line.split("  ")[0] for line in out.splitlines()] == [str(p) for p in sorted(expected)]
+
+
+def test_images_go_to_the_predictor_in_batches_of_batch_size(tmp_path, fake, model, capsys) -> None:
+    images = [photo(tmp_path / f"{i}.png") for i in range(5)]
+    code, _, err = run(capsys, "predict", *images, "--model", model, "--batch-size", "2")
+    assert code == 0 and fake[0].batches == [2, 2, 1]
+    assert "5/5" in err  # the progress bar, on stderr
+
+
+def test_annotated_copies_are_drawn_and_keep_folder_layout(tmp_path, fake, model, capsys) -> None:
+    root = tmp_path / "photos"
+    source = photo(root / "sub" / "a.png", size=(200, 160))
+    photo(root / "blank.jpg")
+    out_dir = tmp_path / "drawn"
+    assert run(capsys, "predict", root, "--model", model, "--save-annotated", out_dir)[0] == 0
+    written = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*"))
+    assert written == ["blank.jpg", "sub", "sub/a.jpg"]
+    drawn = np.asarray(Image.open(out_dir / "sub" / "a.jpg"), dtype=np.int16)
+    assert drawn.shape == (160, 200, 3)
+    assert np.abs(drawn - np.asarray(Image.open(source), dtype=np.int16)).max() > 100
+
+
+def test_annotated_names_never_overwrite_each_other(tmp_path, fake, model, capsys) -> None:
+    images = [photo(tmp_path / "x" / "a.png"), photo(tmp_path / "y" / "a.jpg")]
+    out_dir = tmp_path / "drawn"
+    assert run(capsys, "predict", *images, "--model", model, "--save-annotated", out_dir)[0] == 0
+    assert sorted(p.name for p in out_dir.iterdir()) == ["a.jpg", "a_2.jpg"]
+
+
+def test_unreadable_inputs_exit_1_and_the_others_are_processed(tmp_path, fake, model, capsys) -> None:
+    good, broken = photo(tmp_path / "a.jpg"), tmp_path / "broken.png"
+    broken.write_bytes(b"garbage")
+    code, out, err = run(capsys, "predict", good, broken, tmp_path / "missing.jpg", "--model", model)
+    assert code == 1
+    assert out.startswith(f"{good}  face 1")
+    assert f"{broken}: cannot decode" in err and f"{tmp_path / 'missing.jpg'}: no such file" in err
+
+
+def test_no_images_found_exits_2(tmp_path, fake, model, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    code, out, err = run(capsys, "predict", tmp_path / "empty", "--model", model)
+    assert (code, out) == (2, "")
+    assert "no images found" in err and not fake
+
+
+def test_missing_model_exits_2_naming_the_file(tmp_path, fake, capsys) -> None:
+    code, _, err = run(capsys, "predict", photo(tmp_path / "a.jpg"), "--model", tmp_path / "nope.pt")
+    assert code == 2
+    assert err == f"faceattr: {tmp_path / 'nope.pt'}: model file not found\n"
+
+
+def test_bad_model_file_exits_2_without_traceback(tmp_path, model, monkeypatch, capsys) -> None:
+    def refuse(checkpoint: str, device: str, batch_size: int) -> None:
+        raise CheckpointError(f"{checkpoint}: not a readable checkpoint")
+
+    monkeypatch.setattr(cli, "load_predictor", refuse)
+    code, _, err = run(capsys, "predict", photo(tmp_path / "a.jpg"), "--model", model)
+    assert code == 2
+    assert err == f"faceattr: {model}: not a readable checkpoint\n"
+
+
+@pytest.mark.parametrize("argv", [["predict", "a.jpg"], ["predict", "a.jpg", "--model", "m.pt", "--top", "-1"],
+                                  ["predict", "a.jpg", "--model", "m.pt", "--device", "tpu"], []])
+def test_usage_errors_exit_2(argv, capsys) -> None:
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.startswith("usage: faceattr")
+
+
+def test_help_documents_exit_codes_and_version_prints(capsys) -> None:
+    assert cli.main(["predict", "--help"]) == 0
+    assert "exit status:" in capsys.readouterr().out
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("faceattr 0.")
+
+
+def test_face_labels_show_beauty_then_top_attributes_by_probability() -> None:
+    face = FakeFace((0, 0, 1, 1), 1.0, None, {"Male": 0.6, "Smiling": 0.9, "Young": 0.7},
+                    ("Male", "Smiling", "Young"), 2.5)
+    assert face_labels(face, top=2) == ["beauty 2.50", "Smiling", "Young"]
+    assert face_labels(face, top=0) == ["beauty 2.50"]
+
+
+@pytest.mark.parametrize("size", [(48, 64), (3000, 4000)])
+def test_annotate_draws_on_a_copy_inside_the_photo_at_any_size(size) -> None:
+    height, width = size
+    image = np.full((height, width, 3), 128, np.uint8)
+    face = FakeFace((width * 0.3, height * 0.3, width * 0.7, height * 0.7), 0.9, [[width / 2, height / 2]] * 5,
+                    {"Smiling": 0.9}, ("Smiling",), 3.0)
+    drawn = annotate(image, [face])
+    assert drawn.shape == image.shape and (image == 128).all()
+    # The text is dark: its rows span at least 8 pixels, and 1.5% of a large photo's height.
+    text_rows = (drawn < 60).all(axis=2).any(axis=1).sum()
+    assert text_rows >= max(8, 0.015 * height)
+    assert (drawn[round(height / 2), round(width / 2)] != 128).any()  # the landmark dot
+
+
+@pytest.mark.real_data
+def test_real_predictor_on_two_people(shared_data, tmp_path, capsys) -> None:
+    pytest.importorskip("faceattr.predictor")
+    import torch
+
+    from faceattr.checkpoint import save_checkpoint
+    from faceattr.config import Config, config_to_dict
+    from faceattr.models import FaceAttrNet
+
+    torch.manual_seed(0)
+    net = FaceAttrNet("resnet10t")
+    config = config_to_dict(Config())
+    config["data"]["image_size"] = 64
+    checkpoint = tmp_path / "best.pt"
+    save_checkpoint({"model_args": net.model_args, "model": net.state_dict(), "thresholds": [0.5] * len(ATTRIBUTES),
+                     "attributes": list(ATTRIBUTES), "config": config, "epoch": 1, "metrics": {},
+                     "faceattr_version": "test"}, checkpoint)
+    image = shared_data / TWO_PEOPLE
+    code, out, err = run(capsys, "predict", image, "--model", checkpoint, "--device", "cpu", "--json",
+                         "--save-annotated", tmp_path / "drawn")
+    assert code == 0, err
+    [document] = json.loads(out)
+    assert len(document["faces"]) == 2
+    assert (tmp_path / "drawn" / "two_people.jpg").is_file()
