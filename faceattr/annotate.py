@@ -24,6 +24,9 @@ REFERENCE_SIDE = 1000
 
 #: The font scale never goes below this (about 9 px text), whatever the photo size.
 MIN_FONT_SCALE = 0.4
+#: Face width (pixels) whose labels are drawn at font scale 1: small faces in a group photo get
+#: small labels, so that neighbours' labels do not cover each other.
+FACE_WIDTH_AT_SCALE_1 = 200
 
 
 def face_labels(face: Any, top: int) -> list[str]:
@@ -74,11 +77,12 @@ def annotate(image: np.ndarray, faces: Sequence[Any], top: int = 3) -> np.ndarra
     check_image(image)
     canvas = np.ascontiguousarray(image.copy())
     height, width = canvas.shape[:2]
-    font_scale = max(MIN_FONT_SCALE, max(height, width) / REFERENCE_SIDE)
-    thickness = max(1, round(2 * font_scale))
+    photo_scale = max(MIN_FONT_SCALE, max(height, width) / REFERENCE_SIDE)
     for index, face in enumerate(faces):
         colour = PALETTE[index % len(PALETTE)]
         x1, y1, x2, y2 = (round(float(v)) for v in face.box)
+        font_scale = min(photo_scale, max(MIN_FONT_SCALE, (x2 - x1) / FACE_WIDTH_AT_SCALE_1))
+        thickness = max(1, round(2 * font_scale))
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness, cv2.LINE_AA)
         if face.landmarks is not None:
             for x, y in np.asarray(face.landmarks, dtype=np.float64).reshape(-1, 2):
