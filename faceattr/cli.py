@@ -17,7 +17,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 
 from faceattr.attributes import ATTRIBUTES
 from faceattr.errors import FaceAttrError
@@ -173,16 +172,6 @@ def csv_rows(result: Any) -> list[list[str]]:
     return rows
 
 
-def _read_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """The photo as RGB, turned as its EXIF says when that matches the size the predictor saw."""
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as image:
-        turned = ImageOps.exif_transpose(image)
-        chosen = turned if turned.size == size else image
-        return np.asarray(chosen.convert("RGB"))
-
-
 class _AnnotatedWriter:
     """Writes annotated copies under one folder, keeping each folder input's subfolders, never overwriting a name twice."""
 
@@ -212,9 +201,12 @@ class _AnnotatedWriter:
         from PIL import Image
 
         from faceattr.annotate import annotate
+        from faceattr.predictor import read_image
 
         source = Path(result.source)
-        drawn = annotate(_read_rgb(source, (result.width, result.height)), result.faces, self.top)
+        # The predictor's own reader, so the photo is turned and converted exactly as when its
+        # faces were found.
+        drawn = annotate(read_image(source), result.faces, self.top)
         target = self.target(source)
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(drawn).save(target, quality=92)

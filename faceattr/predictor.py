@@ -28,7 +28,7 @@ from PIL import Image, ImageOps
 from faceattr.align import align_crop
 from faceattr.attributes import ATTRIBUTES
 from faceattr.checkpoint import load_checkpoint, model_from_checkpoint
-from faceattr.data.dataset import _to_rgb, load_image
+from faceattr.data.dataset import to_rgb, load_image
 from faceattr.detect import Detection, FaceDetector
 from faceattr.errors import CheckpointError, ConfigError, ImageError
 
@@ -182,7 +182,7 @@ def read_image(source: str | Path | bytes | Image.Image | np.ndarray) -> np.ndar
         return _decode(io.BytesIO(source), name)
     if isinstance(source, Image.Image):
         try:
-            return np.asarray(_to_rgb(ImageOps.exif_transpose(source)))
+            return np.asarray(to_rgb(ImageOps.exif_transpose(source)))
         except (OSError, ValueError, SyntaxError) as error:
             raise ImageError(f"{name}: cannot convert image: {error}") from error
     if isinstance(source, np.ndarray):

@@ -34,7 +34,7 @@ _HIGH_DEPTH_MAX = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535
 _BACKGROUND = (255, 255, 255)
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
     """Converts any PIL mode to RGB: alpha composited over white, 16-bit scaled to 8-bit."""
     if image.mode == "F":
         raise ValueError("32-bit floating-point images have no defined range; save it as 8 or 16 bits")
@@ -75,7 +75,7 @@ def load_image(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()  # decode now: a truncated file fails here, not inside a transform
-            return _to_rgb(ImageOps.exif_transpose(image))
+            return to_rgb(ImageOps.exif_transpose(image))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         # PIL reports corrupt data as OSError, SyntaxError or ValueError depending on the codec.
         raise ImageError(f"{path}: cannot read image: {error}") from error
