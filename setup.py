@@ -25,7 +25,8 @@ setup(
         "timm>=1.0",
         "facenet-pytorch==2.5.3",
         "numpy>=2.0",
-        "opencv-python-headless>=4.8",
+        # OpenCV 5 no longer ships the Haar cascades that FaceDetector("haar") loads.
+        "opencv-python-headless>=4.8,<5",
         "scikit-learn>=1.3",
         "tensorboard>=2.14",
         "tqdm>=4.66",
@@ -37,7 +38,7 @@ setup(
     extras_require={
         "dev": ["pytest>=8.0", "pytest-timeout>=2.2"],
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],
-        "demo": ["opencv-python>=4.8"],
+        "demo": ["opencv-python>=4.8,<5"],
     },
     entry_points={"console_scripts": ["faceattr=faceattr.cli:main"]},
     classifiers=[

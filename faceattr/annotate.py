@@ -50,7 +50,7 @@ def face_labels(face: Any, top: int) -> list[str]:
     return [f"beauty {face.beauty:.2f}", *ranked[:max(0, top)]]
 
 
-def annotate(image: np.ndarray, faces: Sequence[Any], top: int = 3) -> np.ndarray:
+def annotate(image: np.ndarray, faces: Sequence[Any], top: int = 3, ids: Sequence[int] | None = None) -> np.ndarray:
     """Draws each face's box, landmarks, beauty score and ``top`` present attributes on a copy of ``image``.
 
     Args:
@@ -58,6 +58,9 @@ def annotate(image: np.ndarray, faces: Sequence[Any], top: int = 3) -> np.ndarra
         faces: :class:`faceattr.predictor.FaceResult` objects: ``box`` ``(x1, y1, x2, y2)`` and
             ``landmarks`` (``(5, 2)`` x, y or None) in pixels of ``image``.
         top: Present attributes shown per face, most probable first.
+        ids: A number per face (a video's track ids): it heads the face's labels as ``#id`` and
+            picks its colour, so a tracked face keeps its colour from frame to frame. Without
+            ids, faces are coloured by their place in ``faces``.
 
     Returns:
         A new RGB uint8 array of the same shape; ``image`` is left untouched.
@@ -75,11 +78,13 @@ def annotate(image: np.ndarray, faces: Sequence[Any], top: int = 3) -> np.ndarra
     import cv2
 
     check_image(image)
+    if ids is not None and len(ids) != len(faces):
+        raise ValueError(f"ids: {len(ids)} for {len(faces)} faces")
     canvas = np.ascontiguousarray(image.copy())
     height, width = canvas.shape[:2]
     photo_scale = max(MIN_FONT_SCALE, max(height, width) / REFERENCE_SIDE)
     for index, face in enumerate(faces):
-        colour = PALETTE[index % len(PALETTE)]
+        colour = PALETTE[(index if ids is None else ids[index]) % len(PALETTE)]
         x1, y1, x2, y2 = (round(float(v)) for v in face.box)
         font_scale = min(photo_scale, max(MIN_FONT_SCALE, (x2 - x1) / FACE_WIDTH_AT_SCALE_1))
         thickness = max(1, round(2 * font_scale))
@@ -87,7 +92,8 @@ def annotate(image: np.ndarray, faces: Sequence[Any], top: int = 3) -> np.ndarra
         if face.landmarks is not None:
             for x, y in np.asarray(face.landmarks, dtype=np.float64).reshape(-1, 2):
                 cv2.circle(canvas, (round(x), round(y)), thickness + 1, colour, -1, cv2.LINE_AA)
-        _draw_labels(canvas, face_labels(face, top), (x1, y1, x2, y2), colour, font_scale, thickness)
+        lines = face_labels(face, top) if ids is None else [f"#{ids[index]}", *face_labels(face, top)]
+        _draw_labels(canvas, lines, (x1, y1, x2, y2), colour, font_scale, thickness)
     return canvas
 
 

@@ -15,15 +15,18 @@ import logging
 import os
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import torch
 from torch import Tensor, nn
 
+from faceattr.attributes import ATTRIBUTES
+from faceattr.config import Config, config_to_dict
 from faceattr.errors import CheckpointError
 from faceattr.models.net import FaceAttrNet
+from faceattr.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +107,22 @@ def _describe_load_error(error: Exception) -> str:
         return message.split(marker, 1)[1].strip().splitlines()[0]
     lines = message.strip().splitlines()
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def deploy_state(model: nn.Module, thresholds: Sequence[float], config: Config, epoch: int,
+                 metrics: dict[str, Any]) -> dict[str, Any]:
+    """What inference needs, as ``best.pt`` holds it: weights, constructor arguments, thresholds,
+    config (``config.data.image_size`` is the input size) and validation metrics.
+
+    >>> from faceattr.models.net import FaceAttrNet
+    >>> state = deploy_state(FaceAttrNet("resnet10t"), [0.5] * 40, Config(), epoch=0, metrics={})
+    >>> sorted(state)[:3], state["config"]["data"]["image_size"]
+    (['attributes', 'config', 'epoch'], 128)
+    """
+    return {"model_args": dict(model.model_args), "model": model.state_dict(),
+            "thresholds": [float(t) for t in thresholds], "attributes": list(ATTRIBUTES),
+            "config": config_to_dict(config), "epoch": epoch, "metrics": metrics,
+            "faceattr_version": __version__}
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

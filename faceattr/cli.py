@@ -17,15 +17,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-
 from faceattr.attributes import ATTRIBUTES
 from faceattr.errors import FaceAttrError
+from faceattr.image import IMAGE_EXTENSIONS, read_image
 from faceattr.version import __version__
 
 logger = logging.getLogger(__name__)
-
-#: File name extensions (lower case) taken from folders.
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 
 EXIT_OK = 0  # every input was read (with or without faces)
 EXIT_UNREADABLE = 1  # some inputs could not be read; the others were processed
@@ -201,11 +198,11 @@ class _AnnotatedWriter:
         from PIL import Image
 
         from faceattr.annotate import annotate
-        from faceattr.predictor import read_image
 
         source = Path(result.source)
         # The predictor's own reader, so the photo is turned and converted exactly as when its
-        # faces were found.
+        # faces were found; at full size, the size of the faces' coordinates, even where the
+        # predictor decoded a large JPEG reduced: an annotated copy keeps the photo's resolution.
         drawn = annotate(read_image(source), result.faces, self.top)
         target = self.target(source)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,12 @@ class SourceConfig:
     Attributes:
         kind: ``celeba``, ``celebahq``, ``scut`` or ``csv``.
         root: The dataset folder (for ``csv``: the CSV file).
-        images: Image folder inside ``root`` (default: the dataset's official one, e.g.
-            ``img_align_celeba``); CelebA's half-size ``img_align_celeba_89x109`` works too.
+        images: The image folder, relative to ``root`` or absolute (default: the dataset's
+            official one, e.g. ``img_align_celeba``); CelebA's half-size
+            ``img_align_celeba_89x109`` works too, and so does a folder of photos aligned by
+            ``tools/align_dataset.py`` (e.g. CelebA's ``img_celeba``, which is refused as it is).
+            For ``csv``: the folder the CSV's image paths are relative to, relative to the
+            CSV's folder or absolute (default: the CSV's folder).
         weight: Relative share of this source in each training epoch.
         crop: ``[left, top, right, bottom]`` as fractions of the image, cut before resizing,
             so that crops of different datasets show the face at the same place and scale.

@@ -18,13 +18,12 @@ import torch
 from tqdm import tqdm
 
 from faceattr.attributes import ATTRIBUTES
-from faceattr.checkpoint import load_checkpoint, save_checkpoint
+from faceattr.checkpoint import deploy_state, load_checkpoint, save_checkpoint
 from faceattr.config import Config, OptimConfig, config_to_dict, save_config
 from faceattr.errors import CheckpointError, ConfigError
 from faceattr.evaluate import headline, predict_loader, summarize, tune_thresholds
 from faceattr.runtime import (World, all_ranks_have, autocast, broadcast_from_main, close_world, grad_scaler, init_world,
                               select_device, share_buffers_from_main)
-from faceattr.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -163,15 +162,6 @@ def train_one_epoch(model, loss_fn, loader, optimizer, scheduler, scaler, ema, d
     return {key: value / batches for key, value in totals.items()}, step
 
 
-def _deploy_state(model: torch.nn.Module, thresholds: np.ndarray, config: Config, epoch: int,
-                  evaluation: dict) -> dict:
-    """What inference needs: weights, constructor arguments, thresholds, config and metrics."""
-    return {"model_args": dict(model.model_args), "model": model.state_dict(),
-            "thresholds": [float(t) for t in thresholds], "attributes": list(ATTRIBUTES),
-            "config": config_to_dict(config), "epoch": epoch, "metrics": evaluation,
-            "faceattr_version": __version__}
-
-
 def _epoch_record(epoch: int, step: int, train_stats: dict, evaluation: dict, lr: float, seconds: float) -> dict:
     means, beauty = evaluation["attribute_means"], evaluation["beauty"]
     return {"epoch": epoch + 1, "step": step, "lr": lr, "seconds": round(seconds, 2),
@@ -299,7 +289,7 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
                                time.time() - started)
         state.history.append(record)
         if world.is_main:
-            deploy = _deploy_state(eval_model, thresholds, config, epoch + 1, evaluation)
+            deploy = deploy_state(eval_model, thresholds, config, epoch + 1, evaluation)
             if improved:
                 save_checkpoint(deploy, out / BEST)
             save_checkpoint({**deploy, "train": _train_state(model, ema, optimizer, scaler, loss_fn, state)},

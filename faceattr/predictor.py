@@ -1,6 +1,6 @@
 """The prediction API: images in, each face's 40 attributes and beauty score out.
 
-The pipeline: read the image (:func:`read_image`), find faces (:class:`~faceattr.detect.FaceDetector`),
+The pipeline: read the image (:func:`read_reduced`: large JPEGs are decoded at a reduced size), find faces (:class:`~faceattr.detect.FaceDetector`),
 warp each onto the training crop (:func:`~faceattr.align.align_crop`), run the network in
 batches, and apply the per-attribute thresholds stored in the checkpoint.
 
@@ -12,25 +12,22 @@ batches, and apply the per-attribute thresholds stored in the checkpoint.
 
 from __future__ import annotations
 
-import io
 import logging
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 
 from faceattr.align import align_crop
 from faceattr.attributes import ATTRIBUTES
 from faceattr.checkpoint import load_checkpoint, model_from_checkpoint
-from faceattr.data.dataset import to_rgb, load_image
 from faceattr.detect import Detection, FaceDetector
 from faceattr.errors import CheckpointError, ConfigError, ImageError
+from faceattr.image import read_reduced, source_name
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +38,11 @@ BEAUTY_RANGE: tuple[float, float] = (1.0, 5.0)
 #: box (x, y), MTCNN order; a rough stand-in so that such faces can still be aligned.
 BOX_LANDMARKS: np.ndarray = np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.8], [0.65, 0.8]])
 
+#: The share of the model's input width that a face's detector box spans after alignment:
+#: CelebA's eyes are 39 px apart in the 159 px crop, and MTCNN's box is about 2.2 eye
+#: distances wide (1.9-2.7 on the group photos in ../shared/data/faces).
+CROP_FACE_SHARE = 0.55
+
 #: How many checkpoints :func:`predict` keeps loaded.
 _CACHE_SIZE = 4
 
@@ -50,7 +52,8 @@ class FaceResult:
     """One face and what the model says about it.
 
     Attributes:
-        box: ``(x1, y1, x2, y2)`` in pixels of the (upright) input image.
+        box: ``(x1, y1, x2, y2)`` in pixels of the (upright) input image at full size, even
+            where it was decoded reduced.
         score: The detector's confidence, 0-1.
         landmarks: Five ``(x, y)`` points (eyes, nose, mouth corners, MTCNN order), or ``None``
             when the detector gives none.
@@ -86,7 +89,8 @@ class ImageResult:
         source: The input's path, or ``"<array>"``, ``"<bytes>"``, ``"<PIL image>"``.
         faces: The faces found, best detector score first; ``[]`` if none or unreadable.
         error: Why the input could not be read, else ``None``.
-        width: Width of the upright image in pixels (``None`` if unreadable).
+        width: Width of the upright image in pixels, at full size even where it was decoded
+            reduced (``None`` if unreadable).
         height: Its height (``None`` if unreadable).
 
     >>> ImageResult("a.jpg", [], "a.jpg: cannot read image").to_dict()["error"]
@@ -105,97 +109,24 @@ class ImageResult:
                 "faces": [face.to_dict() for face in self.faces]}
 
 
-def source_name(source: Any) -> str:
-    """How results and errors name an input: its path, or ``"<array>"``, ``"<bytes>"``, ``"<PIL image>"``.
-
-    >>> source_name(b"..."), source_name(Path("a.jpg"))
-    ('<bytes>', 'a.jpg')
-    """
-    if isinstance(source, (str, Path)):
-        return str(source)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return "<bytes>"
-    if isinstance(source, Image.Image):
-        return "<PIL image>"
-    if isinstance(source, np.ndarray):
-        return "<array>"
-    return f"<{type(source).__name__}>"
-
-
-def _decode(file: str | Path | io.BytesIO, name: str) -> np.ndarray:
-    """Decodes an image file or in-memory file to RGB, treating a decompression bomb as an error."""
-    with warnings.catch_warnings():
-        # PIL only warns between its pixel limit and twice it; a prediction service should refuse.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            return np.asarray(load_image(file))
-        except ImageError as error:
-            raise ImageError(f"{name}: cannot read image: {error.__cause__}") from error.__cause__
-        except Image.DecompressionBombWarning as error:
-            raise ImageError(f"{name}: cannot read image: {error}") from error
-
-
-def _from_array(array: np.ndarray) -> np.ndarray:
-    """An RGB ``(H, W, 3)`` or grayscale ``(H, W)`` uint8 array as contiguous RGB."""
-    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3) \
-            or 0 in array.shape:
-        raise ImageError(f"<array>: expected an RGB uint8 array (H, W, 3) or grayscale (H, W), "
-                         f"got {array.dtype} {array.shape}")
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    # Contiguous: a BGR->RGB view (frame[..., ::-1]) has negative strides, which cv2 and torch refuse.
-    return np.ascontiguousarray(array)
-
-
-def read_image(source: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray:
-    """Reads any supported input as an upright RGB uint8 array ``(H, W, 3)``.
-
-    Files and bytes are decoded by content, not by extension, and turned upright per their
-    EXIF orientation; grayscale, palette, CMYK and 16-bit images become 8-bit RGB and
-    transparent pixels are shown over white. Arrays must be RGB: OpenCV frames are BGR, so
-    pass ``frame[..., ::-1]``.
-
-    Args:
-        source: A path, the bytes of an image file, a PIL image, or a uint8 numpy array,
-            RGB ``(H, W, 3)`` or grayscale ``(H, W)``.
-
-    Returns:
-        The RGB image, a new array independent of ``source`` for files, bytes and PIL images.
-
-    Raises:
-        ImageError: The input is missing, empty, truncated, not an image, a decompression
-            bomb or an array of the wrong shape or type; the message names the input.
-
-    >>> read_image(np.zeros((4, 5), np.uint8)).shape
-    (4, 5, 3)
-    >>> read_image(b"")
-    Traceback (most recent call last):
-    ...
-    faceattr.errors.ImageError: <bytes>: cannot read image: empty input
-    """
-    name = source_name(source)
-    if isinstance(source, (str, Path)):
-        return _decode(source, name)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        if len(source) == 0:
-            raise ImageError(f"{name}: cannot read image: empty input")
-        return _decode(io.BytesIO(source), name)
-    if isinstance(source, Image.Image):
-        try:
-            return np.asarray(to_rgb(ImageOps.exif_transpose(source)))
-        except (OSError, ValueError, SyntaxError) as error:
-            raise ImageError(f"{name}: cannot convert image: {error}") from error
-    if isinstance(source, np.ndarray):
-        return _from_array(source)
-    raise ImageError(f"{name}: expected a path, bytes, a PIL image or a numpy array")
-
-
 def _landmarks(detection: Detection) -> np.ndarray:
     """The detection's landmarks, or points estimated from its box when the detector gives none."""
     if detection.landmarks is not None:
         return detection.landmarks
     x1, y1, x2, y2 = detection.box
     return np.array([x1, y1]) + BOX_LANDMARKS * np.array([x2 - x1, y2 - y1])
+
+
+def _in_full_image(faces: list[FaceResult], array: np.ndarray, size: tuple[int, int]) -> list[FaceResult]:
+    """``faces`` found in ``array``, a reduced decode, with boxes and landmarks in the full image's pixels."""
+    scale_x, scale_y = size[0] / array.shape[1], size[1] / array.shape[0]
+    if (scale_x, scale_y) == (1.0, 1.0):
+        return faces
+    return [replace(face, box=(face.box[0] * scale_x, face.box[1] * scale_y, face.box[2] * scale_x,
+                               face.box[3] * scale_y),
+                    landmarks=None if face.landmarks is None else tuple(
+                        (x * scale_x, y * scale_y) for x, y in face.landmarks))
+            for face in faces]
 
 
 class Predictor:
@@ -235,6 +166,9 @@ class Predictor:
                                   "expected a checkpoint written by tools/train.py") from error
         self.model = model_from_checkpoint(state).eval().to(self.device)
         self.detector = detector or FaceDetector("mtcnn", device=str(self.device))
+        #: JPEGs are decoded reduced down to this longer side (see :func:`read_reduced`): what the
+        #: detector sees is unchanged, and the smallest face it can find still fills the model's input.
+        self.decode_side = self.detector.needed_side(CROP_FACE_SHARE * self.image_size)
         # The first forward pass allocates and picks kernels; pay for it here, not on the first image.
         self._run(np.zeros((1, self.image_size, self.image_size, 3), np.uint8))
         logger.info("loaded %s (%s, %d px) on %s", self.checkpoint, self.model.model_args["backbone"],
@@ -259,7 +193,7 @@ class Predictor:
         """The faces in one input, best detector score first.
 
         Args:
-            image: Any input :func:`read_image` accepts.
+            image: Any input :func:`~faceattr.image.read_image` accepts.
 
         Returns:
             One :class:`FaceResult` per face; ``[]`` if there is none.
@@ -267,8 +201,8 @@ class Predictor:
         Raises:
             ImageError: The input cannot be read (the message names it).
         """
-        array = read_image(image)
-        return self._classify([array], [self.detector.detect(array)])[0]
+        array, size = read_reduced(image, self.decode_side)
+        return _in_full_image(self.classify([array], [self.detector.detect(array)])[0], array, size)
 
     def predict_many(self, images: Sequence[Any]) -> list[ImageResult]:
         """The faces in each of several inputs, in input order.
@@ -278,28 +212,40 @@ class Predictor:
         images go through the network ``batch_size`` at a time.
 
         Args:
-            images: Inputs :func:`read_image` accepts.
+            images: Inputs :func:`~faceattr.image.read_image` accepts.
 
         Returns:
             One :class:`ImageResult` per input.
         """
         arrays: dict[int, np.ndarray] = {}
+        sizes: dict[int, tuple[int, int]] = {}
         errors: dict[int, str] = {}
         for index, image in enumerate(images):
             try:
-                arrays[index] = read_image(image)
+                arrays[index], sizes[index] = read_reduced(image, self.decode_side)
             except ImageError as error:
                 logger.debug("%s", error)  # the result carries it; callers report it
                 errors[index] = str(error)
         readable = list(arrays)
         detections = self.detector.detect_batch([arrays[i] for i in readable])
-        faces = dict(zip(readable, self._classify([arrays[i] for i in readable], detections)))
-        return [ImageResult(source_name(image), faces.get(i, []), errors.get(i),
-                            arrays[i].shape[1] if i in arrays else None, arrays[i].shape[0] if i in arrays else None)
+        faces = {i: _in_full_image(found, arrays[i], sizes[i])
+                 for i, found in zip(readable, self.classify([arrays[i] for i in readable], detections))}
+        return [ImageResult(source_name(image), faces.get(i, []), errors.get(i), *sizes.get(i, (None, None)))
                 for i, image in enumerate(images)]
 
-    def _classify(self, arrays: list[np.ndarray], detections: list[list[Detection]]) -> list[list[FaceResult]]:
-        """Aligns every detected face, runs the network on them in batches, and builds the results."""
+    def classify(self, arrays: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]]
+                 ) -> list[list[FaceResult]]:
+        """The attributes of faces already found: for video, where detections are reused across frames.
+
+        Args:
+            arrays: RGB uint8 images ``(H, W, 3)``.
+            detections: For each image, its faces (from :class:`~faceattr.detect.FaceDetector`
+                or tracked from an earlier frame).
+
+        Returns:
+            For each image, one :class:`FaceResult` per detection, in the same order. Every
+            face of every image goes through the network in batches of ``batch_size``.
+        """
         crops = [align_crop(array, _landmarks(d), self.image_size)
                  for array, found in zip(arrays, detections) for d in found]
         outputs = [self._run(np.stack(crops[start:start + self.batch_size]))
@@ -350,7 +296,7 @@ def predict(image: Any, model: str | Path | None = None) -> list[FaceResult] | l
     The model of each checkpoint path is loaded once and kept for later calls.
 
     Args:
-        image: An input :func:`read_image` accepts, or a list (or tuple) of them.
+        image: An input :func:`~faceattr.image.read_image` accepts, or a list (or tuple) of them.
         model: A checkpoint written by ``tools/train.py``. Required for now: no default
             model ships with the package yet.
 

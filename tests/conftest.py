@@ -5,7 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from faceattr.checkpoint import deploy_state, save_checkpoint
+from faceattr.config import Config
 from faceattr.data.fixtures import make_celeba, make_celebahq, make_scut
+from faceattr.models.net import FaceAttrNet
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -18,6 +21,21 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def untrained_checkpoint(path: Path, thresholds: list[float] | None = None) -> Path:
+    """Writes a deployable checkpoint of an untrained ResNet-10-T at 64 px (thresholds 0.5 unless given)."""
+    torch.manual_seed(0)
+    config = Config()
+    config.data.image_size = 64
+    save_checkpoint(deploy_state(FaceAttrNet("resnet10t"), thresholds or [0.5] * 40, config, 0, {}), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained ResNet-10-T checkpoint at 64 px with thresholds 0.5: for the prediction path, not its answers."""
+    return untrained_checkpoint(tmp_path_factory.mktemp("model") / "best.pt")
 
 
 @pytest.fixture(scope="session")

@@ -239,23 +239,22 @@ def test_annotate_draws_on_a_copy_inside_the_photo_at_any_size(size) -> None:
     assert (drawn[round(height / 2), round(width / 2)] != 128).any()  # the landmark dot
 
 
+def test_annotate_colours_faces_by_id_and_heads_their_labels_with_it() -> None:
+    from faceattr.annotate import PALETTE
+
+    image = np.full((200, 200, 3), 128, np.uint8)
+    face = FakeFace((40, 40, 120, 120), 0.9, None, {}, (), 3.0)
+    plain, tracked = annotate(image, [face]), annotate(image, [face], ids=[4])
+    nearest = lambda pixel: int(np.argmin(np.abs(np.array(PALETTE) - pixel.astype(int)).sum(axis=1)))
+    assert nearest(plain[40, 80]) == 0 and nearest(tracked[40, 80]) == 4  # the box's top edge
+    label_rows = lambda drawn: (drawn[:, 40:120] < 60).all(axis=2).any(axis=1).sum()  # dark text below the box
+    assert label_rows(tracked) > label_rows(plain)  # "#4" is a line more
+    with pytest.raises(ValueError, match="ids"):
+        annotate(image, [face], ids=[1, 2])
+
+
 @pytest.mark.real_data
-def test_real_predictor_on_two_people(shared_data, tmp_path, capsys) -> None:
-    pytest.importorskip("faceattr.predictor")
-    import torch
-
-    from faceattr.checkpoint import save_checkpoint
-    from faceattr.config import Config, config_to_dict
-    from faceattr.models import FaceAttrNet
-
-    torch.manual_seed(0)
-    net = FaceAttrNet("resnet10t")
-    config = config_to_dict(Config())
-    config["data"]["image_size"] = 64
-    checkpoint = tmp_path / "best.pt"
-    save_checkpoint({"model_args": net.model_args, "model": net.state_dict(), "thresholds": [0.5] * len(ATTRIBUTES),
-                     "attributes": list(ATTRIBUTES), "config": config, "epoch": 1, "metrics": {},
-                     "faceattr_version": "test"}, checkpoint)
+def test_real_predictor_on_two_people(shared_data, checkpoint, tmp_path, capsys) -> None:
     image = shared_data / TWO_PEOPLE
     code, out, err = run(capsys, "predict", image, "--model", checkpoint, "--device", "cpu", "--json",
                          "--save-annotated", tmp_path / "drawn")
@@ -263,3 +262,28 @@ def test_real_predictor_on_two_people(shared_data, tmp_path, capsys) -> None:
     [document] = json.loads(out)
     assert len(document["faces"]) == 2
     assert (tmp_path / "drawn" / "two_people.jpg").is_file()
+
+
+@pytest.mark.real_data
+def test_reduced_jpeg_is_annotated_at_full_size_where_its_faces_are(shared_data, checkpoint, tmp_path, monkeypatch,
+                                                                     capsys) -> None:
+    from faceattr.annotate import PALETTE
+    from faceattr.detect import FaceDetector
+    from faceattr.predictor import Predictor
+
+    # A detector that sees 512 px: the predictor decodes this 2048 px JPEG at half size.
+    monkeypatch.setattr(cli, "load_predictor", lambda checkpoint, device, batch_size: Predictor(
+        checkpoint, device=device, batch_size=batch_size, detector=FaceDetector(max_side=512)))
+    image = tmp_path / "big.jpg"
+    Image.open(shared_data / TWO_PEOPLE).convert("RGB").resize((2048, 1202)).save(image, quality=95)
+    code, out, err = run(capsys, "predict", image, "--model", checkpoint, "--json",
+                         "--device", "cpu", "--save-annotated", tmp_path / "drawn")
+    assert code == 0, err
+    [document] = json.loads(out)
+    assert (document["width"], document["height"]) == (2048, 1202)
+    drawn = np.asarray(Image.open(tmp_path / "drawn" / "big.jpg"))
+    assert drawn.shape == (1202, 2048, 3)
+    # The first face's box is drawn in its colour where the JSON puts its left edge, at full scale.
+    x1, y1, _, y2 = (round(v) for v in document["faces"][0]["box"])
+    edge = drawn[(y1 + y2) // 2, x1 - 1:x1 + 2].astype(int)
+    assert (np.abs(edge - PALETTE[0]).max(axis=1) < 40).any()

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from faceattr.attributes import NUM_ATTRIBUTES
-from faceattr.data.dataset import FaceDataset, collate_skipping_none, labels_matrix, load_image
+from faceattr.data.dataset import FaceDataset, collate_skipping_none, labels_matrix
+from faceattr.image import load_image
 from faceattr.data.records import FaceRecord
 from faceattr.errors import ConfigError, ImageError
 from faceattr.transforms import eval_transform

@@ -92,10 +92,17 @@ def test_large_image_is_detected_on_a_copy_at_most_max_side(monkeypatch: pytest.
 
     monkeypatch.setattr(MTCNN, "detect", spy)
     image = np.full((1500, 2000, 3), 90, np.uint8)
-    for min_face_size in (20, 80):
+    for min_face_size in (20, 200):
         assert FaceDetector(min_face_size=min_face_size, max_side=400).detect(image) == []
-    # 2000 -> 400 px is a factor 5: a 80 px face becomes 16 px; 20 px would be 4, floored at 12.
-    assert seen == [((300, 400, 3), 12), ((300, 400, 3), 16)]
+    # 2000 -> 400 px is a factor 5: a 200 px face becomes 40 px; 20 px would be 4, floored at 20.
+    assert seen == [((300, 400, 3), 20), ((300, 400, 3), 40)]
+
+
+def test_needed_side_keeps_the_smallest_face_found_at_the_width_asked() -> None:
+    detector = FaceDetector(max_side=1000)
+    # The smallest face found is 20 px of a 1000 px copy (2% of the longer side): 40 px needs 2000 px.
+    assert detector.needed_side(40) == 2000
+    assert detector.needed_side(1) == 1000  # never below what the detector looks at
 
 
 @pytest.mark.real_data
@@ -165,7 +172,7 @@ def test_haar_finds_the_face_boxes_only(shared_data: Path) -> None:
     assert x1 < 445 < x2 and y1 < 124 < y2  # the box holds the nose, which MTCNN puts at about (445, 124)
 
 
-@pytest.mark.skipif(HAS_HAAR, reason="this OpenCV has Haar cascades")
-def test_haar_without_cascades_says_how_to_get_them() -> None:
+def test_haar_without_cascades_says_how_to_get_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(cv2, "CascadeClassifier", raising=False)  # as in OpenCV 5
     with pytest.raises(CheckpointError, match="opencv-python-headless<5"):
         FaceDetector("haar").detect(np.zeros((32, 32, 3), np.uint8))

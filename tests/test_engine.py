@@ -169,15 +169,15 @@ def test_ddp_with_two_gloo_processes(data_root, tmp_path):
     overrides = [f"data.sources.0.root={data_root / 'celeba'}", f"data.sources.1.root={data_root / 'scut'}",
                  f"train.output_dir={tmp_path / 'ddp'}"]
     config = tmp_path / "ddp.yaml"
-    config.write_text(f"""
+    config.write_text("""
 data:
-  sources: [{{kind: celeba, root: x}}, {{kind: scut, root: y, folds: 3}}]
+  sources: [{kind: celeba, root: x}, {kind: scut, root: y, folds: 3}]
   image_size: 32
   batch_size: 4
   workers: 0
-model: {{backbone: resnet10t}}
-optim: {{epochs: 2, lr: 0.01}}
-train: {{amp: false, channels_last: false, max_steps_per_epoch: 3}}
+model: {backbone: resnet10t}
+optim: {epochs: 2, lr: 0.01}
+train: {amp: false, channels_last: false, max_steps_per_epoch: 3}
 """)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import untrained_checkpoint
 from PIL import Image
 
 from faceattr import ATTRIBUTES, FaceResult, ImageResult, Predictor, load_model, predict
 from faceattr.checkpoint import save_checkpoint
-from faceattr.config import Config, config_to_dict
-from faceattr.detect import Detection
+from faceattr.detect import Detection, FaceDetector
 from faceattr.errors import CheckpointError, ImageError
+from faceattr.image import read_image, read_reduced
 from faceattr.models.net import FaceAttrNet
-from faceattr.predictor import _cached_predictor, read_image
+from faceattr.predictor import _cached_predictor
 
 TWO_PEOPLE = "faces/face_recognition/examples/two_people.jpg"
 
@@ -29,15 +29,8 @@ THRESHOLDS = [0.0] * 10 + [1.01] * 10 + [0.5] * 20
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny deployable checkpoint at 64 px, shaped like engine._deploy_state's."""
-    torch.manual_seed(0)
-    net = FaceAttrNet("resnet10t")
-    config = config_to_dict(Config())
-    config["data"]["image_size"] = 64
-    path = tmp_path_factory.mktemp("model") / "best.pt"
-    save_checkpoint({"model_args": net.model_args, "model": net.state_dict(), "thresholds": THRESHOLDS,
-                     "attributes": list(ATTRIBUTES), "config": config, "epoch": 1, "metrics": {}}, path)
-    return path
+    """An untrained ResNet-10-T at 64 px with :data:`THRESHOLDS`."""
+    return untrained_checkpoint(tmp_path_factory.mktemp("model") / "best.pt", THRESHOLDS)
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +39,11 @@ def predictor(checkpoint: Path) -> Predictor:
     return Predictor(checkpoint, device="cpu")
 
 
-class BoxDetector:
+class BoxDetector(FaceDetector):
     """A detector stand-in that reports fixed boxes without landmarks, as the Haar cascade does."""
 
     def __init__(self, boxes: list[tuple[float, float, float, float]]):
+        super().__init__()
         self.boxes = boxes
 
     def detect(self, image: np.ndarray) -> list[Detection]:
@@ -102,6 +96,69 @@ def test_exif_rotated_copy_gives_the_same_faces(shared_data: Path, predictor: Pr
     for a, b in zip(sorted(original, key=lambda f: f.box[0]), sorted(turned, key=lambda f: f.box[0])):
         size = a.box[2] - a.box[0]
         assert np.allclose(a.box, b.box, atol=0.05 * size)
+
+
+@pytest.fixture(scope="module")
+def small_side(checkpoint: Path) -> Predictor:
+    """A predictor whose detector sees at most 512 px: JPEGs over 902 px are decoded reduced."""
+    return Predictor(checkpoint, device="cpu", detector=FaceDetector(max_side=512))
+
+
+def upscaled_jpeg(shared_data: Path, path: Path, orientation: int = 1) -> Path:
+    """two_people.jpg at twice its size (2048x1202) as a JPEG, stored turned for EXIF ``orientation`` 6."""
+    photo = Image.open(shared_data / TWO_PEOPLE).convert("RGB").resize((2048, 1202), Image.Resampling.BICUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored = photo.transpose(Image.Transpose.ROTATE_90) if orientation == 6 else photo
+    stored.save(path, quality=95, exif=exif)
+    return path
+
+
+def assert_same_faces(faces: list[FaceResult], expected: list[FaceResult], tolerance: float) -> None:
+    """Same number of faces, boxes and landmarks within ``tolerance`` of each face's width."""
+    assert len(faces) == len(expected) == 2
+    for face, other in zip(sorted(faces, key=lambda f: f.box[0]), sorted(expected, key=lambda f: f.box[0])):
+        size = other.box[2] - other.box[0]
+        assert np.allclose(face.box, other.box, atol=tolerance * size)
+        assert np.allclose(face.landmarks, other.landmarks, atol=tolerance * size)
+
+
+@pytest.mark.real_data
+def test_reduced_jpeg_gives_the_faces_of_the_full_decode_in_its_pixels(shared_data: Path, small_side: Predictor,
+                                                                      tmp_path: Path) -> None:
+    path = upscaled_jpeg(shared_data, tmp_path / "big.jpg")
+    assert read_reduced(path, small_side.decode_side)[0].shape == (601, 1024, 3)  # decoded at 1/2
+    [result] = small_side.predict_many([path])
+    assert (result.width, result.height) == (2048, 1202)
+    full = small_side.predict(read_image(path))
+    # 2% of a 280 px face: 6 px of the photo, 1.4 px of the 512 px copy the detector sees (measured:
+    # boxes within 1.3 px, landmarks 4.5 px; the copy's pixels differ by the decoder's resampling).
+    assert_same_faces(result.faces, full, 0.02)
+    assert_same_faces(small_side.predict(path), full, 0.02)
+
+
+@pytest.mark.real_data
+def test_reduced_jpeg_is_turned_upright_after_reduction(shared_data: Path, small_side: Predictor,
+                                                        tmp_path: Path) -> None:
+    upright = small_side.predict(read_image(upscaled_jpeg(shared_data, tmp_path / "upright.jpg")))
+    [turned] = small_side.predict_many([upscaled_jpeg(shared_data, tmp_path / "turned.jpg", orientation=6)])
+    assert (turned.width, turned.height) == (2048, 1202)
+    assert_same_faces(turned.faces, upright, 0.03)
+
+
+def test_read_reduced_decodes_large_jpegs_at_a_fraction_keeping_min_side() -> None:
+    # Smooth ramps: a wrong turn or scale would move every pixel.
+    x, y = np.meshgrid(np.linspace(0, 255, 2400), np.linspace(0, 255, 1600))
+    pixels = np.stack([x, y, 255 - x], axis=2).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encoded(Image.fromarray(pixels).transpose(Image.Transpose.ROTATE_90), "JPEG", quality=95, exif=exif)
+    half, size = read_reduced(data, 1000)  # 1/4 would give 600 px: 1/2 is the most that keeps 1000
+    assert half.shape == (800, 1200, 3) and size == (2400, 1600)
+    assert np.abs(half.astype(int) - pixels[::2, ::2]).mean() < 3
+    assert read_reduced(data, 1200)[0].shape == (800, 1200, 3)
+    assert read_reduced(data, 1201)[0].shape == (1600, 2400, 3)  # 1/2 is too small: full size
+    assert read_reduced(encoded(Image.fromarray(pixels), "PNG"), 1000)[0].shape == (1600, 2400, 3)
 
 
 @pytest.mark.real_data

@@ -23,6 +23,7 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,24 @@ def make_image(data: Path, which: str) -> np.ndarray:
     photo = np.asarray(Image.open(data / OBAMA_480P).convert("RGB"))
     left = (photo.shape[1] - 640) // 2
     return np.ascontiguousarray(photo[:480, left:left + 640])
+
+
+def make_video(data: Path, path: Path, still: int, pan: int, group: int, step: int) -> None:
+    """A 640x480 MJPG video at 25 fps: obama-480p.jpg still for ``still`` frames, then panning ``step``
+    px a frame for ``pan`` frames, then two_people.jpg (scaled to 640 wide) still for ``group`` frames."""
+    import cv2
+
+    obama = cv2.imread(str(data / OBAMA_480P))  # 853x480, BGR as a camera gives
+    two = cv2.imread(str(data / TWO_PEOPLE))
+    height = round(two.shape[0] * 640 / two.shape[1])
+    two = cv2.copyMakeBorder(cv2.resize(two, (640, height), interpolation=cv2.INTER_AREA),
+                             0, 480 - height, 0, 0, cv2.BORDER_CONSTANT)
+    offsets = [0] * still + [min(step * (i + 1), obama.shape[1] - 640) for i in range(pan)]
+    frames = [obama[:, x:x + 640] for x in offsets] + [two] * group
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (640, 480))
+    for frame in frames:
+        writer.write(np.ascontiguousarray(frame))
+    writer.release()
 
 
 def _maxrss_mib() -> float:
@@ -99,15 +118,15 @@ def measure(data: str, which: str, how: str, runs: int, threads: int) -> dict:
             "times_s": times, "peak_rss_mib": after, "detection_rss_mib": after - before}
 
 
-def _child(queue: multiprocessing.Queue, *args: object) -> None:
-    queue.put(measure(*args))
+def _child(queue: multiprocessing.Queue, function: Callable[..., dict], args: tuple) -> None:
+    queue.put(function(*args))
 
 
-def run_case(data: str, which: str, how: str, runs: int, threads: int) -> dict:
-    """:func:`measure` in a fresh process, so that its peak memory is its own."""
+def in_fresh_process(function: Callable[..., dict], *args: object) -> dict:
+    """``function(*args)`` in a fresh process, so that its peak memory (ru_maxrss) is its own."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_child, args=(queue, data, which, how, runs, threads))
+    process = context.Process(target=_child, args=(queue, function, args))
     process.start()
     result = queue.get()
     process.join()
@@ -115,8 +134,14 @@ def run_case(data: str, which: str, how: str, runs: int, threads: int) -> dict:
 
 
 def machine() -> str:
-    """A one-line description of the hardware the figures come from."""
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+    """A one-line description of the hardware the figures come from: CPU model and cores."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        model = names[0] if names else model
+    return f"{model}, {os.cpu_count()} CPU cores"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = []
     for case, which, how in CASES:
-        result = run_case(args.data, which, how, args.runs, args.threads)
+        result = in_fresh_process(measure, args.data, which, how, args.runs, args.threads)
         rows.append({"case": case, "detector": how, **result})
         print(f"{case:20s} {how:13s} {result['median_s']:7.2f} s  {result['faces']} faces  "
               f"peak {result['peak_rss_mib']:.0f} MiB (+{result['detection_rss_mib']:.0f} for the detector)", flush=True)

@@ -89,8 +89,9 @@ def read_celeba(root: str | Path, images: str | None = None, on_bad_row: str = "
 
     Args:
         root: The CelebA folder (see :data:`LAYOUT`).
-        images: Image folder inside ``root``: ``img_align_celeba`` (default) or
-            ``img_align_celeba_89x109``. The in-the-wild ``img_celeba`` must be aligned first.
+        images: The image folder, relative to ``root`` or absolute: ``img_align_celeba``
+            (default), ``img_align_celeba_89x109``, or ``img_celeba`` aligned elsewhere by
+            ``tools/align_dataset.py``. ``root``'s own in-the-wild ``img_celeba`` is refused.
         on_bad_row: ``"error"`` or ``"skip"`` (count in ``bad_rows``, log a warning).
 
     Returns:
@@ -107,11 +108,12 @@ def read_celeba(root: str | Path, images: str | None = None, on_bad_row: str = "
     (6, 'celeba')
     """
     root = Path(root)
-    folder = root / (images or DEFAULT_IMAGES)
-    if folder.name == UNALIGNED_IMAGES:
+    folder = root / (images or DEFAULT_IMAGES)  # an absolute ``images`` replaces ``root``
+    if folder.resolve() == (root / UNALIGNED_IMAGES).resolve():
         raise DatasetError(f"{UNALIGNED_IMAGES}/ holds CelebA's unaligned in-the-wild photos, but faceattr "
-                           "trains on aligned crops: align them first with tools/align_dataset.py, "
-                           f"or use the aligned folder ({DEFAULT_IMAGES}/ or img_align_celeba_89x109/)",
+                           "trains on aligned crops: align them first (python tools/align_dataset.py "
+                           f"{folder} ALIGNED/{UNALIGNED_IMAGES}) and set images to the aligned folder, "
+                           f"or use the official crops ({DEFAULT_IMAGES}/ or img_align_celeba_89x109/)",
                            folder)
     attribute_rows = BadRows(require_file(root / ATTRIBUTE_FILE, LAYOUT), on_bad_row)
     available = list_images(folder, LAYOUT)

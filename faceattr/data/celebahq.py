@@ -74,7 +74,8 @@ def read_mapping(path: Path, bad_rows: BadRows) -> dict[str, str]:
 
 
 def find_image_folder(root: Path, images: str | None) -> Path:
-    """The HQ image folder: ``images``, else ``CelebA-HQ-img``, else the one ``CelebA-HQ-img*``.
+    """The HQ image folder: ``images`` (relative to ``root`` or absolute), else ``CelebA-HQ-img``,
+    else the one ``CelebA-HQ-img*``.
 
     Raises:
         DatasetError: If the folder is absent, or several ``CelebA-HQ-img*`` folders leave
@@ -101,8 +102,8 @@ def read_celebahq(root: str | Path, celeba_root: str | Path | None, images: str 
         root: The CelebA-HQ folder (see :data:`LAYOUT`).
         celeba_root: The CelebA folder: its partition (and identity) files give each HQ
             image the split (and person) of the CelebA image it comes from.
-        images: Image folder inside ``root``; default ``CelebA-HQ-img``, or the only
-            ``CelebA-HQ-img*`` folder (e.g. ``CelebA-HQ-img-64``).
+        images: The image folder, relative to ``root`` or absolute; default
+            ``CelebA-HQ-img``, or the only ``CelebA-HQ-img*`` folder (e.g. ``CelebA-HQ-img-64``).
         on_bad_row: ``"error"`` or ``"skip"`` (count in ``bad_rows``, log a warning).
 
     Returns:

@@ -32,7 +32,9 @@ FILE.csv    a header, then one row per image, e.g.
               image,group,beauty,Male,Smiling,Eyeglasses
               photos/ann_1.jpg,ann,3.4,0,1,
               photos/bob_1.jpg,bob,,1,0,1
-            image: path relative to the CSV's folder (or absolute); required
+            image: path relative to the CSV's folder, or to the source's `images`
+                   folder when set (e.g. the photos aligned by tools/align_dataset.py),
+                   or absolute; required
             beauty: 1-5, empty if unknown; split: train / val / test (optional)
             group: e.g. a person id, kept on one side of the split (optional)
             any of the 40 attribute names: 1/-1, 1/0, true/false or yes/no; empty if unknown"""
@@ -117,13 +119,17 @@ class _ImageIndex:
         return path.name in self.folders[path.parent]
 
 
-def read_csv(path: str | Path, val_fraction: float = 0.1, on_bad_row: str = "error") -> ReadResult:
+def read_csv(path: str | Path, val_fraction: float = 0.1, on_bad_row: str = "error",
+             images: str | Path | None = None) -> ReadResult:
     """Reads a team's labels from a CSV file (see :data:`LAYOUT`).
 
     Args:
         path: The CSV file (UTF-8, with a header).
         val_fraction: For rows without a split: the share of groups (or images) made ``val``.
         on_bad_row: ``"error"`` or ``"skip"`` (count in ``bad_rows``, log a warning).
+        images: The folder the ``image`` paths are relative to, itself relative to the CSV's
+            folder or absolute (default: the CSV's folder). Point it at the aligned copy of
+            the photos (``tools/align_dataset.py``) to train on the labels unchanged.
 
     Returns:
         Records for the rows whose image exists; source ``csv:<file stem>``; group
@@ -131,7 +137,8 @@ def read_csv(path: str | Path, val_fraction: float = 0.1, on_bad_row: str = "err
 
     Raises:
         ConfigError: If ``val_fraction`` is outside 0-1.
-        DatasetError: On a missing file, a bad header, or a bad row in ``error`` mode.
+        DatasetError: On a missing file or ``images`` folder, a bad header, or a bad row in
+            ``error`` mode.
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp()); (folder / "a.jpg").touch()
@@ -144,6 +151,9 @@ def read_csv(path: str | Path, val_fraction: float = 0.1, on_bad_row: str = "err
         raise ConfigError(f"val_fraction: {val_fraction} is outside 0-1")
     path = Path(path)
     require_file(path, LAYOUT)
+    base = path.parent / (images or "")  # an absolute ``images`` replaces the CSV's folder
+    if not base.is_dir():
+        raise DatasetError("images: folder not found (the CSV's image paths are relative to it)", base)
     source = f"csv:{path.stem}"
     bad_rows = BadRows(path, on_bad_row)
     images = _ImageIndex()
@@ -174,7 +184,7 @@ def read_csv(path: str | Path, val_fraction: float = 0.1, on_bad_row: str = "err
             except ValueError as error:
                 bad_rows.report(str(error), line)
                 continue
-            image = path.parent / image_text
+            image = base / image_text
             if image in seen:
                 bad_rows.report(f"{image_text} appears again (first on line {seen[image]})", line)
                 continue

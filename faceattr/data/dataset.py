@@ -9,77 +9,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
 from faceattr.attributes import NUM_ATTRIBUTES
 from faceattr.data.records import FaceRecord
 from faceattr.errors import ConfigError, ImageError
+from faceattr.image import load_image
 
 logger = logging.getLogger(__name__)
 
 BAD_SAMPLE_CHOICES = ("error", "skip")
-
-#: Modes holding more than 8 bits per pixel, which PIL's ``convert("RGB")`` clips rather
-#: than scales; their full range is mapped onto 0-255.
-_HIGH_DEPTH_MAX = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
-
-#: Transparent pixels are shown over white, as image viewers do; their stored colour is
-#: arbitrary (often black) and would otherwise leak into the input.
-_BACKGROUND = (255, 255, 255)
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Converts any PIL mode to RGB: alpha composited over white, 16-bit scaled to 8-bit."""
-    if image.mode == "F":
-        raise ValueError("32-bit floating-point images have no defined range; save it as 8 or 16 bits")
-    if image.mode in _HIGH_DEPTH_MAX:
-        # PNG stores 16-bit grayscale in "I;16" or "I"; 32-bit "I" data beyond 16 bits clips.
-        values = np.asarray(image, dtype=np.float64) * (255.0 / _HIGH_DEPTH_MAX[image.mode])
-        image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
-    if "A" in image.getbands() or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, _BACKGROUND + (255,))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def load_image(path: str | Path) -> Image.Image:
-    """Reads an image file as a fully decoded RGB PIL image, upright per its EXIF orientation.
-
-    Grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; transparent
-    pixels are composited over white.
-
-    Args:
-        path: The image file.
-
-    Returns:
-        An RGB image, decoded and independent of the file.
-
-    Raises:
-        ImageError: If the file is missing, empty, truncated, not an image or in a mode
-            that cannot be converted; the message names the path.
-
-    >>> import tempfile, os
-    >>> f = os.path.join(tempfile.mkdtemp(), "g.png")
-    >>> Image.new("L", (5, 4), 128).save(f)
-    >>> image = load_image(f)
-    >>> image.mode, image.size, image.getpixel((0, 0))
-    ('RGB', (5, 4), (128, 128, 128))
-    """
-    try:
-        with Image.open(path) as image:
-            image.load()  # decode now: a truncated file fails here, not inside a transform
-            return to_rgb(ImageOps.exif_transpose(image))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        # PIL reports corrupt data as OSError, SyntaxError or ValueError depending on the codec.
-        raise ImageError(f"{path}: cannot read image: {error}") from error
-
 
 class FaceDataset(Dataset):
     """Face records as training samples (see the module docstring for the sample dict).

@@ -137,7 +137,7 @@ def _assign_folds(root: Path, scores: dict[str, float], folds: int, seed: int,
 def _load(root: Path, images: str | None, on_bad_row: str) -> tuple[Path, dict[str, float], set[str], int, int]:
     """Scores of the images that exist, the test part, and the missing and bad-row counts."""
     scores, test, bad = _read_scores(root, on_bad_row)
-    folder = root / (images or DEFAULT_IMAGES)
+    folder = root / (images or DEFAULT_IMAGES)  # an absolute ``images`` replaces ``root``
     available = list_images(folder, LAYOUT)
     present = {name: score for name, score in scores.items() if name in available}
     return folder, present, test, len(scores) - len(present), bad
@@ -150,7 +150,7 @@ def scut_folds(root: str | Path, folds: int = 5, seed: int = 0, images: str | No
         root: The SCUT-FBP5500 folder (see :data:`LAYOUT`).
         folds: Number of folds.
         seed: Seeds the stratified folds (unused with the official ones).
-        images: Image folder inside ``root`` (default ``Images``).
+        images: The image folder, relative to ``root`` or absolute (default ``Images``).
 
     Returns:
         Image name to fold index; :func:`read_scut` with ``fold=k`` makes fold ``k`` ``val``.
@@ -175,7 +175,7 @@ def read_scut(root: str | Path, folds: int = 5, fold: int = 0, seed: int = 0, im
         folds: Number of cross-validation folds.
         fold: Which fold is the validation part (``0..folds-1``).
         seed: Seeds the stratified folds (unused with the official ones).
-        images: Image folder inside ``root`` (default ``Images``).
+        images: The image folder, relative to ``root`` or absolute (default ``Images``).
         on_bad_row: ``"error"`` or ``"skip"`` (count in ``bad_rows``, log a warning).
 
     Returns:

@@ -1,0 +1,211 @@
+"""Reading images: any input (path, bytes, PIL image, array) as an upright RGB uint8 image.
+
+Used by training (:func:`load_image`) and prediction (:func:`read_image`, :func:`read_reduced`)
+alike, so that both see the same pixels: EXIF orientation applied, every PIL mode converted
+to 8-bit RGB, transparency shown over white, corrupt files and decompression bombs refused
+with an :class:`~faceattr.errors.ImageError` naming the input.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import ExifTags, Image, ImageOps
+
+from faceattr.errors import ImageError
+
+#: The file extensions taken as images when a folder is searched (any case).
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+
+#: Modes holding more than 8 bits per pixel, which PIL's ``convert("RGB")`` clips rather
+#: than scales; their full range is mapped onto 0-255.
+_HIGH_DEPTH_MAX = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
+
+#: Transparent pixels are shown over white, as image viewers do; their stored colour is
+#: arbitrary (often black) and would otherwise leak into the input.
+_BACKGROUND = (255, 255, 255)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Converts any PIL mode to RGB: alpha composited over white, 16-bit scaled to 8-bit."""
+    if image.mode == "F":
+        raise ValueError("32-bit floating-point images have no defined range; save it as 8 or 16 bits")
+    if image.mode in _HIGH_DEPTH_MAX:
+        # PNG stores 16-bit grayscale in "I;16" or "I"; 32-bit "I" data beyond 16 bits clips.
+        values = np.asarray(image, dtype=np.float64) * (255.0 / _HIGH_DEPTH_MAX[image.mode])
+        image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
+    if "A" in image.getbands() or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, _BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+#: EXIF orientations that turn the stored image by 90 degrees (width and height swap).
+_SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+
+def source_name(source: Any) -> str:
+    """How results and errors name an input: its path, or ``"<array>"``, ``"<bytes>"``, ``"<PIL image>"``.
+
+    >>> source_name(b"..."), source_name(Path("a.jpg"))
+    ('<bytes>', 'a.jpg')
+    """
+    if isinstance(source, (str, Path)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    if isinstance(source, Image.Image):
+        return "<PIL image>"
+    if isinstance(source, np.ndarray):
+        return "<array>"
+    return f"<{type(source).__name__}>"
+
+
+def open_image(file: str | Path | io.BytesIO, name: str, min_side: int | None = None
+               ) -> tuple[Image.Image, tuple[int, int]]:
+    """Decodes an image file to upright RGB, JPEGs reduced while their longer side stays >= ``min_side``.
+
+    Returns the decoded image and the full upright size ``(width, height)``. A decompression
+    bomb is an error, in training data as in a prediction service.
+    """
+    with warnings.catch_warnings():
+        # PIL only warns between its pixel limit and twice it; a service reading untrusted files must refuse.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(file) as image:
+                width, height = image.size
+                if min_side is not None and max(width, height) > min_side:
+                    ratio = min_side / max(width, height)
+                    # JPEG only (other formats ignore it): libjpeg scales by 1/2, 1/4 or 1/8 inside
+                    # its inverse DCT, the largest reduction that keeps the size asked for.
+                    image.draft(image.mode, (math.ceil(width * ratio), math.ceil(height * ratio)))
+                image.load()  # decode now: a truncated file fails here
+                if image.getexif().get(ExifTags.Base.Orientation, 1) in _SWAPPING_ORIENTATIONS:
+                    width, height = height, width
+                return to_rgb(ImageOps.exif_transpose(image)), (width, height)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+                Image.DecompressionBombWarning) as error:
+            # PIL reports corrupt data as OSError, SyntaxError or ValueError depending on the codec.
+            raise ImageError(f"{name}: cannot read image: {error}") from error
+
+
+def _from_array(array: np.ndarray) -> np.ndarray:
+    """An RGB ``(H, W, 3)`` or grayscale ``(H, W)`` uint8 array as contiguous RGB."""
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3) \
+            or 0 in array.shape:
+        raise ImageError(f"<array>: expected an RGB uint8 array (H, W, 3) or grayscale (H, W), "
+                         f"got {array.dtype} {array.shape}")
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    # Contiguous: a BGR->RGB view (frame[..., ::-1]) has negative strides, which cv2 and torch refuse.
+    return np.ascontiguousarray(array)
+
+
+def read_image(source: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray:
+    """Reads any supported input as an upright RGB uint8 array ``(H, W, 3)``.
+
+    Files and bytes are decoded by content, not by extension, and turned upright per their
+    EXIF orientation; grayscale, palette, CMYK and 16-bit images become 8-bit RGB and
+    transparent pixels are shown over white. Arrays must be RGB: OpenCV frames are BGR, so
+    pass ``frame[..., ::-1]``.
+
+    Args:
+        source: A path, the bytes of an image file, a PIL image, or a uint8 numpy array,
+            RGB ``(H, W, 3)`` or grayscale ``(H, W)``.
+
+    Returns:
+        The RGB image, a new array independent of ``source`` for files, bytes and PIL images.
+
+    Raises:
+        ImageError: The input is missing, empty, truncated, not an image, a decompression
+            bomb or an array of the wrong shape or type; the message names the input.
+
+    >>> read_image(np.zeros((4, 5), np.uint8)).shape
+    (4, 5, 3)
+    >>> read_image(b"")
+    Traceback (most recent call last):
+    ...
+    faceattr.errors.ImageError: <bytes>: cannot read image: empty input
+    """
+    return read_reduced(source, None)[0]
+
+
+def read_reduced(source: str | Path | bytes | Image.Image | np.ndarray, min_side: int | None
+                 ) -> tuple[np.ndarray, tuple[int, int]]:
+    """Reads an input as :func:`read_image` does, decoding large JPEGs at a reduced size.
+
+    A JPEG file or bytes whose longer side exceeds ``min_side`` is decoded at 1/2, 1/4 or 1/8
+    of its size (the smallest that keeps the longer side at least ``min_side``), inside
+    libjpeg's inverse DCT: a 4000x3000 photo decodes about 6x faster at 1/2. EXIF orientation
+    is applied after the reduction. Other inputs are read at full size.
+
+    Args:
+        source: Any input :func:`read_image` accepts.
+        min_side: Smallest longer side of the result; ``None`` always decodes at full size.
+
+    Returns:
+        The upright RGB array, and the upright size ``(width, height)`` of the full image:
+        multiply the array's pixel coordinates by ``width / array.shape[1]`` and
+        ``height / array.shape[0]`` to get the full image's.
+
+    Raises:
+        ImageError: As :func:`read_image`.
+
+    >>> import io
+    >>> photo = io.BytesIO()
+    >>> Image.new("RGB", (4000, 3000)).save(photo, "JPEG")
+    >>> array, size = read_reduced(photo.getvalue(), 1024)
+    >>> array.shape, size
+    ((1500, 2000, 3), (4000, 3000))
+    """
+    name = source_name(source)
+    if isinstance(source, (str, Path)):
+        image, size = open_image(source, name, min_side)
+        return np.asarray(image), size
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageError(f"{name}: cannot read image: empty input")
+        image, size = open_image(io.BytesIO(source), name, min_side)
+        return np.asarray(image), size
+    if isinstance(source, Image.Image):
+        try:
+            array = np.asarray(to_rgb(ImageOps.exif_transpose(source)))
+        except (OSError, ValueError, SyntaxError) as error:
+            raise ImageError(f"{name}: cannot convert image: {error}") from error
+    elif isinstance(source, np.ndarray):
+        array = _from_array(source)
+    else:
+        raise ImageError(f"{name}: expected a path, bytes, a PIL image or a numpy array")
+    return array, (array.shape[1], array.shape[0])
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Reads an image file as a fully decoded RGB PIL image, upright per its EXIF orientation.
+
+    Grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; transparent
+    pixels are composited over white.
+
+    Args:
+        path: The image file.
+
+    Returns:
+        An RGB image, decoded and independent of the file.
+
+    Raises:
+        ImageError: If the file is missing, empty, truncated, not an image or in a mode
+            that cannot be converted; the message names the path.
+
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "g.png")
+    >>> Image.new("L", (5, 4), 128).save(f)
+    >>> image = load_image(f)
+    >>> image.mode, image.size, image.getpixel((0, 0))
+    ('RGB', (5, 4), (128, 128, 128))
+    """
+    return open_image(path, str(path))[0]
