@@ -18,7 +18,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["faceattr", "faceattr.*"]),
     include_package_data=True,
-    package_data={"faceattr": ["weights/*"]},
+    # The default model (tools/export_model.py): weights and their description with the checksum.
+    package_data={"faceattr": ["weights/*.safetensors", "weights/*.json"]},
     install_requires=[
         "torch>=2.3",
         "torchvision>=0.18",

@@ -41,8 +41,17 @@ _CONTAINER_TYPES: tuple[type, ...] = (dict, OrderedDict, list, tuple)
 _MAX_KEYS_SHOWN = 5
 
 
-def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Calls ``write(file)`` on a temporary file next to ``path``, then moves it onto ``path``."""
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Calls ``write(file)`` on a temporary file next to ``path``, then moves it onto ``path``.
+
+    An interrupted write leaves any previous ``path`` intact; the folder is created if needed.
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.bin")
+    >>> atomic_write(path, lambda file: file.write(b"ok"))
+    >>> open(path, "rb").read()
+    b'ok'
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
@@ -95,7 +104,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: a checkpoint must be a dict, got {type(state).__name__}")
     _check_plain(state, "state")
-    _atomic_write(path, lambda file: torch.save(state, file))
+    atomic_write(path, lambda file: torch.save(state, file))
     logger.debug("saved checkpoint %s", path)
 
 
@@ -110,19 +119,50 @@ def _describe_load_error(error: Exception) -> str:
 
 
 def deploy_state(model: nn.Module, thresholds: Sequence[float], config: Config, epoch: int,
-                 metrics: dict[str, Any]) -> dict[str, Any]:
+                 metrics: dict[str, Any], temperatures: Sequence[float] | None = None,
+                 offsets: Sequence[float] | None = None) -> dict[str, Any]:
     """What inference needs, as ``best.pt`` holds it: weights, constructor arguments, thresholds,
-    config (``config.data.image_size`` is the input size) and validation metrics.
+    per-attribute calibration, config (``config.data.image_size`` is the input size) and
+    validation metrics. The thresholds apply to the calibrated probabilities
+    ``sigmoid(logit / temperature + offset)``; ``None`` stores temperatures 1.0 and offsets 0.0
+    (no calibration).
 
     >>> from faceattr.models.net import FaceAttrNet
     >>> state = deploy_state(FaceAttrNet("resnet10t"), [0.5] * 40, Config(), epoch=0, metrics={})
-    >>> sorted(state)[:3], state["config"]["data"]["image_size"]
-    (['attributes', 'config', 'epoch'], 128)
+    >>> sorted(state)[:3], state["config"]["data"]["image_size"], state["temperatures"][0]
+    (['attributes', 'config', 'epoch'], 128, 1.0)
     """
+    temperatures = [1.0] * len(ATTRIBUTES) if temperatures is None else temperatures
+    offsets = [0.0] * len(ATTRIBUTES) if offsets is None else offsets
     return {"model_args": dict(model.model_args), "model": model.state_dict(),
-            "thresholds": [float(t) for t in thresholds], "attributes": list(ATTRIBUTES),
-            "config": config_to_dict(config), "epoch": epoch, "metrics": metrics,
+            "thresholds": [float(t) for t in thresholds], "temperatures": [float(t) for t in temperatures],
+            "offsets": [float(o) for o in offsets],
+            "attributes": list(ATTRIBUTES), "config": config_to_dict(config), "epoch": epoch, "metrics": metrics,
             "faceattr_version": __version__}
+
+
+def stored_calibration(state: Mapping[str, Any], source: str | Path) -> tuple[list[float], list[float]]:
+    """A deploy state's 40 temperatures and 40 logit offsets; 1.0 and 0.0 each where absent
+    (a checkpoint written before calibration).
+
+    Args:
+        state: A checkpoint dict (or an exported model's description).
+        source: Its file, for the error message.
+
+    Raises:
+        CheckpointError: ``temperatures`` is not 40 positive numbers, or ``offsets`` not 40 numbers.
+
+    >>> [values[:2] for values in stored_calibration({}, "old.pt")]
+    [[1.0, 1.0], [0.0, 0.0]]
+    """
+    found = []
+    for key, default, positive in (("temperatures", 1.0, True), ("offsets", 0.0, False)):
+        values = state.get(key, [default] * len(ATTRIBUTES))
+        if (not isinstance(values, (list, tuple)) or len(values) != len(ATTRIBUTES)
+                or not all(isinstance(v, (int, float)) and (v > 0 or not positive) for v in values)):
+            raise CheckpointError(f"{source}: {key!r}: expected {len(ATTRIBUTES)} {'positive ' * positive}numbers")
+        found.append([float(v) for v in values])
+    return found[0], found[1]
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -307,7 +347,7 @@ def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str]) -
 
     tensors = {key: value.detach().cpu().contiguous()
                for key, value in strip_wrapper_prefixes(model.state_dict()).items()}
-    _atomic_write(path, lambda file: file.write(save(tensors, metadata)))
+    atomic_write(path, lambda file: file.write(save(tensors, metadata)))
     logger.debug("saved weights %s", path)
 
 

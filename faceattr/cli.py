@@ -1,7 +1,8 @@
 """The ``faceattr`` command: predicts attributes and beauty for photos and folders of photos.
 
-``faceattr predict PATH... --model CKPT`` prints one line per face (or JSON with ``--json``),
+``faceattr predict PATH... [--model MODEL]`` prints one line per face (or JSON with ``--json``),
 and can also write a CSV (``--csv``) and annotated copies of the photos (``--save-annotated``).
+Without ``--model`` it uses the default model installed with the package.
 The exit status tells a script what happened (see :data:`EXIT_CODES`). The model, torch and
 OpenCV are imported only when a command runs, so ``faceattr --help`` answers at once.
 """
@@ -66,11 +67,12 @@ def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
     return images, missing
 
 
-def load_predictor(checkpoint: str | Path, device: str, batch_size: int) -> Any:
+def load_predictor(checkpoint: str | Path | None, device: str, batch_size: int) -> Any:
     """Builds a :class:`faceattr.predictor.Predictor` (imported here: it brings torch and the detector).
 
     Args:
-        checkpoint: The model file.
+        checkpoint: The model file (a ``best.pt`` or an exported ``.safetensors``); ``None``
+            for the default model installed with the package.
         device: ``auto``, ``cpu`` or ``cuda``.
         batch_size: Faces per network batch.
 
@@ -78,7 +80,8 @@ def load_predictor(checkpoint: str | Path, device: str, batch_size: int) -> Any:
         The predictor.
 
     Raises:
-        CheckpointError: The model file is missing, corrupt or incompatible.
+        CheckpointError: The model file is missing, corrupt or incompatible, or no default
+            model is installed.
     """
     from faceattr.predictor import Predictor
 
@@ -104,7 +107,7 @@ def _non_negative(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The ``faceattr`` argument parser, with the ``predict`` subcommand.
 
-    >>> build_parser().parse_args(["predict", "a.jpg", "--model", "m.pt"]).batch_size
+    >>> build_parser().parse_args(["predict", "a.jpg"]).batch_size
     32
     """
     parser = argparse.ArgumentParser(
@@ -120,7 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("paths", nargs="+", metavar="PATH",
                          help="image files, or folders searched recursively for "
                               + " ".join(sorted(IMAGE_EXTENSIONS)) + " files")
-    predict.add_argument("--model", required=True, metavar="CKPT", help="model checkpoint (a best.pt)")
+    predict.add_argument("--model", metavar="MODEL",
+                         help="a best.pt written by tools/train.py or a .safetensors written by tools/export_model.py "
+                              "(default: the model installed with faceattr)")
+    predict.add_argument("--aligned", action="store_true",
+                         help="the images are faces already aligned as CelebA's img_align_celeba (178x218 or that "
+                              "geometry at any size): no detection, one face per image")
     predict.add_argument("--json", action="store_true", help="print one JSON list of per-image results instead")
     predict.add_argument("--csv", type=Path, metavar="FILE",
                          help="also write one row per face: path, face, box, score, beauty, 40 probabilities")
@@ -230,7 +238,7 @@ def run_predict(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
     if not images:
         stderr.write("faceattr: no images found in " + ", ".join(args.paths) + "\n")
         return EXIT_USAGE
-    if not Path(args.model).is_file():
+    if args.model is not None and not Path(args.model).is_file():
         stderr.write(f"faceattr: {args.model}: model file not found\n")
         return EXIT_USAGE
     predictor = load_predictor(args.model, args.device, args.batch_size)
@@ -255,7 +263,7 @@ def run_predict(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
                                            disable=len(images) < 2) as progress:
             # Batches of the predictor's size: results (and the bar) move as the work does.
             for batch in _batches(images, args.batch_size):
-                for result in predictor.predict_many([str(path) for path in batch]):
+                for result in predictor.predict_many([str(path) for path in batch], aligned=args.aligned):
                     if args.json:
                         documents.append(result.to_dict())
                     if result.error is not None:

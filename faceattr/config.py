@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -42,6 +43,10 @@ class SourceConfig:
         folds: For ``scut``: number of cross-validation folds when the official ones are absent.
         fold: For ``scut``: which fold is the validation part.
         val_fraction: For ``csv`` without a ``split`` column: share of groups held out.
+        split: ``official``: the dataset's own train/val split. ``holdout``: its groups listed
+            in ``data.holdout_groups`` are validation and the rest training, whatever the
+            dataset says (its test split stays out); e.g. in-the-wild CelebA photos, which are
+            all in CelebA's training partition, with some people held out.
     """
 
     kind: str = "celeba"
@@ -53,6 +58,7 @@ class SourceConfig:
     folds: int = 5
     fold: int = 0
     val_fraction: float = 0.1
+    split: str = "official"
 
 
 @dataclass
@@ -68,6 +74,10 @@ class DataConfig:
         max_val_samples: Cap on validation images (0: all), for quick runs.
         on_bad_sample: ``error`` stops on a corrupt image or label row; ``skip`` skips and counts it.
         augment: Random crop jitter, flips and colour jitter while training.
+        holdout_groups: A text file of groups (people) held out of training, one per line
+            (``celeba-id:2880``; ``#`` starts a comment): their images are left out of every
+            source's training split, and are the validation split of ``split: holdout``
+            sources. ``tools/make_holdout.py`` picks them.
     """
 
     sources: list[SourceConfig] = field(default_factory=list)
@@ -78,6 +88,7 @@ class DataConfig:
     max_val_samples: int = 0
     on_bad_sample: str = "error"
     augment: bool = True
+    holdout_groups: str | None = None
 
 
 @dataclass
@@ -205,6 +216,7 @@ class Config:
 #: Allowed values of each choice; a key through a list (``data.sources.kind``) is checked in every item.
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.sources.kind": SOURCE_KINDS,
+    "data.sources.split": ("official", "holdout"),
     "data.on_bad_sample": ("error", "skip"),
     "model.beauty_head": ("regression", "distribution"),
     "loss.attributes": ("bce", "weighted_bce", "focal", "ohem"),
@@ -374,6 +386,9 @@ def validate(config: Config) -> None:
                               f"fractions with left < right and top < bottom, got {crop}")
         if not 0 <= source.fold < source.folds:
             raise ConfigError(f"data.sources[{i}].fold: {source.fold} is outside 0..{source.folds - 1}")
+        if source.split == "holdout" and not config.data.holdout_groups:
+            raise ConfigError(f"data.sources[{i}].split: 'holdout' needs data.holdout_groups, "
+                              "the file listing the held-out groups")
     if config.model.beauty_head == "regression" and config.loss.beauty == "emd":
         raise ConfigError("loss.beauty: 'emd' needs model.beauty_head: distribution")
 
@@ -434,8 +449,22 @@ def config_from_dict(values: dict, overrides: list[str] | tuple[str, ...] = ()) 
         path, value = _parse_override(text)
         _apply_override(tree, path, value, text)
     config = _build(Config, tree, "")
+    _expand_paths(config)
     validate(config)
     return config
+
+
+def _expand_paths(config: Config) -> None:
+    """Expands ``~`` and environment variables (``$HOME``, ``${PWD}``) in the path settings.
+
+    So a config can name folders outside the dataset roots portably, e.g. aligned photos
+    under the repository: ``images: ${PWD}/data/aligned/img_celeba``.
+    """
+    expand = lambda path: path if path is None else os.path.expanduser(os.path.expandvars(path))
+    for source in config.data.sources:
+        source.root, source.images, source.celeba_root = map(expand, (source.root, source.images, source.celeba_root))
+    config.data.holdout_groups = expand(config.data.holdout_groups)
+    config.train.output_dir = expand(config.train.output_dir)
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -1,4 +1,4 @@
-"""The training loop: epochs, validation with tuned thresholds, checkpoints, resume, early stopping."""
+"""The training loop: epochs, validation with calibration and tuned thresholds, checkpoints, resume, early stopping."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from faceattr.attributes import ATTRIBUTES
 from faceattr.checkpoint import deploy_state, load_checkpoint, save_checkpoint
 from faceattr.config import Config, OptimConfig, config_to_dict, save_config
 from faceattr.errors import CheckpointError, ConfigError
-from faceattr.evaluate import headline, predict_loader, summarize, tune_thresholds
+from faceattr.evaluate import calibrate_and_tune, headline, predict_loader, summarize
 from faceattr.runtime import (World, all_ranks_have, autocast, broadcast_from_main, close_world, grad_scaler, init_world,
                               select_device, share_buffers_from_main)
 
@@ -272,8 +272,9 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
         # BatchNorm statistics and EMA weights drift apart per rank; score and save rank 0's.
         share_buffers_from_main(eval_model, world)
         predictions = predict_loader(eval_model, val_loader, device, world, config.train.amp, loss_fn)
-        thresholds = tune_thresholds(predictions, config.train.threshold_metric)
-        evaluation = summarize(predictions, thresholds, {**meta, "epoch": epoch + 1}, config.train.threshold_metric)
+        temperatures, offsets, thresholds = calibrate_and_tune(predictions, config.train.threshold_metric)
+        evaluation = summarize(predictions, thresholds, {**meta, "epoch": epoch + 1}, config.train.threshold_metric,
+                               temperatures=temperatures, offsets=offsets)
         if evaluation["attributes"] is not None:
             loss_fn.update_attribute_weights(np.array(
                 [evaluation["attributes"][name]["balanced_accuracy"] for name in ATTRIBUTES]))
@@ -289,7 +290,7 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
                                time.time() - started)
         state.history.append(record)
         if world.is_main:
-            deploy = deploy_state(eval_model, thresholds, config, epoch + 1, evaluation)
+            deploy = deploy_state(eval_model, thresholds, config, epoch + 1, evaluation, temperatures, offsets)
             if improved:
                 save_checkpoint(deploy, out / BEST)
             save_checkpoint({**deploy, "train": _train_state(model, ema, optimizer, scaler, loss_fn, state)},
@@ -323,11 +324,16 @@ RESUMABLE_CHANGES = ("optim.epochs", "train.early_stopping", "train.log_every", 
                      "data.workers")
 
 
-def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two nested config dicts, sorted.
+
+    >>> changed_keys({"optim": {"lr": 0.1, "epochs": 2}}, {"optim": {"lr": 0.2, "epochs": 2}})
+    ['optim.lr']
+    """
     if not isinstance(old, dict) or not isinstance(new, dict):
         return [] if old == new else [prefix]
     return [key for name in sorted({*old, *new})
-            for key in _changed_keys(old.get(name), new.get(name), f"{prefix}.{name}" if prefix else name)]
+            for key in changed_keys(old.get(name), new.get(name), f"{prefix}.{name}" if prefix else name)]
 
 
 def _restore(path: Path, config: Config, device: torch.device, model, ema, optimizer, scaler, loss_fn) -> RunState:
@@ -335,7 +341,7 @@ def _restore(path: Path, config: Config, device: torch.device, model, ema, optim
     checkpoint = load_checkpoint(path, map_location=device)
     if "train" not in checkpoint:
         raise CheckpointError(f"{path}: holds no training state (a deploy file such as best.pt?); cannot resume")
-    changed = [key for key in _changed_keys(checkpoint["config"], config_to_dict(config))
+    changed = [key for key in changed_keys(checkpoint["config"], config_to_dict(config))
                if key not in RESUMABLE_CHANGES]
     if changed:
         raise ConfigError(f"--resume: the config differs from the run in {path.parent} at {', '.join(changed)}; "

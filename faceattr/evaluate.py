@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +12,11 @@ import numpy as np
 import torch
 
 from faceattr import metrics
+from faceattr.attributes import ATTRIBUTES, NUM_ATTRIBUTES
+from faceattr.calibration import (apply_calibration, cross_fitted_ece, expected_calibration_error, fit_calibration,
+                                  logits_from_probabilities)
+from faceattr.config import Config, SourceConfig
+from faceattr.errors import ConfigError, EvaluationError
 from faceattr.runtime import World, autocast, gather_in_rank_order
 from faceattr.thresholds import fit_thresholds
 
@@ -28,6 +35,8 @@ class Predictions:
         beauty_target: ``(N,)`` rated scores (0 where unknown).
         beauty_mask: ``(N,)`` True where a rating is known.
         loss: Mean validation loss over batches (nan when no loss function was given).
+        attribute_logits: ``(N, 40)`` the logits behind ``attribute_probs`` (``None``: taken
+            from the probabilities, clipped where float32 saturated them); calibration fits on them.
     """
 
     attribute_probs: np.ndarray
@@ -37,6 +46,14 @@ class Predictions:
     beauty_target: np.ndarray
     beauty_mask: np.ndarray
     loss: float = float("nan")
+    attribute_logits: np.ndarray | None = None
+
+    @property
+    def logits(self) -> np.ndarray:
+        """``(N, 40)`` attribute logits, stored or recovered from the probabilities."""
+        if self.attribute_logits is not None:
+            return self.attribute_logits
+        return logits_from_probabilities(self.attribute_probs)
 
     @property
     def has_attributes(self) -> bool:
@@ -64,7 +81,8 @@ def predict_loader(model: torch.nn.Module, loader, device: torch.device, world: 
         The predictions of the whole set, identical on every rank.
     """
     model.eval()
-    parts: dict[str, list[np.ndarray]] = {key: [] for key in ("probs", "labels", "mask", "beauty", "target", "bmask")}
+    parts: dict[str, list[np.ndarray]] = {key: [] for key in ("probs", "logits", "labels", "mask", "beauty", "target",
+                                                         "bmask")}
     losses = []
     for batch in loader:
         if batch is None:
@@ -75,6 +93,7 @@ def predict_loader(model: torch.nn.Module, loader, device: torch.device, world: 
         if loss_fn is not None:
             losses.append(float(loss_fn(outputs, batch)["loss"]))
         parts["probs"].append(torch.sigmoid(outputs["attributes"].float()).cpu().numpy())
+        parts["logits"].append(outputs["attributes"].float().cpu().numpy())
         parts["labels"].append(batch["attributes"].cpu().numpy())
         parts["mask"].append(batch["attribute_mask"].cpu().numpy())
         parts["beauty"].append(outputs["beauty"].float().cpu().numpy())
@@ -89,13 +108,27 @@ def predict_loader(model: torch.nn.Module, loader, device: torch.device, world: 
     all_losses = [value for g in gathered for value in g[1]]
     return Predictions(joined["probs"], joined["labels"], joined["mask"].astype(bool), joined["beauty"],
                        joined["target"], joined["bmask"].astype(bool),
-                       float(np.mean(all_losses)) if all_losses else float("nan"))
+                       float(np.mean(all_losses)) if all_losses else float("nan"), joined["logits"])
 
 
 def tune_thresholds(predictions: Predictions, metric: str) -> np.ndarray:
     """Per-attribute thresholds maximising ``metric`` on these predictions (0.5 where no labels)."""
     return fit_thresholds(predictions.attribute_probs, predictions.attribute_labels,
                           predictions.attribute_mask, metric=metric)
+
+
+def calibrate_and_tune(predictions: Predictions, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fits each attribute's calibration on these predictions, then tunes its threshold on the
+    calibrated probabilities, the ones a deployed model gives.
+
+    Returns:
+        Temperatures, offsets and thresholds, 40 each.
+    """
+    temperatures, offsets = fit_calibration(predictions.logits, predictions.attribute_labels,
+                                            predictions.attribute_mask)
+    calibrated = dataclasses.replace(
+        predictions, attribute_probs=apply_calibration(predictions.logits, temperatures, offsets))
+    return temperatures, offsets, tune_thresholds(calibrated, metric)
 
 
 def cross_fitted_means(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray, metric: str) -> dict[str, float]:
@@ -121,39 +154,89 @@ def cross_fitted_means(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray, 
 
 
 def summarize(predictions: Predictions, thresholds: np.ndarray, meta: dict, threshold_metric: str = "balanced_accuracy",
-              high_cutoff: float = 3.5) -> dict:
+              high_cutoff: float = 3.5, temperatures: Sequence[float] | None = None,
+              offsets: Sequence[float] | None = None) -> dict:
     """The evaluation dict that :func:`faceattr.report.write_report` renders.
 
     Args:
         predictions: From :func:`predict_loader`.
-        thresholds: ``(40,)`` decision thresholds (the model's tuned ones).
+        thresholds: ``(40,)`` decision thresholds (the model's tuned ones), which apply to the
+            probabilities calibrated with ``temperatures`` and ``offsets``.
         meta: Descriptive fields (checkpoint, split, epoch, backbone, ...).
         threshold_metric: What the thresholds maximise, for the cross-fitted estimate.
         high_cutoff: Rated score from which a face counts as "high" for the beauty ROC.
+        temperatures: ``(40,)`` the model's per-attribute temperatures (None: all 1.0, as in a
+            checkpoint written before calibration); every attribute metric is computed on the
+            calibrated probabilities ``sigmoid(logit / temperature + offset)``.
+        offsets: ``(40,)`` the model's per-attribute logit offsets (None: all 0.0).
 
     Returns:
         ``{"meta", "attributes", "attribute_means", "attribute_means_at_0.5",
-        "attribute_means_cross_fitted", "beauty", "beauty_predictions"}``; the attribute or
-        beauty parts are None when the data has no such labels.
+        "attribute_means_cross_fitted", "calibration", "beauty", "beauty_predictions"}``; the
+        attribute (and calibration) or beauty parts are None when the data has no such labels.
+
+    Raises:
+        EvaluationError: ``temperatures`` is not 40 positive numbers, or ``offsets`` not 40 numbers.
     """
     evaluation: dict = {"meta": {**meta, "images": int(len(predictions.beauty_mask)),
                                  "validation_loss": predictions.loss},
                         "attributes": None, "attribute_means": None, "attribute_means_at_0.5": None,
-                        "attribute_means_cross_fitted": None, "beauty": None, "beauty_predictions": None}
+                        "attribute_means_cross_fitted": None, "calibration": None, "beauty": None,
+                        "beauty_predictions": None}
     if predictions.has_attributes:
-        args = (predictions.attribute_probs, predictions.attribute_labels, predictions.attribute_mask)
+        temperatures = np.ones(NUM_ATTRIBUTES) if temperatures is None else np.asarray(temperatures, np.float64)
+        offsets = np.zeros(NUM_ATTRIBUTES) if offsets is None else np.asarray(offsets, np.float64)
+        if (temperatures.shape != (NUM_ATTRIBUTES,) or not (temperatures > 0).all()
+                or offsets.shape != (NUM_ATTRIBUTES,)):
+            raise EvaluationError(f"temperatures and offsets: expected {NUM_ATTRIBUTES} numbers each (temperatures "
+                                  f"positive), got {temperatures!r} and {offsets!r}")
+        # Uncalibrated, the probabilities are used as they are: the thresholds of a checkpoint
+        # written before calibration were tuned on exactly these float32 values.
+        calibrated = (predictions.attribute_probs if (temperatures == 1.0).all() and (offsets == 0.0).all()
+                      else apply_calibration(predictions.logits, temperatures, offsets))
+        args = (calibrated, predictions.attribute_labels, predictions.attribute_mask)
         per_attribute = metrics.attribute_metrics(*args, thresholds)
         evaluation["attributes"] = per_attribute
         evaluation["attribute_means"] = metrics.mean_metrics(per_attribute)
         evaluation["attribute_means_at_0.5"] = metrics.mean_metrics(
             metrics.attribute_metrics(*args, np.full_like(thresholds, 0.5)))
         evaluation["attribute_means_cross_fitted"] = cross_fitted_means(*args, threshold_metric)
+        evaluation["calibration"] = calibration_summary(predictions, calibrated, temperatures, offsets)
     if predictions.has_beauty:
         predicted = predictions.beauty_predicted[predictions.beauty_mask]
         target = predictions.beauty_target[predictions.beauty_mask]
         evaluation["beauty"] = metrics.beauty_metrics(predicted, target, high_cutoff=high_cutoff)
         evaluation["beauty_predictions"] = {"predicted": predicted.tolist(), "target": target.tolist()}
     return evaluation
+
+
+def calibration_summary(predictions: Predictions, calibrated: np.ndarray, temperatures: np.ndarray,
+                        offsets: np.ndarray, bins: int = 15) -> dict:
+    """Expected calibration error before and after calibration, and the temperatures and offsets.
+
+    Args:
+        predictions: The raw (uncalibrated) predictions.
+        calibrated: ``(N, 40)`` their probabilities after ``temperatures`` and ``offsets``.
+        temperatures: ``(40,)`` the model's temperatures.
+        offsets: ``(40,)`` the model's logit offsets.
+        bins: ECE bins.
+
+    Returns:
+        ``{"bins", "ece_before", "ece_after", "ece_after_cross_fitted", "temperatures", "offsets",
+        "ece_before_per_attribute", "ece_after_per_attribute"}``: means over attributes, and
+        dicts by attribute name. ``ece_after_cross_fitted`` refits the calibration on one half
+        of these images and scores the other (:func:`~faceattr.calibration.cross_fitted_ece`):
+        ``ece_after`` is in-sample where the calibration was fitted on these images.
+    """
+    labels, mask = predictions.attribute_labels, predictions.attribute_mask
+    before = expected_calibration_error(predictions.attribute_probs, labels, mask, bins)
+    after = expected_calibration_error(calibrated, labels, mask, bins)
+    return {"bins": bins, "ece_before": before["mean"], "ece_after": after["mean"],
+            "ece_after_cross_fitted": cross_fitted_ece(predictions.logits, labels, mask, bins),
+            "temperatures": dict(zip(ATTRIBUTES, temperatures.tolist())),
+            "offsets": dict(zip(ATTRIBUTES, offsets.tolist())),
+            "ece_before_per_attribute": dict(zip(ATTRIBUTES, before["per_attribute"].tolist())),
+            "ece_after_per_attribute": dict(zip(ATTRIBUTES, after["per_attribute"].tolist()))}
 
 
 def headline(evaluation: dict) -> float:
@@ -166,39 +249,132 @@ def headline(evaluation: dict) -> float:
 
 
 def evaluate_checkpoint(checkpoint_path: str | Path, overrides: list[str] | tuple[str, ...] = (),
-                        out_dir: str | Path | None = None, device: str = "auto") -> tuple[dict, dict[str, Path]]:
+                        out_dir: str | Path | None = None, device: str = "auto",
+                        sources: Sequence[int | str] | None = None) -> tuple[dict, dict[str, Path]]:
     """Evaluates a checkpoint on the validation data of its own config and writes a report.
 
     The checkpoint's stored per-attribute thresholds are used as they are, never re-fitted.
+    With ``sources``, only those sources' validation images are scored: the data is read as
+    in training (held-out groups, leak checks), then ``data.max_val_samples``, if set, caps
+    each chosen source on its own, so the figures are those of a config holding only it.
 
     Args:
         checkpoint_path: A ``best.pt``/``last.pt`` written by the trainer.
         overrides: ``key=value`` changes to the stored config, e.g. another dataset root.
-        out_dir: Report folder (default: ``report`` beside the checkpoint).
+        out_dir: Report folder (default: ``report`` beside the checkpoint, or
+            ``report_source0_3`` for ``sources=[0, 3]``).
         device: ``auto``, ``cpu`` or ``cuda``.
+        sources: Indices into ``data.sources`` or names (:func:`source_label`, or the kind
+            alone when one source has it); None: all sources pooled.
 
     Returns:
         The evaluation dict and the paths of the report files.
+
+    Raises:
+        ConfigError: A source index or name that the config does not have.
+        EvaluationError: The chosen sources have no validation images.
+
+    >>> evaluation, paths = evaluate_checkpoint("runs/r18/best.pt", sources=["scut"])  # doctest: +SKIP
     """
-    from faceattr.checkpoint import load_checkpoint, model_from_checkpoint
+
+    from faceattr.checkpoint import load_checkpoint
     from faceattr.config import config_from_dict
-    from faceattr.data.loader import build_data, build_loaders
     from faceattr.report import write_report
-    from faceattr.runtime import select_device
 
     checkpoint_path = Path(checkpoint_path)
     checkpoint = load_checkpoint(checkpoint_path)
     config = config_from_dict(checkpoint["config"], overrides)
-    target = select_device(device)
-    model = model_from_checkpoint(checkpoint).to(target)
-    bundle = build_data(config.data)
-    _, val_loader = build_loaders(bundle, config.data, seed=config.train.seed)
-    predictions = predict_loader(model, val_loader, target, amp=config.train.amp)
+    chosen = range(len(config.data.sources)) if sources is None else _source_indices(config.data.sources, sources)
+    labels = [f"data.sources[{i}] ({source_label(config.data.sources[i])})" for i in chosen]
+    predictions = _validation_predictions(checkpoint, config, chosen if sources is not None else None, labels, device)
     meta = {"checkpoint": str(checkpoint_path), "split": "val", "epoch": int(checkpoint.get("epoch", -1)),
             "backbone": config.model.backbone, "image_size": config.data.image_size,
-            "sources": ", ".join(bundle.source_names)}
+            "sources": ", ".join(labels), "thresholds": "stored in the checkpoint"}
     evaluation = summarize(predictions, np.asarray(checkpoint["thresholds"], dtype=np.float64), meta,
-                           config.train.threshold_metric)
-    paths = write_report(evaluation, Path(out_dir) if out_dir else checkpoint_path.parent / "report",
-                         title=f"faceattr evaluation: {checkpoint_path.name}")
+                           config.train.threshold_metric, temperatures=checkpoint.get("temperatures"),
+                           offsets=checkpoint.get("offsets"))
+    default_dir = "report" if sources is None else "report_source" + "_".join(map(str, chosen))
+    on = "" if sources is None else f" on {', '.join(labels)}"
+    paths = write_report(evaluation, Path(out_dir) if out_dir else checkpoint_path.parent / default_dir,
+                         title=f"faceattr evaluation: {checkpoint_path.name}{on}")
     return evaluation, paths
+
+
+def calibrate_checkpoint(checkpoint_path: str | Path, out_path: str | Path, device: str = "auto") -> dict:
+    """Fits a checkpoint's calibration and thresholds again on its validation data, as training does.
+
+    For checkpoints trained before calibration existed, or to re-fit after changing the
+    validation sources; the weights are unchanged. Writes a deployable checkpoint to ``out_path``.
+
+    Returns:
+        The evaluation dict stored in the new checkpoint.
+    """
+    from faceattr.checkpoint import deploy_state, load_checkpoint, model_from_checkpoint, save_checkpoint
+    from faceattr.config import config_from_dict
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    config = config_from_dict(checkpoint["config"])
+    predictions = _validation_predictions(checkpoint, config, None, [], device)
+    temperatures, offsets, thresholds = calibrate_and_tune(predictions, config.train.threshold_metric)
+    epoch = int(checkpoint.get("epoch", -1))
+    meta = {"checkpoint": str(checkpoint_path), "split": "val", "epoch": epoch, "backbone": config.model.backbone,
+            "image_size": config.data.image_size, "thresholds": "tuned on these images"}
+    evaluation = summarize(predictions, thresholds, meta, config.train.threshold_metric,
+                           temperatures=temperatures, offsets=offsets)
+    save_checkpoint(deploy_state(model_from_checkpoint(checkpoint), thresholds, config, epoch, evaluation,
+                                 temperatures, offsets), out_path)
+    return evaluation
+
+
+def _validation_predictions(checkpoint: dict, config: Config, chosen: Sequence[int] | None, labels: list[str],
+                            device: str) -> Predictions:
+    """The checkpoint's network on the validation images of the chosen sources (all when None)."""
+    from torch.utils.data import ConcatDataset
+
+    from faceattr.checkpoint import model_from_checkpoint
+    from faceattr.data.loader import build_data, build_loaders, evenly_spread
+    from faceattr.runtime import select_device
+
+    target = select_device(device)
+    model = model_from_checkpoint(checkpoint).to(target)
+    if chosen is None:
+        bundle = build_data(config.data)
+    else:
+        # Uncapped, the validation set is one dataset per source, in order; each is capped alone.
+        bundle = build_data(dataclasses.replace(config.data, max_val_samples=0))
+        parts = [evenly_spread(bundle.val.datasets[i], config.data.max_val_samples) for i in chosen]
+        if not sum(len(part) for part in parts):
+            raise EvaluationError(f"{', '.join(labels)}: no validation images to evaluate")
+        bundle = dataclasses.replace(bundle, val=ConcatDataset(parts))
+    _, val_loader = build_loaders(bundle, config.data, seed=config.train.seed)
+    return predict_loader(model, val_loader, target, amp=config.train.amp)
+
+
+def source_label(source: SourceConfig) -> str:
+    """A source's name in reports and for ``tools/eval.py --source``: its kind, and its image folder if set.
+
+    >>> from faceattr.config import SourceConfig
+    >>> source_label(SourceConfig(kind="celeba", images="/data/aligned/img_celeba"))
+    'celeba:img_celeba'
+    >>> source_label(SourceConfig(kind="scut"))
+    'scut'
+    """
+    return f"{source.kind}:{Path(source.images).name}" if source.images else source.kind
+
+
+def _source_indices(configured: Sequence[SourceConfig], wanted: Sequence[int | str]) -> list[int]:
+    """Positions in ``data.sources`` of indices or names (a kind alone must name one source)."""
+    labels = [source_label(source) for source in configured]
+    listing = ", ".join(f"{i} {label}" for i, label in enumerate(labels))
+    indices = []
+    for item in wanted:
+        if isinstance(item, int):
+            found = [item] if 0 <= item < len(labels) else []
+        else:
+            found = [i for i, label in enumerate(labels) if item == label] or [
+                i for i, source in enumerate(configured) if item == source.kind]
+        if len(found) != 1:
+            problem = "matches several" if found else "is not one"
+            raise ConfigError(f"source {item!r} {problem} of data.sources: {listing}")
+        indices += [i for i in found if i not in indices]
+    return indices

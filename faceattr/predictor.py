@@ -2,10 +2,13 @@
 
 The pipeline: read the image (:func:`read_reduced`: large JPEGs are decoded at a reduced size), find faces (:class:`~faceattr.detect.FaceDetector`),
 warp each onto the training crop (:func:`~faceattr.align.align_crop`), run the network in
-batches, and apply the per-attribute thresholds stored in the checkpoint.
+batches, calibrate its probabilities with the model's per-attribute temperatures and offsets,
+and apply the per-attribute thresholds stored with it. Images already aligned as CelebA's skip detection
+and alignment (:meth:`Predictor.predict_aligned`). Without a model named, the default model
+installed with the package is used (:mod:`faceattr.export`).
 
 >>> import faceattr
->>> results = faceattr.predict("photo.jpg", model="runs/demo/best.pt")  # doctest: +SKIP
+>>> results = faceattr.predict("photo.jpg")  # doctest: +SKIP
 >>> [face.attributes for face in results]  # doctest: +SKIP
 [('Male', 'Smiling', 'Young')]
 """
@@ -21,13 +24,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
-from faceattr.align import align_crop
+from faceattr.align import CELEBA_CROP, align_crop
 from faceattr.attributes import ATTRIBUTES
-from faceattr.checkpoint import load_checkpoint, model_from_checkpoint
+from faceattr.checkpoint import model_from_checkpoint, stored_calibration
 from faceattr.detect import Detection, FaceDetector
 from faceattr.errors import CheckpointError, ConfigError, ImageError
-from faceattr.image import read_reduced, source_name
+from faceattr.export import default_model, load_deploy_state
+from faceattr.image import read_image, read_reduced, source_name
+from faceattr.transforms import eval_transform
 
 logger = logging.getLogger(__name__)
 
@@ -133,21 +139,24 @@ class Predictor:
     """A loaded model: finds the faces in images and predicts their attributes and beauty.
 
     Args:
-        checkpoint: A checkpoint written by ``tools/train.py`` (``best.pt``).
+        checkpoint: A checkpoint written by ``tools/train.py`` (``best.pt``), an exported model
+            (a ``.safetensors`` with its ``.json`` beside it, see :mod:`faceattr.export`), or
+            ``None`` for the default model installed with the package.
         device: ``"auto"`` (a GPU when there is one), ``"cpu"`` or ``"cuda"``.
         batch_size: Faces per network batch.
         detector: The face detector; MTCNN on ``device`` when ``None``.
 
     Raises:
-        CheckpointError: The checkpoint is missing, unreadable or lacks thresholds or image size.
+        CheckpointError: The model file is missing, unreadable, fails its checksum or lacks
+            thresholds or image size; or no default model is installed.
         ConfigError: ``batch_size`` < 1, or ``device`` names a GPU that is not there.
 
-    >>> predictor = Predictor("runs/demo/best.pt", device="cpu")  # doctest: +SKIP
+    >>> predictor = Predictor(device="cpu")  # doctest: +SKIP
     >>> predictor.predict("photo.jpg")[0].beauty  # doctest: +SKIP
     3.41
     """
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto", batch_size: int = 32,
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto", batch_size: int = 32,
                  detector: FaceDetector | None = None):
         if batch_size < 1:
             raise ConfigError(f"batch_size: must be at least 1, got {batch_size}")
@@ -155,16 +164,20 @@ class Predictor:
             raise ConfigError(f"device: {device!r} was asked for but no CUDA GPU is available; use auto or cpu")
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
                                    else "cpu" if device == "auto" else device)
-        self.checkpoint = Path(checkpoint)
         self.batch_size = batch_size
-        state = load_checkpoint(self.checkpoint)
+        state, self.checkpoint = load_deploy_state(checkpoint)
         self.thresholds = self._thresholds(state)
+        self.temperatures, self.offsets = (torch.tensor(values, device=self.device)
+                                           for values in stored_calibration(state, self.checkpoint))
         try:
             self.image_size = int(state["config"]["data"]["image_size"])
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"{self.checkpoint}: no config.data.image_size ({error!r}); "
                                   "expected a checkpoint written by tools/train.py") from error
         self.model = model_from_checkpoint(state).eval().to(self.device)
+        # The transform that evaluation applies to CelebA's aligned images: one function, so the
+        # aligned path cannot drift from what the model was trained and scored on.
+        self.aligned_transform = eval_transform(self.image_size, CELEBA_CROP)
         self.detector = detector or FaceDetector("mtcnn", device=str(self.device))
         #: JPEGs are decoded reduced down to this longer side (see :func:`read_reduced`): what the
         #: detector sees is unchanged, and the smallest face it can find still fills the model's input.
@@ -204,7 +217,35 @@ class Predictor:
         array, size = read_reduced(image, self.decode_side)
         return _in_full_image(self.classify([array], [self.detector.detect(array)])[0], array, size)
 
-    def predict_many(self, images: Sequence[Any]) -> list[ImageResult]:
+    def predict_aligned(self, images: Sequence[Any]) -> list[FaceResult]:
+        """The attributes of faces already aligned as CelebA's ``img_align_celeba`` crops are.
+
+        No detection: each image is one face, framed as CelebA's aligned images (178x218, or
+        any size with that geometry), cut with :data:`~faceattr.align.CELEBA_CROP` and resized
+        by the evaluation transform, exactly as training and evaluation prepare them.
+
+        Args:
+            images: Inputs :func:`~faceattr.image.read_image` accepts.
+
+        Returns:
+            One :class:`FaceResult` per image, in order: the box is the whole image, the score
+            1.0 and the landmarks ``None``.
+
+        Raises:
+            ImageError: An input cannot be read (the message names it).
+
+        >>> predictor.predict_aligned(["000001.jpg"])[0].attributes  # doctest: +SKIP
+        ('Arched_Eyebrows', 'Attractive', 'Smiling', 'Young')
+        """
+        return self._aligned_faces([read_image(image) for image in images])
+
+    def _aligned_faces(self, arrays: Sequence[np.ndarray]) -> list[FaceResult]:
+        crops = [self.aligned_transform(Image.fromarray(array)).permute(1, 2, 0).numpy() for array in arrays]
+        whole = [Detection((0.0, 0.0, float(a.shape[1]), float(a.shape[0])), 1.0, None) for a in arrays]
+        probabilities, beauty = self._run_batches(crops)
+        return [self._result(d, p, b) for d, p, b in zip(whole, probabilities, beauty)]
+
+    def predict_many(self, images: Sequence[Any], aligned: bool = False) -> list[ImageResult]:
         """The faces in each of several inputs, in input order.
 
         An input that cannot be read gives an :class:`ImageResult` with ``error`` set; the
@@ -213,6 +254,7 @@ class Predictor:
 
         Args:
             images: Inputs :func:`~faceattr.image.read_image` accepts.
+            aligned: The inputs are aligned faces, one each (see :meth:`predict_aligned`).
 
         Returns:
             One :class:`ImageResult` per input.
@@ -222,14 +264,18 @@ class Predictor:
         errors: dict[int, str] = {}
         for index, image in enumerate(images):
             try:
-                arrays[index], sizes[index] = read_reduced(image, self.decode_side)
+                # Aligned faces are read whole, as training reads them.
+                arrays[index], sizes[index] = read_reduced(image, None if aligned else self.decode_side)
             except ImageError as error:
                 logger.debug("%s", error)  # the result carries it; callers report it
                 errors[index] = str(error)
         readable = list(arrays)
-        detections = self.detector.detect_batch([arrays[i] for i in readable])
-        faces = {i: _in_full_image(found, arrays[i], sizes[i])
-                 for i, found in zip(readable, self.classify([arrays[i] for i in readable], detections))}
+        if aligned:
+            faces = {i: [face] for i, face in zip(readable, self._aligned_faces([arrays[i] for i in readable]))}
+        else:
+            detections = self.detector.detect_batch([arrays[i] for i in readable])
+            faces = {i: _in_full_image(found, arrays[i], sizes[i])
+                     for i, found in zip(readable, self.classify([arrays[i] for i in readable], detections))}
         return [ImageResult(source_name(image), faces.get(i, []), errors.get(i), *sizes.get(i, (None, None)))
                 for i, image in enumerate(images)]
 
@@ -248,22 +294,28 @@ class Predictor:
         """
         crops = [align_crop(array, _landmarks(d), self.image_size)
                  for array, found in zip(arrays, detections) for d in found]
-        outputs = [self._run(np.stack(crops[start:start + self.batch_size]))
-                   for start in range(0, len(crops), self.batch_size)]
-        probabilities = np.concatenate([p for p, _ in outputs]) if outputs else np.zeros((0, len(ATTRIBUTES)))
-        beauty = np.concatenate([b for _, b in outputs]) if outputs else np.zeros(0)
+        probabilities, beauty = self._run_batches(crops)
         results, row = [], 0
         for found in detections:
             results.append([self._result(d, probabilities[row + k], beauty[row + k]) for k, d in enumerate(found)])
             row += len(found)
         return results
 
+    def _run_batches(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_run` over ``crops`` ``batch_size`` at a time: probabilities ``(N, 40)``, beauty ``(N,)``."""
+        outputs = [self._run(np.stack(crops[start:start + self.batch_size]))
+                   for start in range(0, len(crops), self.batch_size)]
+        probabilities = np.concatenate([p for p, _ in outputs]) if outputs else np.zeros((0, len(ATTRIBUTES)))
+        beauty = np.concatenate([b for _, b in outputs]) if outputs else np.zeros(0)
+        return probabilities, beauty
+
     def _run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Attribute probabilities ``(B, 40)`` and clipped beauty ``(B,)`` for uint8 crops ``(B, S, S, 3)``."""
+        """Calibrated probabilities ``(B, 40)`` and clipped beauty ``(B,)`` for uint8 crops ``(B, S, S, 3)``."""
         images = torch.from_numpy(crops).permute(0, 3, 1, 2).to(self.device)
         with torch.inference_mode():
             output = self.model(images)
-        probabilities = torch.sigmoid(output["attributes"].float()).cpu().numpy()
+        calibrated = torch.sigmoid(output["attributes"].float() / self.temperatures + self.offsets)
+        probabilities = calibrated.cpu().numpy()
         beauty = output["beauty"].float().clamp(*BEAUTY_RANGE).cpu().numpy()
         return probabilities.astype(np.float64), beauty.astype(np.float64)
 
@@ -277,10 +329,10 @@ class Predictor:
             beauty=float(beauty))
 
 
-def load_model(checkpoint: str | Path, device: str = "auto") -> Predictor:
-    """Loads a checkpoint written by ``tools/train.py`` for prediction.
+def load_model(checkpoint: str | Path | None = None, device: str = "auto") -> Predictor:
+    """Loads a model for prediction: the installed default, a ``best.pt`` or an exported ``.safetensors``.
 
-    >>> predictor = load_model("runs/demo/best.pt", device="cpu")  # doctest: +SKIP
+    >>> predictor = load_model(device="cpu")  # doctest: +SKIP
     """
     return Predictor(checkpoint, device=device)
 
@@ -290,33 +342,31 @@ def _cached_predictor(checkpoint: Path) -> Predictor:
     return load_model(checkpoint)
 
 
-def predict(image: Any, model: str | Path | None = None) -> list[FaceResult] | list[ImageResult]:
+def predict(image: Any, model: str | Path | None = None, aligned: bool = False
+            ) -> list[FaceResult] | list[ImageResult]:
     """Predicts the attributes and beauty of the faces in one input or a list of inputs.
 
-    The model of each checkpoint path is loaded once and kept for later calls.
+    The model of each path is loaded once and kept for later calls.
 
     Args:
         image: An input :func:`~faceattr.image.read_image` accepts, or a list (or tuple) of them.
-        model: A checkpoint written by ``tools/train.py``. Required for now: no default
-            model ships with the package yet.
+        model: A ``best.pt`` written by ``tools/train.py`` or a ``.safetensors`` written by
+            ``tools/export_model.py``; ``None``: the default model installed with the package.
+        aligned: The inputs are faces aligned as CelebA's (see :meth:`Predictor.predict_aligned`):
+            no detection, one face each.
 
     Returns:
         For one input, its faces (:class:`FaceResult`); for a list, one :class:`ImageResult`
         per input.
 
     Raises:
-        CheckpointError: ``model`` is ``None`` or not a usable checkpoint.
+        CheckpointError: ``model`` is not usable, or is ``None`` and no default model is installed.
         ImageError: A single input cannot be read (in a list, its result carries the error).
 
-    >>> predict("photo.jpg")
-    Traceback (most recent call last):
-    ...
-    faceattr.errors.CheckpointError: no model given: pass model=PATH to a checkpoint written by tools/train.py (a default model will ship with the package later)
+    >>> [face.attributes for face in predict("photo.jpg")]  # doctest: +SKIP
+    [('Male', 'Smiling', 'Young')]
     """
-    if model is None:
-        raise CheckpointError("no model given: pass model=PATH to a checkpoint written by tools/train.py "
-                              "(a default model will ship with the package later)")
-    predictor = _cached_predictor(Path(model).resolve())
+    predictor = _cached_predictor(default_model() if model is None else Path(model).resolve())
     if isinstance(image, (list, tuple)):
-        return predictor.predict_many(image)
-    return predictor.predict(image)
+        return predictor.predict_many(image, aligned=aligned)
+    return predictor.predict_aligned([image]) if aligned else predictor.predict(image)

@@ -3,7 +3,8 @@
 The evaluation dict (built by :func:`faceattr.evaluate.summarize` from the metric dicts of
 :mod:`faceattr.metrics`) has the keys ``meta``, ``attributes``, ``attribute_means``,
 ``attribute_means_at_0.5``, ``attribute_means_cross_fitted`` (optional: thresholds tuned
-on one half of the images and scored on the other), ``beauty`` and ``beauty_predictions``;
+on one half of the images and scored on the other), ``calibration`` (optional: expected
+calibration error before and after per-attribute calibration), ``beauty`` and ``beauty_predictions``;
 the attribute or beauty
 parts are ``None`` when the data has no such labels, and their sections and plots are then
 skipped. Metric values may be NaN (or ``None``, as in a ``report.json`` read back), shown as
@@ -43,7 +44,9 @@ _HEADLINE = (("balanced_accuracy", "balanced accuracy"), ("accuracy", "accuracy"
              ("average_precision", "average precision"))
 _SECTION_KEYS = {
     "attributes": ATTRIBUTES, "attribute_means": _MEAN_KEYS, "attribute_means_at_0.5": _MEAN_KEYS,
-    "attribute_means_cross_fitted": _MEAN_KEYS, "beauty": ("count", "pearson", "mae", "rmse", "bins", "high_cutoff", "roc"),
+    "attribute_means_cross_fitted": _MEAN_KEYS, "calibration": ("bins", "ece_before", "ece_after",
+                                                                "ece_after_cross_fitted"),
+    "beauty": ("count", "pearson", "mae", "rmse", "bins", "high_cutoff", "roc"),
     "beauty_predictions": ("predicted", "target"),
 }
 _BIN_KEYS = ("low", "high", "count", "mae", "bias")
@@ -80,7 +83,7 @@ def write_report(evaluation: Mapping[str, Any], out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json"}
-    paths["json"].write_text(json.dumps(_jsonable(evaluation), indent=2, allow_nan=False) + "\n",
+    paths["json"].write_text(json.dumps(jsonable(evaluation), indent=2, allow_nan=False) + "\n",
                              encoding="utf-8")
     if evaluation.get("attributes") is not None:
         paths["csv"] = out / "attributes.csv"
@@ -116,6 +119,8 @@ def format_summary(evaluation: Mapping[str, Any]) -> str:
                      f"({format_metric(crossed)} with thresholds tuned on other images), "
                      f"accuracy {format_metric(means['accuracy'])}, F1 {format_metric(means['f1'])} "
                      f"(tuned thresholds {gain} balanced accuracy over 0.5)")
+    if evaluation.get("calibration") is not None:
+        lines.append(_calibration_sentence(evaluation["calibration"]))
     if evaluation.get("attributes") is not None:
         weakest = ranked_attributes(evaluation["attributes"], unlabelled=False)[:_WEAKEST_IN_SUMMARY]
         lines.append("weakest: " + ", ".join(f"{name} {format_metric(value)}" for name, value in weakest))
@@ -158,14 +163,18 @@ def _require(value: Any, keys: Sequence[str], where: str) -> None:
         raise EvaluationError(f"{where} lacks the keys {missing}")
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types; non-finite floats become None because strict JSON has no NaN."""
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types; non-finite floats become None because strict JSON has no NaN.
+
+    >>> jsonable({"a": float("nan"), "b": (1, 2.5)})
+    {'a': None, 'b': [1, 2.5]}
+    """
     if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {str(key): jsonable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
+        return [jsonable(item) for item in value]
     if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Path):
@@ -203,7 +212,7 @@ def _meta_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (Mapping, list, tuple)):
-        return json.dumps(_jsonable(value))
+        return json.dumps(jsonable(value))
     return str(value)
 
 
@@ -230,6 +239,8 @@ def _attribute_section(evaluation: Mapping[str, Any], plots: Mapping[str, Path])
         lines += ["Thresholds tuned and scored on the same images flatter the model a little; the "
                   "\"tuned on the other half\" column scores each half of the images with thresholds "
                   "tuned on the other half: expect that on new images.", ""]
+    if evaluation.get("calibration") is not None:
+        lines += [_calibration_sentence(evaluation["calibration"]), ""]
     attributes = evaluation["attributes"]
     rows = [[name, *(format_metric(attributes[name][c], ".0f" if c == "count" else ".3f")
                      for c in ATTRIBUTE_COLUMNS)]
@@ -238,6 +249,14 @@ def _attribute_section(evaluation: Mapping[str, Any], plots: Mapping[str, Path])
               *_table(["attribute", *(_COLUMN_TITLES[c] for c in ATTRIBUTE_COLUMNS)], rows)]
     lines += _image(plots, "balanced_accuracy", "Balanced accuracy per attribute")
     return lines
+
+
+def _calibration_sentence(calibration: Mapping[str, Any]) -> str:
+    """One line: mean expected calibration error before and after the model's calibration."""
+    return (f"Calibration: mean expected calibration error ({format_metric(calibration['bins'], '.0f')} bins) "
+            f"{format_metric(calibration['ece_before'])} before calibration (temperature and offset per attribute), "
+            f"{format_metric(calibration['ece_after'])} after "
+            f"({format_metric(calibration['ece_after_cross_fitted'])} with calibration fitted on the other half).")
 
 
 def _image(plots: Mapping[str, Path], key: str, alt: str) -> list[str]:

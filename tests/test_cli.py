@@ -52,11 +52,14 @@ class FakeResult:
 class FakePredictor:
     """One face in the middle of each photo, none in photos named ``blank*``; unreadable files give an error."""
 
-    def __init__(self, checkpoint: str, device: str, batch_size: int):
+    def __init__(self, checkpoint: str | None, device: str, batch_size: int):
+        self.checkpoint = checkpoint
         self.batches: list[int] = []
+        self.aligned: list[bool] = []
 
-    def predict_many(self, images: list[str]) -> list[FakeResult]:
+    def predict_many(self, images: list[str], aligned: bool = False) -> list[FakeResult]:
         self.batches.append(len(images))
+        self.aligned.append(aligned)
         results = []
         for source in images:
             try:
@@ -77,7 +80,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> list[FakePredictor]:
     """Replaces the real predictor; the list receives each one the command builds."""
     made: list[FakePredictor] = []
 
-    def load(checkpoint: str, device: str, batch_size: int) -> FakePredictor:
+    def load(checkpoint: str | None, device: str, batch_size: int) -> FakePredictor:
         made.append(FakePredictor(checkpoint, device, batch_size))
         return made[-1]
 
@@ -194,6 +197,18 @@ def test_missing_model_exits_2_naming_the_file(tmp_path, fake, capsys) -> None:
     assert err == f"faceattr: {tmp_path / 'nope.pt'}: model file not found\n"
 
 
+def test_without_model_the_default_is_loaded(tmp_path, fake, capsys) -> None:
+    code, out, _ = run(capsys, "predict", photo(tmp_path / "a.jpg"))
+    assert code == 0 and "Male" in out
+    assert [predictor.checkpoint for predictor in fake] == [None]
+
+
+def test_aligned_flag_reaches_the_predictor(tmp_path, fake, model, capsys) -> None:
+    assert run(capsys, "predict", photo(tmp_path / "a.jpg"), "--model", model, "--aligned")[0] == 0
+    assert run(capsys, "predict", photo(tmp_path / "b.jpg"), "--model", model)[0] == 0
+    assert [predictor.aligned for predictor in fake] == [[True], [False]]
+
+
 def test_bad_model_file_exits_2_without_traceback(tmp_path, model, monkeypatch, capsys) -> None:
     def refuse(checkpoint: str, device: str, batch_size: int) -> None:
         raise CheckpointError(f"{checkpoint}: not a readable checkpoint")
@@ -204,7 +219,7 @@ def test_bad_model_file_exits_2_without_traceback(tmp_path, model, monkeypatch, 
     assert err == f"faceattr: {model}: not a readable checkpoint\n"
 
 
-@pytest.mark.parametrize("argv", [["predict", "a.jpg"], ["predict", "a.jpg", "--model", "m.pt", "--top", "-1"],
+@pytest.mark.parametrize("argv", [["predict"], ["predict", "a.jpg", "--model", "m.pt", "--top", "-1"],
                                   ["predict", "a.jpg", "--model", "m.pt", "--device", "tpu"], []])
 def test_usage_errors_exit_2(argv, capsys) -> None:
     assert cli.main(argv) == 2

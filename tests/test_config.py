@@ -143,3 +143,15 @@ def test_saved_config_loads_back_identically(tmp_path):
                               ["loss.focal_alpha=0.25"])
     save_config(config, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == config
+
+
+def test_path_settings_expand_environment_variables_and_home(monkeypatch):
+    monkeypatch.setenv("FACEATTR_TEST_DATA", "/data")
+    monkeypatch.setenv("HOME", "/home/ann")
+    config = config_from_dict({"data": {"sources": [{"kind": "celeba", "root": "$FACEATTR_TEST_DATA/celeba",
+                                                     "images": "${FACEATTR_TEST_DATA}/aligned"}],
+                                        "holdout_groups": "~/held.txt"},
+                               "train": {"output_dir": "~/runs/x"}})
+    source = config.data.sources[0]
+    assert (source.root, source.images) == ("/data/celeba", "/data/aligned")
+    assert (config.data.holdout_groups, config.train.output_dir) == ("/home/ann/held.txt", "/home/ann/runs/x")

@@ -1,9 +1,17 @@
 """Turning predictions into an evaluation: tuned, fixed and cross-fitted thresholds, beauty."""
 
+import json
+import shutil
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
-from faceattr.evaluate import Predictions, cross_fitted_means, headline, summarize, tune_thresholds
+from faceattr.attributes import ATTRIBUTES
+from faceattr.errors import FaceAttrError
+from faceattr.evaluate import Predictions, cross_fitted_means, evaluate_checkpoint, headline, summarize, tune_thresholds
 
 
 def predictions(rng, n=400, signal=1.0, beauty=True):
@@ -49,3 +57,95 @@ def test_beauty_only_predictions_select_on_pearson():
     evaluation = summarize(p, np.full(40, 0.5), {})
     assert evaluation["attributes"] is None and evaluation["attribute_means_cross_fitted"] is None
     assert headline(evaluation) == evaluation["beauty"]["pearson"]
+
+
+@pytest.fixture(scope="module")
+def two_source_checkpoint(tmp_path_factory):
+    """An untrained checkpoint whose config holds a CelebA source (capped at 5 validation images) and a SCUT one."""
+    from faceattr.checkpoint import deploy_state, save_checkpoint
+    from faceattr.config import config_from_dict
+    from faceattr.data.fixtures import make_celeba, make_scut
+    from faceattr.models.net import FaceAttrNet
+
+    root = tmp_path_factory.mktemp("per_source")
+    make_celeba(root / "celeba", identities=30, images_per_identity=3, seed=4)
+    make_scut(root / "scut", count=24, size=16, seed=4)
+    # The training-partition images alone: a source with no validation images.
+    partition = (root / "celeba" / "list_eval_partition.txt").read_text().split()
+    (root / "celeba" / "train_only").mkdir()
+    for name, code in zip(partition[::2], partition[1::2]):
+        if code == "0" and (root / "celeba" / "img_align_celeba" / name).is_file():
+            shutil.copy(root / "celeba" / "img_align_celeba" / name, root / "celeba" / "train_only" / name)
+    sources = [{"kind": "celeba", "root": str(root / "celeba"), "images": "img_align_celeba"},
+               {"kind": "scut", "root": str(root / "scut"), "folds": 3},
+               {"kind": "celeba", "root": str(root / "celeba"), "images": "train_only"}]
+    config = config_from_dict({"data": {"sources": sources, "image_size": 32, "batch_size": 4, "workers": 0,
+                                        "max_val_samples": 5},
+                               "model": {"backbone": "resnet10t"}, "train": {"amp": False}})
+    torch.manual_seed(0)
+    thresholds = np.linspace(0.3, 0.7, 40).tolist()  # distinct stored thresholds, to see them used
+    save_checkpoint(deploy_state(FaceAttrNet("resnet10t"), thresholds, config, 1, {}), root / "run" / "best.pt")
+    return root / "run" / "best.pt", sources
+
+
+def only_source(checkpoint, source, out):
+    """The same checkpoint with a config holding only ``source`` (a list replaced by a flow-YAML override)."""
+    return evaluate_checkpoint(checkpoint, [f"data.sources=[{json.dumps(source)}]"], out)[0]
+
+
+def test_one_source_scores_like_a_config_holding_only_that_source(two_source_checkpoint, tmp_path):
+    checkpoint, sources = two_source_checkpoint
+    alone, paths = evaluate_checkpoint(checkpoint, out_dir=tmp_path / "a", sources=[0])
+    reference = only_source(checkpoint, sources[0], tmp_path / "b")
+    assert alone["meta"]["images"] == reference["meta"]["images"] == 5  # the cap applies to the source alone
+    assert json.dumps(alone["attributes"]) == json.dumps(reference["attributes"])  # NaN-safe, exact
+    assert alone["beauty"] is None
+    assert [alone["attributes"][name]["threshold"] for name in ATTRIBUTES] == pytest.approx(np.linspace(0.3, 0.7, 40))
+    assert "data.sources[0] (celeba:img_align_celeba)" in paths["markdown"].read_text().splitlines()[0]
+
+
+def test_a_source_named_by_kind_scores_its_own_images_only(two_source_checkpoint, tmp_path):
+    checkpoint, sources = two_source_checkpoint
+    alone = evaluate_checkpoint(checkpoint, out_dir=tmp_path / "a", sources=["scut"])[0]
+    reference = only_source(checkpoint, sources[1], tmp_path / "b")
+    assert alone["attributes"] is None and alone["meta"]["images"] == 5
+    assert alone["beauty"]["pearson"] == pytest.approx(reference["beauty"]["pearson"])
+    assert alone["beauty_predictions"] == reference["beauty_predictions"]
+
+
+@pytest.mark.parametrize("source, message", [(3, "source 3 is not one"), ("celeba", "'celeba' matches several"),
+                                             ("celeba:train_only", "no validation images")])
+def test_a_missing_ambiguous_or_empty_source_is_refused_naming_it(two_source_checkpoint, tmp_path, source, message):
+    with pytest.raises(FaceAttrError, match=message):
+        evaluate_checkpoint(two_source_checkpoint[0], out_dir=tmp_path, sources=[source])
+
+
+def test_eval_tool_each_source_writes_a_report_per_source_and_a_summary(two_source_checkpoint, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import eval as eval_tool
+
+    assert eval_tool.main([str(two_source_checkpoint[0]), "--each-source", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "sources.json").read_text())
+    assert [(row["source"], row["images"]) for row in rows] == [("celeba:img_align_celeba", 5), ("scut", 5),
+                                                                  ("celeba:train_only", 0)]
+    scut = json.loads((tmp_path / "source1" / "report.json").read_text())
+    assert rows[1]["beauty Pearson"] == pytest.approx(scut["beauty"]["pearson"]) and rows[1]["bal. acc. at 0.5"] is None
+    assert (tmp_path / "source0" / "report.md").is_file() and not (tmp_path / "source2").exists()
+    assert "| 1 scut | 5 |" in (tmp_path / "sources.md").read_text()
+
+
+def test_calibrating_a_checkpoint_fits_what_training_would_and_keeps_the_weights(two_source_checkpoint, tmp_path):
+    from faceattr.checkpoint import load_checkpoint
+    from faceattr.evaluate import calibrate_checkpoint
+
+    checkpoint, _ = two_source_checkpoint
+    evaluation = calibrate_checkpoint(checkpoint, tmp_path / "calibrated.pt", device="cpu")
+    old, new = load_checkpoint(checkpoint), load_checkpoint(tmp_path / "calibrated.pt")
+    assert set(old.get("temperatures", [1.0])) == {1.0} and len(new["temperatures"]) == len(new["offsets"]) == 40
+    assert set(new["temperatures"]) != {1.0}
+    assert all(torch.equal(old["model"][key], new["model"][key]) for key in old["model"])
+    assert new["metrics"]["attribute_means"] == pytest.approx(evaluation["attribute_means"], nan_ok=True)
+    assert new["thresholds"] != old["thresholds"]
+    # Evaluating the new checkpoint with its stored thresholds reproduces the fit's own figures.
+    again, _ = evaluate_checkpoint(tmp_path / "calibrated.pt", out_dir=tmp_path / "report", device="cpu")
+    assert again["attribute_means"] == pytest.approx(evaluation["attribute_means"], nan_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image
 
 import faceattr.data.loader as loader_module
 from faceattr.attributes import ATTRIBUTE_INDEX, NUM_ATTRIBUTES
-from faceattr.config import DataConfig, SourceConfig
+from faceattr.config import Config, DataConfig, SourceConfig, validate
 from faceattr.data.loader import MixingSampler, build_data, build_loaders
 from faceattr.data.records import FaceRecord, ReadResult
 from faceattr.errors import ConfigError, DatasetError
@@ -194,6 +195,36 @@ def test_group_shared_across_sources_is_a_leak(tmp_path: Path, fake_reader: dict
     fake_reader["b"] = other
     with pytest.raises(DatasetError, match=r"data.sources\[0\] \(a\).*data.sources\[1\] \(b\)"):
         build_data(data_config("a", "b"))
+
+
+def test_held_out_groups_leave_every_training_split_and_are_a_holdout_sources_val(tmp_path: Path,
+                                                                                  fake_reader: dict) -> None:
+    fake_reader["a"] = make_result(tmp_path, "a", {"train": 4, "val": 2})
+    wild = make_result(tmp_path, "w", {"train": 3, "test": 1})
+    # The in-the-wild photos of person a:train:0 and the official crops of that person share a group.
+    wild.records[0] = replace(wild.records[0], group="a:train:0")
+    fake_reader["w"] = wild
+    listed = tmp_path / "holdout.txt"
+    listed.write_text("# held-out people\na:train:0\n\nw:train:2  # and this one\n")
+    config = data_config("a", "w", holdout_groups=str(listed))
+    config.sources[1].split = "holdout"
+    bundle = build_data(config)
+    groups = lambda datasets: [[r.group for r in d.records] for d in datasets]
+    assert groups(bundle.train.datasets) == [["a:train:1", "a:train:2", "a:train:3"], ["w:train:1"]]
+    assert groups(bundle.val.datasets) == [["a:val:0", "a:val:1"], ["a:train:0", "w:train:2"]]
+
+
+def test_holdout_split_without_a_groups_file_is_a_config_error() -> None:
+    config = Config()
+    config.data.sources = [SourceConfig(kind="celeba", root="x", split="holdout")]
+    with pytest.raises(ConfigError, match=r"data.sources\[0\].split.*data.holdout_groups"):
+        validate(config)
+
+
+def test_missing_groups_file_is_named(tmp_path: Path, fake_reader: dict) -> None:
+    fake_reader["a"] = make_result(tmp_path, "a", {"train": 2, "val": 1})
+    with pytest.raises(DatasetError, match="nowhere.txt"):
+        build_data(data_config("a", holdout_groups=str(tmp_path / "nowhere.txt")))
 
 
 def test_positive_rates_come_from_training_labels(tmp_path: Path, fake_reader: dict) -> None:

@@ -10,16 +10,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import untrained_checkpoint
 from PIL import Image
 
-from faceattr import ATTRIBUTES, FaceResult, ImageResult, Predictor, load_model, predict
-from faceattr.checkpoint import save_checkpoint
+from faceattr import ATTRIBUTES, FaceResult, ImageResult, Predictor, export, load_model, predict
+from faceattr.align import CELEBA_CROP
+from faceattr.checkpoint import deploy_state, load_checkpoint, model_from_checkpoint, save_checkpoint
+from faceattr.config import Config
+from faceattr.data.drawing import draw_face, random_labels
 from faceattr.detect import Detection, FaceDetector
 from faceattr.errors import CheckpointError, ImageError
 from faceattr.image import read_image, read_reduced
 from faceattr.models.net import FaceAttrNet
 from faceattr.predictor import _cached_predictor
+from faceattr.transforms import eval_transform
 
 TWO_PEOPLE = "faces/face_recognition/examples/two_people.jpg"
 
@@ -272,9 +277,66 @@ def test_decompression_bomb_is_an_image_error(monkeypatch: pytest.MonkeyPatch) -
         read_image(data)
 
 
-def test_predict_without_model_asks_for_one() -> None:
-    with pytest.raises(CheckpointError, match="model="):
+def test_predict_without_model_or_default_asks_for_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export, "DEFAULT_MODEL", tmp_path / "default.safetensors")
+    with pytest.raises(CheckpointError, match="no default model.*model=PATH"):
         predict(np.zeros((8, 8, 3), np.uint8))
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained ResNet-10-T at 64 px with temperatures from 0.5 to 3, offsets from -1 to 1 and thresholds 0.5."""
+    torch.manual_seed(0)
+    config = Config()
+    config.data.image_size = 64
+    path = tmp_path_factory.mktemp("calibrated") / "best.pt"
+    save_checkpoint(deploy_state(FaceAttrNet("resnet10t"), [0.5] * 40, config, 1, {},
+                                 np.linspace(0.5, 3.0, 40).tolist(), np.linspace(-1.0, 1.0, 40).tolist()), path)
+    return path
+
+
+def aligned_faces(count: int) -> list[np.ndarray]:
+    """Drawn faces in CelebA's aligned geometry (178x218)."""
+    rng = np.random.default_rng(3)
+    return [np.asarray(draw_face(random_labels(rng), rng=rng)) for _ in range(count)]
+
+
+def test_aligned_faces_get_the_evaluation_transform_and_the_calibration(calibrated: Path) -> None:
+    faces = aligned_faces(3)
+    results = Predictor(calibrated, device="cpu", batch_size=2).predict_aligned(faces)
+    state = load_checkpoint(calibrated)
+    model = model_from_checkpoint(state).eval()
+    batch = torch.stack([eval_transform(64, CELEBA_CROP)(Image.fromarray(face)) for face in faces])
+    with torch.no_grad():
+        logits = model(batch)["attributes"]
+    expected = torch.sigmoid(logits / torch.tensor(state["temperatures"]) + torch.tensor(state["offsets"])).numpy()
+    assert np.allclose([list(r.probabilities.values()) for r in results], expected, atol=1e-6)
+    assert all(r.box == (0.0, 0.0, 178.0, 218.0) and r.landmarks is None and r.score == 1.0 for r in results)
+    assert [r.attributes for r in results] == [tuple(n for n, p in zip(ATTRIBUTES, row) if p >= 0.5)
+                                               for row in expected]
+
+
+def test_aligned_predict_many_matches_predict_aligned_and_keeps_errors(calibrated: Path) -> None:
+    predictor = Predictor(calibrated, device="cpu")
+    face = aligned_faces(1)[0]
+    results = predictor.predict_many([face, b"not an image", Image.fromarray(face)], aligned=True)
+    assert [r.error is None for r in results] == [True, False, True]
+    [expected] = predictor.predict_aligned([face])
+    # One batch of two faces against a batch of one: equal up to float rounding.
+    assert np.allclose(numbers(results[0].faces + results[2].faces), numbers([expected, expected]), atol=1e-6)
+    assert [f.box for f in results[0].faces + results[2].faces] == [expected.box] * 2
+    assert results[1].faces == []
+
+
+def test_checkpoint_without_calibration_still_loads_uncalibrated(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = Config()
+    config.data.image_size = 64
+    state = deploy_state(FaceAttrNet("resnet10t"), [0.5] * 40, config, 1, {})
+    del state["temperatures"], state["offsets"]  # as written before calibration existed
+    save_checkpoint(state, tmp_path / "old.pt")
+    predictor = Predictor(tmp_path / "old.pt", device="cpu")
+    assert predictor.temperatures.tolist() == [1.0] * 40 and predictor.offsets.tolist() == [0.0] * 40
 
 
 def test_predict_loads_each_checkpoint_once(checkpoint: Path) -> None:

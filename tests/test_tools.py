@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
 import benchmark_train  # noqa: E402
+import make_holdout  # noqa: E402
 import train  # noqa: E402
 
 
@@ -52,3 +53,21 @@ def test_benchmark_saves_a_table_of_the_three_rates(config_file, tmp_path):
     row = json.loads((tmp_path / "train_throughput_tiny.json").read_text())
     assert all(row[key] > 0 for key in ("data_images_per_s", "step_images_per_s", "loop_images_per_s"))
     assert "loop / slower" in (tmp_path / "train_throughput_tiny.md").read_text()
+
+
+def test_make_holdout_picks_whole_people_covering_the_fraction(tmp_path, capsys):
+    from faceattr.data.loader import read_groups
+    from faceattr.data.sources import read_source
+    from faceattr.config import SourceConfig
+
+    root = make_celeba(tmp_path / "celeba", identities=12, images_per_identity=3, seed=4)
+    out = tmp_path / "held.txt"
+    assert make_holdout.main(["celeba", str(root), "--fraction", "0.3", "--out", str(out)]) == 0
+    held = read_groups(out)
+    groups = [r.group for r in read_source(SourceConfig(kind="celeba", root=str(root))).records if r.split != "test"]
+    share = sum(group in held for group in groups) / len(groups)
+    assert held <= set(groups) and 0.3 <= share < 0.3 + 3 / len(groups) + 1e-9  # stops at the first person past 30%
+    assert make_holdout.main(["celeba", str(root), "--fraction", "0.3", "--out", str(tmp_path / "again.txt")]) == 0
+    assert read_groups(tmp_path / "again.txt") == held  # seeded
+    assert make_holdout.main(["celeba", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert "nowhere" in capsys.readouterr().err

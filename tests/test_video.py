@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from faceattr import ATTRIBUTES, FaceResult
+from faceattr import ATTRIBUTES, FaceResult, export
 from faceattr.detect import Detection
 from faceattr.video import FaceTracker, VideoPredictor, iou, match, motion, thumbnail
 
@@ -169,9 +169,12 @@ def test_window_without_gui_exits_2_saying_how_to_get_one(monkeypatch: pytest.Mo
     assert "pip uninstall -y opencv-python-headless" in error and "--headless --output" in error
 
 
-def test_missing_model_exits_2_asking_for_one(capsys: pytest.CaptureFixture) -> None:
+def test_without_model_or_default_exits_2_asking_for_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(export, "DEFAULT_MODEL", tmp_path / "default.safetensors")
     assert webcam_demo.main(["0", "--headless"]) == 2
-    assert "--model CKPT" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "no default model is installed" in error and "--model PATH" in error
 
 
 def test_unreadable_source_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -11,7 +11,10 @@ window, q or Esc quits.
 annotated video (.avi: MJPG, anything else: mp4v). The window needs an OpenCV built with GUI
 support: faceattr installs opencv-python-headless, which has none (see the message it gives).
 
+Without --model the default model installed with faceattr is used.
+
 Examples:
+    python tools/webcam_demo.py 0
     python tools/webcam_demo.py 0 --model runs/demo/best.pt
     python tools/webcam_demo.py clip.mp4 --model runs/demo/best.pt --headless --output annotated.mp4
     python tools/webcam_demo.py rtsp://camera.local/stream --model best.pt --max-side 480 --detect-every 5
@@ -33,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from faceattr.errors import CheckpointError, FaceAttrError, ImageError
+from faceattr.errors import FaceAttrError, ImageError
 
 EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 WINDOW = "faceattr demo"
@@ -101,7 +104,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Facial attributes and beauty on live or recorded video.",
                                      epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", metavar="SOURCE", help="camera index (0, 1, ...), video file or stream URL")
-    parser.add_argument("--model", metavar="CKPT", help="model checkpoint (a best.pt); required for now")
+    parser.add_argument("--model", metavar="MODEL",
+                        help="a best.pt written by tools/train.py or a .safetensors written by tools/export_model.py "
+                             "(default: the model installed with faceattr)")
     parser.add_argument("--headless", action="store_true", help="open no window")
     parser.add_argument("--output", metavar="FILE", help="write the annotated video here (.avi: MJPG, else mp4v)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
@@ -222,9 +227,10 @@ def run(args: argparse.Namespace) -> DemoStats:
     """
     import cv2
 
+    from faceattr.export import default_model
+
     if args.model is None:
-        raise CheckpointError("no model given: pass --model CKPT, a checkpoint written by tools/train.py "
-                              "(a default model will ship with the package later)")
+        default_model()  # where no default model is installed, say so before opening the camera
     # The source first: a wrong camera index or path is reported before seconds of model loading.
     capture = open_source(args.source)
     writer = None

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,27 @@ def _check_leaks(train: dict[str, list[FaceRecord]], val: dict[str, list[FaceRec
                     record.path)
 
 
+def read_groups(path: str | Path) -> set[str]:
+    """The groups listed in a text file, one per line; blank lines and ``#`` comments are skipped.
+
+    Raises:
+        DatasetError: If the file cannot be read, naming it.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise DatasetError(f"cannot read the held-out groups: {error.strerror}", path) from error
+    return {line.split("#", 1)[0].strip() for line in lines} - {""}
+
+
+def _split(records: list[FaceRecord], split: str, holdout: set[str]) -> tuple[list[FaceRecord], list[FaceRecord]]:
+    """A source's training and validation records, held-out groups never in training."""
+    if split == "holdout":
+        records = [replace(r, split="val" if r.group in holdout else "train") for r in records if r.split != "test"]
+    return ([r for r in records if r.split == "train" and r.group not in holdout],
+            [r for r in records if r.split == "val"])
+
+
 def _positive_rate(records: Sequence[FaceRecord], sample_weights: np.ndarray) -> np.ndarray:
     """Weighted share of positives among known labels per attribute (0.5 where none known)."""
     labels, mask = labels_matrix(records)
@@ -89,7 +111,7 @@ def _positive_rate(records: Sequence[FaceRecord], sample_weights: np.ndarray) ->
     return rate.astype(np.float32)
 
 
-def _evenly_spread(dataset: Dataset, limit: int) -> Dataset:
+def evenly_spread(dataset: Dataset, limit: int) -> Dataset:
     """At most ``limit`` items of ``dataset``, spread evenly over it (and so over its sources)."""
     size = len(dataset)
     if limit <= 0 or size <= limit:
@@ -119,6 +141,7 @@ def build_data(config: DataConfig) -> DataBundle:
     """
     if not config.sources:
         raise ConfigError("data.sources: no datasets configured; list at least one source")
+    holdout = read_groups(config.holdout_groups) if config.holdout_groups else set()
     train: dict[str, list[FaceRecord]] = {}
     val: dict[str, list[FaceRecord]] = {}
     names, summaries = [], []
@@ -129,11 +152,13 @@ def build_data(config: DataConfig) -> DataBundle:
         summary = result.summary()
         logger.info("%s", summary)
         where = f"data.sources[{i}] ({result.source})"
-        train[where] = [record for record in result.records if record.split == "train"]
-        val[where] = [record for record in result.records if record.split == "val"]
-        held_out = len(result.records) - len(train[where]) - len(val[where])
-        if held_out:
-            logger.info("%s: %d test-split images left out (kept for independent evaluation)", where, held_out)
+        train[where], val[where] = _split(result.records, source.split, holdout)
+        tests = sum(record.split == "test" for record in result.records)
+        if tests:
+            logger.info("%s: %d test-split images left out (kept for independent evaluation)", where, tests)
+        left_out = len(result.records) - tests - len(train[where]) - len(val[where])
+        if left_out:
+            logger.info("%s: %d training images of held-out groups left out", where, left_out)
         if source.weight > 0 and not train[where]:
             raise ConfigError(f"{where}: no training images in {source.root} ({summary}); "
                               f"set its weight to 0 to use it for validation only")
@@ -153,7 +178,7 @@ def build_data(config: DataConfig) -> DataBundle:
                               config.on_bad_sample) for records, source in zip(train.values(), config.sources)]
     val_sets = [FaceDataset(records, eval_transform(config.image_size, source.crop), config.on_bad_sample)
                 for records, source in zip(val.values(), config.sources)]
-    val_set = _evenly_spread(ConcatDataset(val_sets), config.max_val_samples)
+    val_set = evenly_spread(ConcatDataset(val_sets), config.max_val_samples)
     if len(val_set) == 0:
         logger.warning("data.sources: no validation images in any source")
     logger.info("data: %d training images (%s), %d validation images", len(all_train),

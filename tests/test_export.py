@@ -1,0 +1,195 @@
+"""Tests of exported models (faceattr.export, tools/export_model.py) and of the default model's loading."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from faceattr import cli, export, load_model, predict
+from faceattr.checkpoint import deploy_state, save_checkpoint
+from faceattr.config import Config
+from faceattr.data.drawing import draw_face, random_labels
+from faceattr.errors import CheckpointError
+from faceattr.models.net import FaceAttrNet
+from faceattr.predictor import Predictor, _cached_predictor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import export_model  # noqa: E402
+
+#: Calibration that differs per attribute, so that a loader dropping it changes the probabilities.
+TEMPERATURES = np.linspace(0.5, 3.0, 40).tolist()
+OFFSETS = np.linspace(-1.0, 1.0, 40).tolist()
+THRESHOLDS = np.linspace(0.2, 0.8, 40).tolist()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained ResNet-10-T at 64 px with per-attribute thresholds and calibration, and metrics."""
+    torch.manual_seed(0)
+    config = Config()
+    config.data.image_size = 64
+    metrics = {"attribute_means": {"balanced_accuracy": 0.5}, "beauty": {"pearson": float("nan"),
+                                                                         "roc": {"auc": 0.5, "fpr": [0.0, 1.0]}},
+               "beauty_predictions": {"predicted": [3.0], "target": [2.0]}}
+    path = tmp_path_factory.mktemp("run") / "best.pt"
+    save_checkpoint(deploy_state(FaceAttrNet("resnet10t"), THRESHOLDS, config, 7, metrics, TEMPERATURES, OFFSETS), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def faces() -> list[np.ndarray]:
+    """Three drawn faces in CelebA's aligned geometry (178x218)."""
+    rng = np.random.default_rng(0)
+    return [np.asarray(draw_face(random_labels(rng), rng=rng)) for _ in range(3)]
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``checkpoint`` exported in float32."""
+    weights = tmp_path_factory.mktemp("export") / "model.safetensors"
+    export.export_model(checkpoint, weights, "float32")
+    return weights
+
+
+@pytest.fixture(scope="module")
+def original(checkpoint: Path) -> Predictor:
+    """The checkpoint's predictor, for the exports to be compared with."""
+    return Predictor(checkpoint, device="cpu")
+
+
+def probabilities(predictor: Predictor, faces: list[np.ndarray]) -> np.ndarray:
+    return np.array([list(face.probabilities.values()) for face in predictor.predict_aligned(faces)])
+
+
+def copy_pair(weights: Path, folder: Path) -> Path:
+    """A copy of an exported pair in ``folder``, to damage without touching the original."""
+    folder.mkdir(exist_ok=True)
+    for path in (weights, export.description_path(weights)):
+        (folder / path.name).write_bytes(path.read_bytes())
+    return folder / weights.name
+
+
+def test_description_holds_what_loading_and_users_need(checkpoint: Path, exported: Path) -> None:
+    description = json.loads(export.description_path(exported).read_text())
+    assert description["sha256"] == export.sha256_of(exported)
+    assert (description["image_size"], description["dtype"], description["epoch"]) == (64, "float32", 7)
+    assert description["thresholds"] == pytest.approx(THRESHOLDS)
+    assert description["temperatures"] == pytest.approx(TEMPERATURES)
+    assert description["offsets"] == pytest.approx(OFFSETS)
+    assert description["model_args"]["backbone"] == "resnet10t"
+    assert description["source_checkpoint"] == checkpoint.name
+    assert description["config"]["data"]["image_size"] == 64
+    # Per-image lists are left out, and NaN becomes null so the file is strict JSON.
+    assert "beauty_predictions" not in description["metrics"]
+    assert description["metrics"]["beauty"] == {"pearson": None, "roc": {"auc": 0.5}}
+
+
+def test_float32_export_predicts_exactly_as_the_checkpoint(original: Predictor, exported: Path,
+                                                           faces: list[np.ndarray]) -> None:
+    shipped = Predictor(exported, device="cpu")
+    assert np.array_equal(probabilities(shipped, faces), probabilities(original, faces))
+    assert ([f.attributes for f in shipped.predict_aligned(faces)]
+            == [f.attributes for f in original.predict_aligned(faces)])
+    assert shipped.checkpoint == exported
+
+
+def test_float16_export_is_half_the_size_and_close(checkpoint: Path, exported: Path, faces: list[np.ndarray],
+                                                   original: Predictor, tmp_path: Path) -> None:
+    half = tmp_path / "half.safetensors"
+    export.export_model(checkpoint, half, "float16")
+    assert half.stat().st_size < 0.51 * exported.stat().st_size
+    difference = np.abs(probabilities(Predictor(half, device="cpu"), faces)
+                        - probabilities(original, faces))
+    assert 0 < difference.max() < 5e-3  # measured 4e-4: rounded, not broken
+
+
+def test_tampered_weights_are_refused_naming_both_hashes(exported: Path, tmp_path: Path) -> None:
+    weights = copy_pair(exported, tmp_path / "tampered")
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError) as raised:
+        load_model(weights, device="cpu")
+    message = str(raised.value)
+    assert str(weights) in message and "checksum" in message
+    assert export.sha256_of(exported) in message and export.sha256_of(weights) in message
+
+
+def test_missing_description_or_weights_is_named(exported: Path, tmp_path: Path) -> None:
+    weights = copy_pair(exported, tmp_path / "pair")
+    weights.unlink()
+    with pytest.raises(CheckpointError, match=f"{weights}: weights file not found"):
+        load_model(weights, device="cpu")
+    alone = copy_pair(exported, tmp_path / "alone")
+    export.description_path(alone).unlink()
+    with pytest.raises(CheckpointError, match=f"{export.description_path(alone)}: model description not found"):
+        load_model(alone, device="cpu")
+
+
+def test_export_over_the_size_limit_leaves_nothing(checkpoint: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export, "MAX_WEIGHTS_BYTES", 1_000_000)
+    weights = tmp_path / "big.safetensors"
+    with pytest.raises(CheckpointError, match="exceeds the 1 MB limit"):
+        export.export_model(checkpoint, weights, "float32")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def no_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Points the default model at a file that does not exist, as before a model is installed."""
+    missing = tmp_path / "weights" / "default.safetensors"
+    monkeypatch.setattr(export, "DEFAULT_MODEL", missing)
+    _cached_predictor.cache_clear()
+    return missing
+
+
+def test_without_a_default_model_no_argument_calls_say_how_to_name_one(no_default: Path, capsys) -> None:
+    for call in (lambda: predict(np.zeros((8, 8, 3), np.uint8)), load_model, Predictor):
+        with pytest.raises(CheckpointError, match=f"no default model is installed.*{no_default}.*--model PATH"):
+            call()
+
+
+def test_cli_without_model_or_default_exits_2_with_the_message(no_default: Path, tmp_path: Path, faces, capsys) -> None:
+    image = tmp_path / "face.png"
+    draw_face({}).save(image)
+    assert cli.main(["predict", str(image), "--aligned"]) == 2
+    assert "no default model is installed" in capsys.readouterr().err
+
+
+@pytest.fixture
+def installed(exported: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Installs ``exported`` as the default model (by pointing the default path at it)."""
+    monkeypatch.setattr(export, "DEFAULT_MODEL", exported)
+    _cached_predictor.cache_clear()
+    yield exported
+    _cached_predictor.cache_clear()
+
+
+def test_predict_without_model_uses_the_default(installed: Path, original: Predictor, faces: list[np.ndarray]) -> None:
+    [face] = predict(faces[0], aligned=True)
+    assert face.probabilities == original.predict_aligned(faces[:1])[0].probabilities
+    assert _cached_predictor(export.DEFAULT_MODEL).checkpoint == installed
+
+
+def test_cli_without_model_uses_the_default(installed: Path, original: Predictor, tmp_path: Path, capsys) -> None:
+    image = tmp_path / "face.png"
+    draw_face({"Smiling": True}).save(image)
+    assert cli.main(["predict", str(image), "--aligned", "--json", "--device", "cpu"]) == 0
+    [result] = json.loads(capsys.readouterr().out)
+    [expected] = original.predict_aligned([image])
+    assert result["faces"][0]["probabilities"] == pytest.approx(expected.probabilities, abs=1e-12)
+    assert result["faces"][0]["box"] == [0.0, 0.0, 178.0, 218.0]
+
+
+def test_export_tool_writes_a_loadable_pair(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    assert export_model.main([str(checkpoint), "--out", str(tmp_path), "--name", "team", "--check-count", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "max probability difference" in out and "float16" in out
+    assert json.loads((tmp_path / "team.json").read_text())["dtype"] == "float16"
+    assert export.read_exported(tmp_path / "team.safetensors")["thresholds"] == pytest.approx(THRESHOLDS)

@@ -1,0 +1,123 @@
+"""tools/sweep.py on generated data: variants, SCUT folds, skipping and resuming, early errors."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceattr import engine
+from faceattr.checkpoint import load_checkpoint
+from faceattr.config import load_config
+from faceattr.data.fixtures import make_celeba, make_scut
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+
+import sweep  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory):
+    """A one-epoch, two-step config on a generated CelebA and SCUT (3 folds)."""
+    root = tmp_path_factory.mktemp("sweep")
+    make_celeba(root / "celeba", identities=12, images_per_identity=3, seed=3)
+    make_scut(root / "scut", count=24, size=16, seed=3)
+    path = root / "tiny.yaml"
+    path.write_text(f"""
+data: {{sources: [{{kind: celeba, root: {root / 'celeba'}}}, {{kind: scut, root: {root / 'scut'}, folds: 3}}],
+       image_size: 32, batch_size: 8, workers: 0}}
+model: {{backbone: resnet10t}}
+optim: {{epochs: 1, lr: 0.01, warmup_epochs: 0.5}}
+train: {{amp: false, channels_last: false, max_steps_per_epoch: 2}}
+""")
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_variants(config_file):
+    """A finished sweep of two loss variants; returns its folder and its arguments."""
+    out = config_file.parent / "two"
+    argv = [str(config_file), "--out", str(out), "--variant", "bce", "loss.attributes=bce",
+            "--variant", "gamma1", "loss.focal_gamma=1"]
+    assert sweep.main(argv) == 0
+    return out, argv
+
+
+@pytest.fixture
+def fit_calls(monkeypatch):
+    """Records engine.fit calls as (output folder, resume, config) instead of training."""
+    calls = []
+    monkeypatch.setattr(engine, "fit", lambda config, resume=False, overwrite=False: calls.append(
+        (Path(config.train.output_dir), resume, config)))
+    return calls
+
+
+def test_each_variant_trains_its_own_config_and_its_row_holds_its_best_checkpoint(two_variants):
+    out, _ = two_variants
+    summary = json.loads((out / "sweep.json").read_text())
+    assert [v["name"] for v in summary["variants"]] == ["bce", "gamma1"]
+    assert load_config(out / "bce" / "config.yaml").loss.attributes == "bce"
+    assert load_config(out / "gamma1" / "config.yaml").loss.focal_gamma == 1.0
+    for variant in summary["variants"]:
+        best = load_checkpoint(out / variant["name"] / "best.pt")
+        history = [json.loads(line) for line in (out / variant["name"] / "metrics.jsonl").read_text().splitlines()]
+        row = variant["mean"]
+        assert row["balanced_accuracy"] == best["metrics"]["attribute_means"]["balanced_accuracy"]
+        assert row["balanced_accuracy_at_0.5"] == best["metrics"]["attribute_means_at_0.5"]["balanced_accuracy"]
+        assert row["beauty_rmse"] == best["metrics"]["beauty"]["rmse"]
+        assert row["epochs"] == len(history) == 1 and row["seconds"] == history[0]["seconds"]
+        assert row["parameters"] == sum(t.numel() for k, t in best["model"].items() if "running" not in k
+                                        and "num_batches" not in k)
+        assert variant["std"] is None
+    markdown = (out / "sweep.md").read_text()
+    assert f"| bce | `loss.attributes=bce` | {summary['variants'][0]['mean']['balanced_accuracy']:.3f} |" in markdown
+
+
+def test_a_rerun_skips_finished_runs(two_variants, fit_calls):
+    out, argv = two_variants
+    assert sweep.main(argv) == 0
+    assert fit_calls == []
+    assert (out / "sweep.md").is_file()
+
+
+def test_more_epochs_resume_the_finished_runs(two_variants, fit_calls):
+    out, argv = two_variants
+    assert sweep.main([argv[0], "optim.epochs=2", *argv[1:]]) == 0  # the stub trains nothing: the table is as before
+    assert [(folder, resume) for folder, resume, _ in fit_calls] == [(out / "bce", True), (out / "gamma1", True)]
+    assert all(config.optim.epochs == 2 for _, _, config in fit_calls)
+
+
+def test_a_finished_run_made_with_other_settings_stops_the_sweep(two_variants, fit_calls, capsys):
+    _, argv = two_variants
+    assert sweep.main([argv[0], "optim.lr=0.02", *argv[1:]]) == 2
+    assert "optim.lr" in capsys.readouterr().err and fit_calls == []
+
+
+def test_folds_train_each_scut_fold_and_report_mean_and_spread(config_file, tmp_path):
+    out = tmp_path / "cv"
+    assert sweep.main([str(config_file), "--folds", "2", "--out", str(out), "--variant", "joint"]) == 0
+    folds = [load_config(out / "joint" / f"fold{k}" / "config.yaml").data.sources[1] for k in (0, 1)]
+    assert [(source.folds, source.fold) for source in folds] == [(2, 0), (2, 1)]
+    variant = json.loads((out / "sweep.json").read_text())["variants"][0]
+    assert [run["fold"] for run in variant["runs"]] == [0, 1]
+    pearson = [load_checkpoint(out / "joint" / f"fold{k}" / "best.pt")["metrics"]["beauty"]["pearson"] for k in (0, 1)]
+    assert variant["mean"]["beauty_pearson"] == pytest.approx(np.mean(pearson))
+    assert variant["std"]["beauty_pearson"] == pytest.approx(np.std(pearson, ddof=1))
+    assert f"{np.mean(pearson):.3f} ± {np.std(pearson, ddof=1):.3f}" in (out / "sweep.md").read_text()
+
+
+def test_an_unknown_key_in_a_variant_stops_before_any_training(config_file, tmp_path, fit_calls, capsys):
+    argv = [str(config_file), "--out", str(tmp_path / "bad"), "--variant", "good", "loss.attributes=bce",
+            "--variant", "typo", "loss.atributes=bce"]
+    assert sweep.main(argv) == 2
+    error = capsys.readouterr().err
+    assert "variant 'typo'" in error and "loss.atributes" in error
+    assert fit_calls == [] and not (tmp_path / "bad").exists()
+
+
+def test_folds_without_a_scut_source_are_refused(config_file, tmp_path, fit_calls, capsys):
+    celeba_only = f"data.sources=[{{kind: celeba, root: {config_file.parent / 'celeba'}}}]"
+    argv = [str(config_file), "--folds", "2", "--out", str(tmp_path), "--variant", "attrs", celeba_only]
+    assert sweep.main(argv) == 2
+    assert "no scut source" in capsys.readouterr().err and fit_calls == []
