@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
 import types
 import typing
@@ -40,8 +41,10 @@ class SourceConfig:
             so that crops of different datasets show the face at the same place and scale.
         celeba_root: For ``celebahq``: the CelebA folder whose partition and identity files
             give each HQ image its split and person.
-        folds: For ``scut``: number of cross-validation folds when the official ones are absent.
-        fold: For ``scut``: which fold is the validation part.
+        folds: For ``scut``, and ``csv`` files with a ``fold`` column: number of
+            cross-validation folds (for ``scut``: when the official ones are absent).
+        fold: For ``scut``, and ``csv`` files with a ``fold`` column: which fold is the
+            validation part.
         val_fraction: For ``csv`` without a ``split`` column: share of groups held out.
         split: ``official``: the dataset's own train/val split. ``holdout``: its groups listed
             in ``data.holdout_groups`` are validation and the rest training, whatever the
@@ -74,6 +77,10 @@ class DataConfig:
         max_val_samples: Cap on validation images (0: all), for quick runs.
         on_bad_sample: ``error`` stops on a corrupt image or label row; ``skip`` skips and counts it.
         augment: Random crop jitter, flips and colour jitter while training.
+        preload: Decode every image once (its evaluation crop) and keep them on the training
+            device, where batches are drawn and augmented (:mod:`faceattr.data.preload`): for
+            GPUs, which small faces would otherwise leave waiting on CPU decoding. ``workers``
+            then only decode the preload.
         holdout_groups: A text file of groups (people) held out of training, one per line
             (``celeba-id:2880``; ``#`` starts a comment): their images are left out of every
             source's training split, and are the validation split of ``split: holdout``
@@ -88,6 +95,7 @@ class DataConfig:
     max_val_samples: int = 0
     on_bad_sample: str = "error"
     augment: bool = True
+    preload: bool = False
     holdout_groups: str | None = None
 
 
@@ -526,3 +534,17 @@ def config_to_dict(config: Config) -> dict:
 def save_config(config: Config, path: str | Path) -> None:
     """Writes the resolved configuration as YAML."""
     Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def data_overrides(config_path: str | Path) -> list[str]:
+    """Overrides that give a stored config the data sources and held-out people of another config.
+
+    For evaluating or calibrating a model trained on a pack (``tools/pack_dataset.py``) on the
+    original images its pack was made from; the images are streamed, not preloaded.
+
+    Raises:
+        ConfigError: If the config cannot be read.
+    """
+    data = config_to_dict(load_config(config_path))["data"]
+    return [f"data.sources={json.dumps(data['sources'])}", f"data.holdout_groups={json.dumps(data['holdout_groups'])}",
+            "data.preload=false"]

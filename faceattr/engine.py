@@ -222,7 +222,8 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
     if len(bundle.val) == 0:
         raise ConfigError("data.sources: no validation images in any source; runs are selected and their "
                           "thresholds tuned on validation (give a csv source a split column or a val_fraction)")
-    train_loader, val_loader = build_loaders(bundle, config.data, config.train.seed, world.rank, world.size)
+    train_loader, val_loader = build_loaders(bundle, config.data, config.train.seed, world.rank, world.size,
+                                             device)
     model, loss_fn, optimizer, scheduler, scaler = build_training(config, bundle.positive_rate, device,
                                                                   steps_per_epoch(train_loader, config))
     ema = None

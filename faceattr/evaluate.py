@@ -300,11 +300,14 @@ def evaluate_checkpoint(checkpoint_path: str | Path, overrides: list[str] | tupl
     return evaluation, paths
 
 
-def calibrate_checkpoint(checkpoint_path: str | Path, out_path: str | Path, device: str = "auto") -> dict:
+def calibrate_checkpoint(checkpoint_path: str | Path, out_path: str | Path, device: str = "auto",
+                         overrides: Sequence[str] = ()) -> dict:
     """Fits a checkpoint's calibration and thresholds again on its validation data, as training does.
 
     For checkpoints trained before calibration existed, or to re-fit after changing the
-    validation sources; the weights are unchanged. Writes a deployable checkpoint to ``out_path``.
+    validation sources with ``overrides`` (``key=value`` changes to the stored config, kept in
+    the new checkpoint), e.g. a model trained on a pack (tools/pack_dataset.py) calibrated on the
+    original images. The weights are unchanged. Writes a deployable checkpoint to ``out_path``.
 
     Returns:
         The evaluation dict stored in the new checkpoint.
@@ -313,7 +316,7 @@ def calibrate_checkpoint(checkpoint_path: str | Path, out_path: str | Path, devi
     from faceattr.config import config_from_dict
 
     checkpoint = load_checkpoint(checkpoint_path)
-    config = config_from_dict(checkpoint["config"])
+    config = config_from_dict(checkpoint["config"], list(overrides))
     predictions = _validation_predictions(checkpoint, config, None, [], device)
     temperatures, offsets, thresholds = calibrate_and_tune(predictions, config.train.threshold_metric)
     epoch = int(checkpoint.get("epoch", -1))
@@ -346,7 +349,7 @@ def _validation_predictions(checkpoint: dict, config: Config, chosen: Sequence[i
         if not sum(len(part) for part in parts):
             raise EvaluationError(f"{', '.join(labels)}: no validation images to evaluate")
         bundle = dataclasses.replace(bundle, val=ConcatDataset(parts))
-    _, val_loader = build_loaders(bundle, config.data, seed=config.train.seed)
+    _, val_loader = build_loaders(bundle, config.data, seed=config.train.seed, device=target)
     return predict_loader(model, val_loader, target, amp=config.train.amp)
 
 

@@ -72,11 +72,12 @@ def test_an_existing_run_is_never_overwritten_silently(data_root, tmp_path):
     fit(config, overwrite=True)
 
 
-def test_resume_after_a_kill_ends_where_the_uninterrupted_run_ends(data_root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("preload", [False, True])
+def test_resume_after_a_kill_ends_where_the_uninterrupted_run_ends(data_root, tmp_path, monkeypatch, preload):
     import faceattr.engine as engine
 
     # Workers and dropout included: neither may make the resumed run differ.
-    settings = ("data.workers=1", "model.drop_rate=0.2")
+    settings = ("data.workers=1", "model.drop_rate=0.2", f"data.preload={preload}")
     engine.fit(tiny_config(data_root, tmp_path / "straight", *settings))
 
     real_epoch = engine.train_one_epoch
@@ -123,12 +124,13 @@ def test_a_nan_first_score_does_not_block_later_best_epochs(data_root, tmp_path,
     assert load_checkpoint(tmp_path / "run" / "best.pt")["epoch"] == 3
 
 
-def test_the_same_seed_gives_the_same_run_and_another_seed_does_not(data_root, tmp_path):
+@pytest.mark.parametrize("preload", [False, True])
+def test_the_same_seed_gives_the_same_run_and_another_seed_does_not(data_root, tmp_path, preload):
     from faceattr.engine import fit
 
     weights = {}
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        fit(tiny_config(data_root, tmp_path / name, "optim.epochs=1", f"train.seed={seed}"))
+        fit(tiny_config(data_root, tmp_path / name, "optim.epochs=1", f"train.seed={seed}", f"data.preload={preload}"))
         weights[name] = final_weights(tmp_path / name)
     assert all(torch.equal(weights["a"][key], weights["b"][key]) for key in weights["a"])
     assert not all(torch.equal(weights["a"][key], weights["c"][key]) for key in weights["a"])

@@ -149,3 +149,25 @@ def test_calibrating_a_checkpoint_fits_what_training_would_and_keeps_the_weights
     # Evaluating the new checkpoint with its stored thresholds reproduces the fit's own figures.
     again, _ = evaluate_checkpoint(tmp_path / "calibrated.pt", out_dir=tmp_path / "report", device="cpu")
     assert again["attribute_means"] == pytest.approx(evaluation["attribute_means"], nan_ok=True)
+
+
+def test_data_from_evaluates_and_calibrates_on_another_configs_sources(two_source_checkpoint, tmp_path):
+    """What a model trained on a pack needs: its recipe's original sources instead of the pack's."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import calibrate as calibrate_tool
+    import eval as eval_tool
+
+    from faceattr.checkpoint import load_checkpoint
+
+    checkpoint, sources = two_source_checkpoint
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(json.dumps({"data": {"sources": [sources[1]], "preload": True}}))
+    assert eval_tool.main([str(checkpoint), "--data-from", str(recipe), "--out", str(tmp_path / "eval")]) == 0
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["beauty"]["pearson"] == pytest.approx(only_source(checkpoint, sources[1], tmp_path / "b")
+                                                        ["beauty"]["pearson"])
+    assert calibrate_tool.main([str(checkpoint), str(tmp_path / "c.pt"), "--data-from", str(recipe),
+                                "data.batch_size=2", "--device", "cpu"]) == 0
+    stored = load_checkpoint(tmp_path / "c.pt")["config"]["data"]
+    assert [source["root"] for source in stored["sources"]] == [sources[1]["root"]]
+    assert stored["preload"] is False and stored["batch_size"] == 2

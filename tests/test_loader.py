@@ -12,11 +12,14 @@ import torch
 from PIL import Image
 
 import faceattr.data.loader as loader_module
+import faceattr.data.preload as preload_module
 from faceattr.attributes import ATTRIBUTE_INDEX, NUM_ATTRIBUTES
 from faceattr.config import Config, DataConfig, SourceConfig, validate
 from faceattr.data.loader import MixingSampler, build_data, build_loaders
+from faceattr.data.preload import PreloadedLoader
+from faceattr.data.preload import preload as real_preload
 from faceattr.data.records import FaceRecord, ReadResult
-from faceattr.errors import ConfigError, DatasetError
+from faceattr.errors import ConfigError, DatasetError, ImageError
 
 SIZE = 8
 
@@ -340,6 +343,63 @@ def test_validation_shards_are_contiguous_and_complete(bundle) -> None:
 def test_batch_larger_than_the_epoch_is_a_config_error(bundle) -> None:
     with pytest.raises(ConfigError, match="data.batch_size"):
         build_loaders(bundle, data_config("a", "b", batch_size=64), seed=0)
+
+
+# --- preloaded loaders (data.preload) ------------------------------------------------------
+
+def test_preloaded_loaders_without_augmentation_give_the_dataloaders_batches(tmp_path: Path, fake_reader: dict):
+    fake_reader["a"] = make_result(tmp_path, "a", {"train": 6, "val": 5}, beauty=True, grey=(40, 200))
+    fake_reader["b"] = make_result(tmp_path, "b", {"train": 10, "val": 4}, grey=(90, 10))
+    streamed = build_loaders(build_data(data_config("a", "b", epoch_size=16, augment=False)),
+                             data_config("a", "b", epoch_size=16, augment=False), seed=2)
+    config = data_config("a", "b", epoch_size=16, augment=False, preload=True)
+    preloaded = build_loaders(build_data(config), config, seed=2)
+    assert isinstance(preloaded[0], PreloadedLoader) and len(preloaded[0]) == len(streamed[0]) == 4
+    for epoch in (0, 1):
+        for ours, theirs in zip(epoch_batches(preloaded[0], epoch), epoch_batches(streamed[0], epoch), strict=True):
+            assert ours.keys() == theirs.keys()
+            assert all(torch.equal(ours[key], theirs[key]) for key in ours)
+    val_ours, val_theirs = list(preloaded[1]), list(streamed[1])
+    assert len(val_ours) == len(val_theirs) == len(preloaded[1]) == 3  # 9 images in batches of 4
+    assert all(torch.equal(a[key], b[key]) for a, b in zip(val_ours, val_theirs) for key in a)
+
+
+def test_preloaded_augmented_batches_depend_only_on_seed_and_epoch(tmp_path: Path, fake_reader: dict) -> None:
+    fake_reader["a"] = make_result(tmp_path, "a", {"train": 6, "val": 2}, grey=(40, 200))
+    config = data_config("a", epoch_size=8, preload=True)
+    first, again = (build_loaders(build_data(config), config, seed=4)[0] for _ in range(2))
+    epoch1 = epoch_batches(first, 1)
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(epoch1, epoch_batches(again, 1), strict=True))
+    assert not torch.equal(epoch1[0]["image"], epoch_batches(first, 2)[0]["image"])
+    plain = build_loaders(build_data(data_config("a", epoch_size=8, preload=True, augment=False)),
+                          data_config("a", epoch_size=8, preload=True, augment=False), seed=4)[0]
+    assert not torch.equal(epoch1[0]["image"], epoch_batches(plain, 1)[0]["image"])
+
+
+def test_preloading_waits_for_the_first_batch(tmp_path: Path, fake_reader: dict, monkeypatch) -> None:
+    fake_reader["a"] = make_result(tmp_path, "a", {"train": 6, "val": 2})
+    config = data_config("a", epoch_size=4, preload=True)
+    decoded = []
+    monkeypatch.setattr(preload_module, "preload", lambda dataset, *args: decoded.append(len(dataset)) or
+                        real_preload(dataset, *args))
+    train_loader, val_loader = build_loaders(build_data(config), config, seed=0)
+    assert decoded == []  # an evaluation that builds both loaders decodes no training image
+    list(val_loader)
+    assert decoded == [2]
+
+
+def test_preload_leaves_out_unreadable_images_in_skip_mode(tmp_path: Path, fake_reader: dict) -> None:
+    fake_reader["a"] = make_result(tmp_path, "a", {"train": 6, "val": 2})
+    broken = fake_reader["a"].records[0].path
+    broken.write_bytes(b"not an image")
+    config = data_config("a", epoch_size=8, preload=True, on_bad_sample="skip")
+    train_loader, _ = build_loaders(build_data(config), config, seed=0)
+    batches = epoch_batches(train_loader, 0)
+    assert len(batches) == 2 and all(len(batch["image"]) == 4 for batch in batches)
+    assert train_loader.sampler.sizes == [5]
+    with pytest.raises(ImageError, match=broken.name):
+        config = data_config("a", epoch_size=8, preload=True)
+        list(build_loaders(build_data(config), config, seed=0)[0])
 
 
 # --- through the real readers -------------------------------------------------------------

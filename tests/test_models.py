@@ -61,6 +61,17 @@ def test_gc_blocks_follow_the_paper_design(gc_resnet50: nn.Module) -> None:
         assert torch.all(gc.mlp_add.fc2.weight == 0)  # each block starts as the plain block
 
 
+def test_gc_resnet18_has_zero_initialised_gc_blocks_in_stages_c3_to_c5_only() -> None:
+    from timm.layers import GlobalContext
+
+    backbone = create_backbone("gc_resnet18")
+    assert all(block.se is None for block in backbone.layer1)
+    for layer in (backbone.layer2, backbone.layer3, backbone.layer4):
+        for block in layer:
+            assert isinstance(block.se, GlobalContext) and torch.all(block.se.mlp_add.fc2.weight == 0)
+            assert block.se.mlp_add.fc1.out_channels == block.conv2.out_channels // 16
+
+
 def test_gc_block_runs_on_the_last_conv_output_before_the_residual_sum(gc_resnet50: nn.Module) -> None:
     net, block = gc_resnet50, gc_resnet50.layer3[1]
     seen: dict[str, torch.Tensor] = {}
@@ -82,8 +93,8 @@ def test_gc_block_runs_on_the_last_conv_output_before_the_residual_sum(gc_resnet
 
 
 @pytest.mark.parametrize(("name", "attention"), [
-    ("se_resnet50", SEModule), ("eca_resnet50", EcaModule), ("cbam_resnet50", CbamModule),
-    ("sk_resnet18", SelectiveKernel)])
+    ("se_resnet18", SEModule), ("se_resnet50", SEModule), ("eca_resnet50", EcaModule),
+    ("cbam_resnet50", CbamModule), ("sk_resnet18", SelectiveKernel)])
 def test_attention_module_in_every_residual_block(name: str, attention: type[nn.Module]) -> None:
     backbone = create_backbone(name)
     blocks = _residual_blocks(backbone)

@@ -169,9 +169,56 @@ def test_csv_split_column_is_used_and_checked(tmp_path: Path) -> None:
 
 def test_csv_group_on_both_sides_of_the_split_is_refused(tmp_path: Path) -> None:
     path = write_csv(tmp_path, "image,group,split\nimg/a.jpg,ann,train\nimg/b.jpg,ann,val\n")
-    with pytest.raises(DatasetError, match="group 'ann' is split 'val' here but 'train' on line 2") as error:
+    with pytest.raises(DatasetError, match="group 'ann' is split 'val' here but split 'train' on line 2") as error:
         read_csv(path)
     assert error.value.line == 3
+
+
+def test_csv_fold_column_makes_the_sources_fold_val_and_the_other_folds_train(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "image,fold,split\nimg/a.jpg,0,\nimg/b.jpg,2,\nimg/c.jpg,,test\nimg/d.jpg,,\n",
+                     ("a.jpg", "b.jpg", "c.jpg", "d.jpg"))
+    splits = {k: [r.split for r in read_csv(path, val_fraction=0.0, folds=3, fold=k).records] for k in range(3)}
+    assert splits == {0: ["val", "train", "test", "train"], 1: ["train", "train", "test", "train"],
+                      2: ["train", "val", "test", "train"]}  # rows without a fold keep their (hashed) split
+
+
+def test_csv_source_passes_its_folds_and_fold_to_the_reader(tmp_path: Path) -> None:
+    from faceattr.config import SourceConfig
+    from faceattr.data.sources import read_source
+
+    path = write_csv(tmp_path, "image,fold\nimg/a.jpg,0\nimg/b.jpg,2\nimg/c.jpg,1\n")
+    result = read_source(SourceConfig(kind="csv", root=str(path), folds=3, fold=2))
+    assert [r.split for r in result.records] == ["train", "val", "train"]
+
+
+def test_csv_fold_outside_the_folds_setting_is_a_bad_row_naming_the_line(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "image,fold\nimg/a.jpg,1\nimg/b.jpg,3\nimg/c.jpg,x\n")
+    with pytest.raises(DatasetError, match=r"fold 3 is outside 0..2 \(the source's folds setting is 3\)") as error:
+        read_csv(path, folds=3)
+    assert error.value.line == 3
+    result = read_csv(path, on_bad_row="skip", folds=3)
+    assert result.bad_rows == 2 and [r.path.name for r in result.records] == ["a.jpg"]
+    assert len(read_csv(path, on_bad_row="skip", folds=4).records) == 2
+
+
+def test_csv_row_with_both_a_split_and_a_fold_is_refused_as_ambiguous(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "image,split,fold\nimg/a.jpg,,1\nimg/b.jpg,train,1\n")
+    with pytest.raises(DatasetError, match="both a split \\('train'\\) and a fold \\(1\\).*ambiguous") as error:
+        read_csv(path)
+    assert error.value.line == 3
+
+
+def test_csv_group_in_two_folds_is_refused_whatever_the_fold(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "image,group,fold\nimg/a.jpg,ann,0\nimg/b.jpg,ann,1\nimg/c.jpg,bob,2\n")
+    for fold in (0, 2):  # in fold 2 both of ann's rows are train, yet fold 0 or 1 would leak
+        with pytest.raises(DatasetError, match="group 'ann' is in fold 1 here but in fold 0 on line 2") as error:
+            read_csv(path, folds=3, fold=fold)
+        assert error.value.line == 3
+
+
+def test_csv_fold_outside_the_folds_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="fold: 3 is outside 0..2"):
+        read_csv(write_csv(tmp_path, "image\nimg/a.jpg\n"), folds=3, fold=3)
 
 
 def test_csv_takes_absolute_paths_and_counts_missing_images(tmp_path: Path) -> None:

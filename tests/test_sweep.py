@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from faceattr import engine
 from faceattr.checkpoint import load_checkpoint
@@ -116,8 +117,38 @@ def test_an_unknown_key_in_a_variant_stops_before_any_training(config_file, tmp_
     assert fit_calls == [] and not (tmp_path / "bad").exists()
 
 
-def test_folds_without_a_scut_source_are_refused(config_file, tmp_path, fit_calls, capsys):
+def test_folds_without_a_scut_or_csv_source_are_refused(config_file, tmp_path, fit_calls, capsys):
     celeba_only = f"data.sources=[{{kind: celeba, root: {config_file.parent / 'celeba'}}}]"
     argv = [str(config_file), "--folds", "2", "--out", str(tmp_path), "--variant", "attrs", celeba_only]
     assert sweep.main(argv) == 2
-    assert "no scut source" in capsys.readouterr().err and fit_calls == []
+    assert "no scut or csv source" in capsys.readouterr().err and fit_calls == []
+
+
+def test_folds_also_set_the_folds_of_csv_sources(config_file, tmp_path):
+    sources = "data.sources=[{kind: celeba, root: c}, {kind: csv, root: packed/s3_scut.csv}, {kind: scut, root: s}]"
+    runs = sweep.plan(config_file, [["packed", sources]], [], 3, tmp_path)
+    assert [[(s.kind, s.folds, s.fold) for s in run.config.data.sources] for run in runs] == [
+        [("celeba", 5, 0), ("csv", 3, fold), ("scut", 3, fold)] for fold in range(3)]
+
+
+def test_parallel_jobs_train_the_same_runs_in_their_own_processes(two_variants, tmp_path):
+    sequential, argv = two_variants
+    out = tmp_path / "parallel"
+    assert sweep.main([argv[0], "--out", str(out), *argv[3:], "--jobs", "2"]) == 0
+    for name in ("bce", "gamma1"):
+        assert "epoch 1" in (out / name / "train.log").read_text()
+        ours, theirs = (load_checkpoint(folder / name / "best.pt")["model"] for folder in (out, sequential))
+        for key in theirs:
+            torch.testing.assert_close(ours[key], theirs[key], rtol=1e-4, atol=1e-5, msg=key)
+    assert json.loads((out / "sweep.json").read_text())["variants"][1]["name"] == "gamma1"
+
+
+def test_a_failed_parallel_run_is_named_with_its_log_and_the_others_finish(config_file, tmp_path, capsys):
+    out = tmp_path / "failing"
+    argv = [str(config_file), "--out", str(out), "--jobs", "2", "--variant", "fine",
+            "--variant", "broken", f"data.sources.0.root={tmp_path / 'nowhere'}"]
+    assert sweep.main(argv) == 2
+    error = capsys.readouterr().err
+    assert "broken" in error and str(out / "broken" / "train.log") in error and "fine" not in error
+    assert (out / "fine" / "best.pt").is_file()
+    assert "nowhere" in (out / "broken" / "train.log").read_text()

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from faceattr.errors import ConfigError
-from faceattr.transforms import CropResize, crop_box, eval_transform, train_transform
+from faceattr.transforms import CropResize, augment_batch, crop_box, eval_transform, train_transform
 
 
 def gradient_image(width: int = 48, height: int = 60) -> Image.Image:
@@ -103,3 +103,45 @@ def test_jittered_box_stays_inside_the_crop_and_keeps_most_of_it() -> None:
 
 def test_unjittered_box_is_the_whole_crop() -> None:
     assert CropResize(16, None).box((60, 160)) == (0.0, 0.0, 60.0, 160.0)
+
+
+# --- augment_batch: the same augmentation for preloaded batches ---------------------------
+
+def halves(batch: int, left: int = 40, right: int = 200, size: int = 16) -> torch.Tensor:
+    """``batch`` grey images, dark on the left half and bright on the right."""
+    images = torch.full((batch, 3, size, size), left, dtype=torch.uint8)
+    images[..., size // 2:] = right
+    return images
+
+
+def test_augment_batch_is_reproducible_with_a_generator_and_random_without() -> None:
+    images = halves(4)
+    first = augment_batch(images, torch.Generator().manual_seed(1))
+    assert first.shape == images.shape and first.dtype == torch.uint8
+    assert torch.equal(first, augment_batch(images, torch.Generator().manual_seed(1)))
+    assert not torch.equal(first, augment_batch(images, torch.Generator().manual_seed(2)))
+
+
+def test_augment_batch_flips_about_half_the_images_horizontally() -> None:
+    out = augment_batch(halves(400), torch.Generator().manual_seed(0)).float()
+    flipped = out[..., :2].mean(dim=(1, 2, 3)) > out[..., -2:].mean(dim=(1, 2, 3))
+    assert 0.4 < flipped.float().mean() < 0.6
+
+
+def test_augment_batch_jitter_keeps_most_of_the_crop() -> None:
+    """The edge columns stay on their own side: the box keeps at least 80% of the area."""
+    out = augment_batch(halves(200), torch.Generator().manual_seed(0)).float()
+    left, right = out[..., :3].mean(dim=(1, 2, 3)), out[..., -3:].mean(dim=(1, 2, 3))
+    assert ((left - right).abs() > 40).all()
+
+
+def test_augment_batch_colour_factors_stay_in_range_and_some_images_turn_grey() -> None:
+    grey = torch.full((1000, 3, 4, 4), 100, dtype=torch.uint8)
+    out = augment_batch(grey, torch.Generator().manual_seed(0)).float()
+    # Contrast and saturation leave a flat grey image alone; brightness scales it by 0.8-1.2.
+    assert out.min() >= 79 and out.max() <= 121 and out.std(dim=0).mean() > 5
+    colourful = torch.zeros((2000, 3, 4, 4), dtype=torch.uint8)
+    colourful[:, 0] = 200
+    red = augment_batch(colourful, torch.Generator().manual_seed(0))
+    grey_share = (red[:, 0] == red[:, 1]).all(dim=(1, 2)).float().mean()
+    assert 0.02 < grey_share < 0.09  # GRAYSCALE_P = 0.05

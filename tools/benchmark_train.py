@@ -53,7 +53,7 @@ def measure(config, steps: int, warmup: int) -> dict:
     seed_everything(config.train.seed)
     device = select_device(config.train.device)
     bundle = build_data(config.data)
-    train_loader, _ = build_loaders(bundle, config.data, config.train.seed)
+    train_loader, _ = build_loaders(bundle, config.data, config.train.seed, device=device)
     model, loss_fn, optimizer, scheduler, scaler = build_training(config, bundle.positive_rate, device,
                                                                   len(train_loader))
     batch_size = config.data.batch_size

@@ -11,6 +11,7 @@ Examples:
     python tools/eval.py runs/r18/best.pt --out runs/r18/report_hq data.sources.0.root=/data/celeba
     python tools/eval.py runs/r18/best.pt --source scut                # report in runs/r18/report_source3/
     python tools/eval.py runs/r18/best.pt --each-source --device cpu   # runs/r18/report_sources/
+    python tools/eval.py runs/gpu_se_resnet18/best.pt --data-from configs/default_cpu.yaml  # packed -> originals
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="report folder (default: report/, report_sourceN/ or report_sources/ "
                                       "beside the checkpoint)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--data-from", metavar="CONFIG",
+                        help="take the data sources and holdout_groups from this config: e.g. evaluate a model "
+                             "trained on a pack (tools/pack_dataset.py) on the original images")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--source", action="append", dest="sources", metavar="N|NAME",
                        help="evaluate on this source's validation images only (repeat to pool several)")
@@ -95,12 +99,15 @@ def each_source(checkpoint: str, overrides: list[str], out: Path, device: str) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
+    args = get_args_parser().parse_intermixed_args(argv)
     configure_logging()
+    from faceattr.config import data_overrides
     from faceattr.evaluate import evaluate_checkpoint
     from faceattr.report import format_summary
 
     try:
+        if args.data_from:
+            args.overrides = [*data_overrides(args.data_from), *args.overrides]
         if args.each_source:
             out = Path(args.out) if args.out else Path(args.checkpoint).parent / "report_sources"
             out.mkdir(parents=True, exist_ok=True)

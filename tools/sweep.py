@@ -3,10 +3,14 @@
 Each ``--variant NAME KEY=VALUE ...`` is the config with those overrides on top of the common
 ones (given right after CONFIG, before the first ``--variant``). Every run's config is checked
 before any training starts, so a mistyped key stops the sweep at once, naming it. With
-``--folds K``, each variant is trained K times, the ``scut`` sources set to ``folds: K`` and
-``fold: 0..K-1`` (K-fold cross-validation on SCUT-FBP5500; CelebA keeps its own split).
+``--folds K``, each variant is trained K times, the ``scut`` and ``csv`` sources set to
+``folds: K`` and ``fold: 0..K-1`` (K-fold cross-validation on SCUT-FBP5500, also when packed
+into a CSV with a ``fold`` column by tools/pack_dataset.py; a CSV without a fold column
+ignores them; CelebA keeps its own split).
 
-Runs land in ``OUT/NAME`` (``OUT/NAME/foldK`` when folded). Running the same command again
+With ``--jobs N``, N runs train at once, each in its own process (its log in
+``RUN/train.log``): small models leave most of a GPU idle, so the folds of a
+cross-validation can share one. Runs land in ``OUT/NAME`` (``OUT/NAME/foldK`` when folded). Running the same command again
 skips finished runs (``best.pt`` present and ``metrics.jsonl`` at the last epoch, or early
 stopped) and resumes unfinished ones exactly (``--resume``); a finished run made with other
 settings stops the sweep, naming them. At the end ``OUT/sweep.md`` and ``OUT/sweep.json``
@@ -43,7 +47,9 @@ import argparse
 import json
 import re
 import shlex
+import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +85,7 @@ class Run:
     variant: str
     fold: int | None
     config: Config
+    overrides: list[str]
 
     @property
     def folder(self) -> Path:
@@ -92,8 +99,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("overrides", nargs="*", help="key=value overrides common to every variant")
     parser.add_argument("--variant", nargs="+", action="append", required=True, metavar=("NAME", "KEY=VALUE"),
                         help="a name (its run folder) and its overrides; repeat for each variant")
-    parser.add_argument("--folds", type=int, help="K-fold cross-validation on the scut sources (K >= 2)")
+    parser.add_argument("--folds", type=int,
+                        help="K-fold cross-validation on the scut sources and csv fold columns (K >= 2)")
     parser.add_argument("--out", help="sweep folder (default: runs/sweep/CONFIG_NAME)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="trainings at once, each in its own process logging to RUN/train.log (default 1: "
+                             "one after another in this process); for small runs sharing a GPU")
     return parser
 
 
@@ -105,7 +116,7 @@ def plan(config_path: str | Path, variants: list[list[str]], common: list[str], 
         config_path: The YAML config.
         variants: Each a name followed by its ``key=value`` overrides.
         common: Overrides applied first, to every variant.
-        folds: K for K-fold cross-validation on the ``scut`` sources, or None.
+        folds: K for K-fold cross-validation on the ``scut`` and ``csv`` sources, or None.
         out: The sweep folder.
 
     Returns:
@@ -113,7 +124,7 @@ def plan(config_path: str | Path, variants: list[list[str]], common: list[str], 
 
     Raises:
         ConfigError: A bad variant name, a duplicate, a bad key or value (naming the
-            variant and the key), or ``folds`` with a variant that has no scut source.
+            variant and the key), or ``folds`` with a variant that has no scut or csv source.
 
     >>> plan("configs/demo.yaml", [["bce", "loss.attributes=bce"]], [], 2, Path("runs/sweep/x"))[1].folder
     PosixPath('runs/sweep/x/bce/fold1')
@@ -131,15 +142,16 @@ def plan(config_path: str | Path, variants: list[list[str]], common: list[str], 
     for name, *overrides in variants:
         try:
             base = load_config(config_path, [*common, *overrides])
-            scut = [i for i, source in enumerate(base.data.sources) if source.kind == "scut"]
-            if folds is not None and not scut:
-                raise ConfigError(f"--folds {folds}: data.sources has no scut source to cross-validate on")
+            folded = [i for i, source in enumerate(base.data.sources) if source.kind in ("scut", "csv")]
+            if folds is not None and not folded:
+                raise ConfigError(f"--folds {folds}: data.sources has no scut or csv source to cross-validate on")
             for fold in range(folds) if folds is not None else [None]:
                 folder = out / name if fold is None else out / name / f"fold{fold}"
                 extra = [f"train.output_dir={folder}"]
                 if fold is not None:
-                    extra += [f"data.sources.{i}.{key}" for i in scut for key in (f"folds={folds}", f"fold={fold}")]
-                runs.append(Run(name, fold, load_config(config_path, [*common, *overrides, *extra])))
+                    extra += [f"data.sources.{i}.{key}" for i in folded for key in (f"folds={folds}", f"fold={fold}")]
+                arguments = [*common, *overrides, *extra]
+                runs.append(Run(name, fold, load_config(config_path, arguments), arguments))
         except ConfigError as error:
             raise ConfigError(f"variant {name!r}: {error}") from None
     return runs
@@ -178,18 +190,53 @@ def is_finished(run: Run) -> bool:
     return True
 
 
-def execute(runs: list[Run]) -> None:
-    """Trains every run not finished yet, resuming those a kill interrupted."""
+def execute(runs: list[Run], config_path: str | Path, jobs: int = 1) -> None:
+    """Trains every run not finished yet, resuming those a kill interrupted.
+
+    With ``jobs`` > 1, up to ``jobs`` runs train at once, each as ``tools/train.py`` in its own
+    process with its output in ``RUN/train.log``; a run that fails stops no other, and the
+    failures are raised together at the end.
+
+    Raises:
+        FaceAttrError: Naming each failed run and its log (``jobs`` > 1).
+    """
     from faceattr import engine
 
+    if jobs < 1:
+        raise ConfigError(f"--jobs: must be 1 or more, got {jobs}")
+    waiting = []
     for number, run in enumerate(runs, 1):
         which = run.variant + ("" if run.fold is None else f" fold {run.fold}")
         if is_finished(run):
             print(f"[{number}/{len(runs)}] {which}: finished, skipped ({run.folder})")
             continue
         resume = (run.folder / engine.LAST).is_file()
-        print(f"[{number}/{len(runs)}] {which}: {'resuming' if resume else 'training'} in {run.folder}")
-        engine.fit(run.config, resume=resume)
+        print(f"[{number}/{len(runs)}] {which}: {'resuming' if resume else 'training'} in {run.folder}", flush=True)
+        if jobs == 1:
+            engine.fit(run.config, resume=resume)
+        else:
+            waiting.append((which, run, resume))
+    running: list[tuple[str, Path, subprocess.Popen]] = []
+    failed = []
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            which, run, resume = waiting.pop(0)
+            run.folder.mkdir(parents=True, exist_ok=True)
+            log = run.folder / "train.log"
+            command = [sys.executable, str(Path(__file__).with_name("train.py")), str(config_path), *run.overrides,
+                       *(["--resume"] if resume else [])]
+            with open(log, "w") as output:
+                running.append((which, log, subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)))
+        time.sleep(1)
+        for entry in [entry for entry in running if entry[2].poll() is not None]:
+            running.remove(entry)
+            which, log, process = entry
+            print(f"{which}: {'done' if process.returncode == 0 else f'FAILED (exit {process.returncode})'}, "
+                  f"log {log}", flush=True)
+            if process.returncode != 0:
+                failed.append(f"{which} (see {log})")
+    if failed:
+        raise FaceAttrError(f"{len(failed)} run(s) failed: {'; '.join(failed)}")
 
 
 def run_row(folder: Path) -> dict:
@@ -273,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path("runs/sweep") / Path(args.config).stem
     try:
         runs = plan(args.config, args.variant, args.overrides, args.folds, out)
-        execute(runs)
+        execute(runs, args.config, args.jobs)
         out.mkdir(parents=True, exist_ok=True)
         write_results(runs, args.variant, args, out, shlex.join(["python", "tools/sweep.py", *argv]))
     except FaceAttrError as error:

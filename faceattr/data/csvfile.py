@@ -1,8 +1,10 @@
 """Reads a team's own labels from a CSV file: image paths, any attributes, a beauty score.
 
-The header names the columns: ``image`` (required), ``beauty``, ``split``, ``group`` and
-any of the 40 attribute names, in any order. Rows without a split are assigned one by a
-stable hash of their group (or image), so a person never straddles train and val.
+The header names the columns: ``image`` (required), ``beauty``, ``split``, ``group``,
+``fold`` and any of the 40 attribute names, in any order. A row with a cross-validation
+fold is ``val`` when it is the source's ``fold`` and ``train`` otherwise; rows without a
+split or fold are assigned one by a stable hash of their group (or image), so a person
+never straddles train and val.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from faceattr.errors import ConfigError, DatasetError
 
 logger = logging.getLogger(__name__)
 
-BASE_COLUMNS = ("image", "beauty", "split", "group")
+BASE_COLUMNS = ("image", "beauty", "split", "group", "fold")
 
 #: Accepted attribute values (lower case); an empty cell is an unknown label.
 PRESENT_VALUES = frozenset({"1", "true", "yes"})
@@ -37,6 +39,9 @@ FILE.csv    a header, then one row per image, e.g.
                    or absolute; required
             beauty: 1-5, empty if unknown; split: train / val / test (optional)
             group: e.g. a person id, kept on one side of the split (optional)
+            fold: cross-validation fold 0, 1, ... (optional): rows of the source's `fold`
+                  are val, rows of other folds train (the source's `folds`/`fold`
+                  settings); a row with an empty fold keeps its split; never both
             any of the 40 attribute names: 1/-1, 1/0, true/false or yes/no; empty if unknown"""
 
 
@@ -64,6 +69,34 @@ def parse_attribute(text: str) -> float | None:
     if value in ABSENT_VALUES:
         return 0.0
     raise ValueError(f"value {text!r} is not 1/-1, 1/0, true/false, yes/no or empty")
+
+
+def parse_fold(text: str, split: str | None, folds: int) -> int | None:
+    """A fold cell as a fold index, or ``None`` when empty; ``ValueError`` says what is wrong.
+
+    Args:
+        text: The cell.
+        split: The row's ``split`` cell, if any: a row with both is ambiguous.
+        folds: The source's number of folds; a fold must be below it.
+
+    >>> parse_fold("2", None, 5), parse_fold(" ", "val", 5)
+    (2, None)
+    >>> parse_fold("5", None, 5)
+    Traceback (most recent call last):
+    ...
+    ValueError: fold 5 is outside 0..4 (the source's folds setting is 5)
+    """
+    value = text.strip()
+    if not value:
+        return None
+    if not value.isdecimal():
+        raise ValueError(f"fold {text!r} is not a non-negative whole number")
+    if int(value) >= folds:
+        raise ValueError(f"fold {int(value)} is outside 0..{folds - 1} (the source's folds setting is {folds})")
+    if split is not None:
+        raise ValueError(f"the row has both a split ({split!r}) and a fold ({value}), which is ambiguous: "
+                         "leave one of them empty")
+    return int(value)
 
 
 def _check_header(path: Path, header: list[str]) -> list[str]:
@@ -120,7 +153,7 @@ class _ImageIndex:
 
 
 def read_csv(path: str | Path, val_fraction: float = 0.1, on_bad_row: str = "error",
-             images: str | Path | None = None) -> ReadResult:
+             images: str | Path | None = None, folds: int = 5, fold: int = 0) -> ReadResult:
     """Reads a team's labels from a CSV file (see :data:`LAYOUT`).
 
     Args:
@@ -130,13 +163,16 @@ def read_csv(path: str | Path, val_fraction: float = 0.1, on_bad_row: str = "err
         images: The folder the ``image`` paths are relative to, itself relative to the CSV's
             folder or absolute (default: the CSV's folder). Point it at the aligned copy of
             the photos (``tools/align_dataset.py``) to train on the labels unchanged.
+        folds: For a ``fold`` column: the number of folds; every fold cell must be below it.
+        fold: For a ``fold`` column: the fold whose rows are ``val`` (``0..folds-1``); rows
+            of the other folds are ``train``. Without a ``fold`` column both are unused.
 
     Returns:
         Records for the rows whose image exists; source ``csv:<file stem>``; group
         ``csv:<stem>:id:<group>`` or, without a group, ``csv:<stem>:img:<image>``.
 
     Raises:
-        ConfigError: If ``val_fraction`` is outside 0-1.
+        ConfigError: If ``val_fraction`` is outside 0-1 or ``fold`` outside ``0..folds-1``.
         DatasetError: On a missing file or ``images`` folder, a bad header, or a bad row in
             ``error`` mode.
 
@@ -149,6 +185,8 @@ def read_csv(path: str | Path, val_fraction: float = 0.1, on_bad_row: str = "err
     """
     if not 0.0 <= val_fraction <= 1.0:
         raise ConfigError(f"val_fraction: {val_fraction} is outside 0-1")
+    if not 0 <= fold < folds:
+        raise ConfigError(f"fold: {fold} is outside 0..{folds - 1}")
     path = Path(path)
     require_file(path, LAYOUT)
     base = path.parent / (images or "")  # an absolute ``images`` replaces the CSV's folder
@@ -159,7 +197,9 @@ def read_csv(path: str | Path, val_fraction: float = 0.1, on_bad_row: str = "err
     images = _ImageIndex()
     records: list[FaceRecord] = []
     seen: dict[Path, int] = {}
-    group_splits: dict[str, tuple[str, int]] = {}
+    # Each group's side (a split or a fold) and first line: a group on two sides is a leak
+    # in some fold even when this fold's splits agree, so sides are compared, not splits.
+    group_sides: dict[str, tuple[str, int]] = {}
     missing = 0
     with open(path, encoding="utf-8-sig", newline="") as file:
         reader = csv.reader(file)
@@ -181,6 +221,7 @@ def read_csv(path: str | Path, val_fraction: float = 0.1, on_bad_row: str = "err
                 if not image_text:
                     raise ValueError("the image cell is empty")
                 split, beauty, attributes, mask = _parse_row(cells, attribute_columns)
+                row_fold = parse_fold(cells.get("fold", ""), split, folds)
             except ValueError as error:
                 bad_rows.report(str(error), line)
                 continue
@@ -190,14 +231,18 @@ def read_csv(path: str | Path, val_fraction: float = 0.1, on_bad_row: str = "err
                 continue
             group_text = cells.get("group", "").strip()
             key = f"id:{group_text}" if group_text else f"img:{image_text}"
-            split = split or hashed_split(group_text or image_text, val_fraction)
-            if key in group_splits and group_splits[key][0] != split:
-                first_split, first_line = group_splits[key]
-                bad_rows.report(f"group {group_text!r} is split {split!r} here but {first_split!r} on line "
+            if row_fold is None:
+                split = split or hashed_split(group_text or image_text, val_fraction)
+                side = f"split {split!r}"
+            else:
+                split, side = ("val" if row_fold == fold else "train"), f"in fold {row_fold}"
+            if key in group_sides and group_sides[key][0] != side:
+                first_side, first_line = group_sides[key]
+                bad_rows.report(f"group {group_text!r} is {side} here but {first_side} on line "
                                 f"{first_line}: a group must stay on one side", line)
                 continue
             seen[image] = line
-            group_splits.setdefault(key, (split, line))
+            group_sides.setdefault(key, (side, line))
             if not images.exists(image):
                 missing += 1
                 continue

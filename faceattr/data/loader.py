@@ -24,6 +24,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
 from faceattr.attributes import NUM_ATTRIBUTES
 from faceattr.config import DataConfig
 from faceattr.data.dataset import FaceDataset, collate_skipping_none, labels_matrix
+from faceattr.data.preload import PreloadedLoader
 from faceattr.data.records import FaceRecord
 from faceattr.data.sources import read_source
 from faceattr.errors import ConfigError, DatasetError
@@ -174,8 +175,10 @@ def build_data(config: DataConfig) -> DataBundle:
     shares = np.asarray(weights) / sum(weights)
     sample_weights = np.concatenate([np.full(size, share / max(size, 1)) for size, share in zip(sizes, shares)])
     all_train = [record for records in train.values() for record in records]
-    train_sets = [FaceDataset(records, train_transform(config.image_size, source.crop, config.augment),
-                              config.on_bad_sample) for records, source in zip(train.values(), config.sources)]
+    # Preloaded images are augmented in batches on the device (faceattr.data.preload).
+    train_sets = [FaceDataset(records, eval_transform(config.image_size, source.crop) if config.preload else
+                              train_transform(config.image_size, source.crop, config.augment), config.on_bad_sample)
+                  for records, source in zip(train.values(), config.sources)]
     val_sets = [FaceDataset(records, eval_transform(config.image_size, source.crop), config.on_bad_sample)
                 for records, source in zip(val.values(), config.sources)]
     val_set = evenly_spread(ConcatDataset(val_sets), config.max_val_samples)
@@ -321,9 +324,9 @@ class _SeededDataset(Dataset):
             return self.dataset[index]
 
 
-def build_loaders(bundle: DataBundle, config: DataConfig, seed: int, rank: int = 0,
-                  world_size: int = 1) -> tuple[DataLoader, DataLoader]:
-    """The training and validation DataLoaders of one process.
+def build_loaders(bundle: DataBundle, config: DataConfig, seed: int, rank: int = 0, world_size: int = 1,
+                  device: torch.device | None = None) -> tuple[DataLoader | PreloadedLoader, DataLoader | PreloadedLoader]:
+    """The training and validation loaders of one process.
 
     Training draws ``config.epoch_size`` samples per epoch (0: all training images) with a
     :class:`MixingSampler`, in full batches; call ``train_loader.sampler.set_epoch(epoch)``
@@ -331,7 +334,8 @@ def build_loaders(bundle: DataBundle, config: DataConfig, seed: int, rank: int =
     unshuffled and unpadded: ``val_loader.dataset.indices`` are its positions in
     ``bundle.val``, so gathering the ranks' results in rank order restores the full order.
     Both drop unreadable samples (``on_bad_sample: skip``) and yield ``None`` for a batch
-    with none left.
+    with none left. With ``config.preload`` they are :class:`PreloadedLoader` objects with the
+    same order of samples, keeping images and batches on ``device``.
 
     Args:
         bundle: From :func:`build_data`.
@@ -339,6 +343,7 @@ def build_loaders(bundle: DataBundle, config: DataConfig, seed: int, rank: int =
         seed: The run seed; with the epoch it fixes the sample order and augmentation.
         rank: This process's rank.
         world_size: Number of processes.
+        device: Where preloaded images are kept (default: the CPU); unused without preload.
 
     Returns:
         ``(train_loader, val_loader)``.
@@ -351,6 +356,13 @@ def build_loaders(bundle: DataBundle, config: DataConfig, seed: int, rank: int =
     if len(sampler) < config.batch_size:
         raise ConfigError(f"data.batch_size: {config.batch_size} is more than the {len(sampler)} training "
                           f"samples per epoch and process; lower it or raise data.epoch_size")
+    size = len(bundle.val)
+    shard = Subset(bundle.val, range(size * rank // world_size, size * (rank + 1) // world_size))
+    if config.preload:
+        device = device or torch.device("cpu")
+        return (PreloadedLoader(bundle.train.datasets, config.batch_size, device, config.workers, sampler,
+                                config.augment, seed),
+                PreloadedLoader([shard], config.batch_size, device, config.workers))
     # Their own generator keeps the loaders off the global RNG, whose stream (dropout) would
     # otherwise depend on when the persistent workers were started: at epoch 0, or at a resume.
     common = {"generator": torch.Generator().manual_seed(seed), "batch_size": config.batch_size,
@@ -359,7 +371,5 @@ def build_loaders(bundle: DataBundle, config: DataConfig, seed: int, rank: int =
               "collate_fn": collate_skipping_none}
     train_loader = DataLoader(_SeededDataset(bundle.train), sampler=_SeededSampler(sampler), drop_last=True,
                               **common)
-    size = len(bundle.val)
-    shard = Subset(bundle.val, range(size * rank // world_size, size * (rank + 1) // world_size))
     val_loader = DataLoader(shard, shuffle=False, drop_last=False, **common)
     return train_loader, val_loader

@@ -17,7 +17,7 @@ READERS: dict[str, Callable[[SourceConfig, str], ReadResult]] = {
     "scut": lambda source, on_bad_row: scut.read_scut(source.root, source.folds, source.fold, images=source.images,
                                                       on_bad_row=on_bad_row),
     "csv": lambda source, on_bad_row: csvfile.read_csv(source.root, source.val_fraction, on_bad_row,
-                                                         source.images),
+                                                         source.images, source.folds, source.fold),
 }
 
 #: The folder layout each kind expects, for error messages and ``tools/check_dataset.py``.

@@ -35,7 +35,8 @@ def _gc_resnet(model_name: str) -> nn.Module:
 
     GCNet adds a GC block to every bottleneck of stages c3-c5 (timm's ``layer2``-``layer4``),
     after the last 1x1 conv (and its BN) and before the residual addition, which is exactly
-    where timm's ``Bottleneck`` applies its ``attn_layer``. The paper's best variant fuses the
+    where timm's ``Bottleneck`` applies its ``attn_layer`` (``BasicBlock``, of ResNet-18/34,
+    applies it at the same place, after its second conv). The paper's best variant fuses the
     context by addition (not scaling) through a ``1x1 conv - LayerNorm - ReLU - 1x1 conv``
     transform with bottleneck ratio 1/16.
     """
@@ -63,8 +64,10 @@ BACKBONES: dict[str, Callable[[], nn.Module]] = {
     "resnet50": partial(_timm_model, "resnet50"),
     "resnet101": partial(_timm_model, "resnet101"),
     "resnet152": partial(_timm_model, "resnet152"),
+    "se_resnet18": partial(_timm_model, "seresnet18"),
     "se_resnet50": partial(_timm_model, "seresnet50"),
     "se_resnet101": partial(_timm_model, "seresnet101"),
+    "gc_resnet18": partial(_gc_resnet, "resnet18"),
     "gc_resnet50": partial(_gc_resnet, "resnet50"),
     "gc_resnet101": partial(_gc_resnet, "resnet101"),
     "cbam_resnet50": partial(_timm_model, "resnet50", block_args=dict(attn_layer="cbam")),
