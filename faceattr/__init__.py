@@ -16,8 +16,8 @@ from faceattr.version import __version__
 __all__ = ["ATTRIBUTES", "FaceResult", "ImageResult", "Predictor", "__version__", "load_model", "predict"]
 
 #: Exports imported on first use, so that ``import faceattr`` does not import torch.
-_LAZY = {"predict": "faceattr.predictor", "load_model": "faceattr.predictor", "Predictor": "faceattr.predictor",
-         "FaceResult": "faceattr.predictor", "ImageResult": "faceattr.predictor"}
+_LAZY = {"predict": "faceattr.inference.predictor", "load_model": "faceattr.inference.predictor", "Predictor": "faceattr.inference.predictor",
+         "FaceResult": "faceattr.inference.predictor", "ImageResult": "faceattr.inference.predictor"}
 
 
 def __getattr__(name: str) -> Any:

@@ -68,7 +68,7 @@ def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
 
 
 def load_predictor(checkpoint: str | Path | None, device: str, batch_size: int) -> Any:
-    """Builds a :class:`faceattr.predictor.Predictor` (imported here: it brings torch and the detector).
+    """Builds a :class:`faceattr.inference.predictor.Predictor` (imported here: it brings torch and the detector).
 
     Args:
         checkpoint: The model file (a ``best.pt`` or an exported ``.safetensors``); ``None``
@@ -83,7 +83,7 @@ def load_predictor(checkpoint: str | Path | None, device: str, batch_size: int) 
         CheckpointError: The model file is missing, corrupt or incompatible, or no default
             model is installed.
     """
-    from faceattr.predictor import Predictor
+    from faceattr.inference.predictor import Predictor
 
     return Predictor(checkpoint, device=device, batch_size=batch_size)
 
@@ -205,7 +205,7 @@ class _AnnotatedWriter:
         """Draws ``result``'s faces on its photo and saves it."""
         from PIL import Image
 
-        from faceattr.annotate import annotate
+        from faceattr.inference.annotate import annotate
 
         source = Path(result.source)
         # The predictor's own reader, so the photo is turned and converted exactly as when its

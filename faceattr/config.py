@@ -132,7 +132,7 @@ class LossConfig:
             0.15 keeps the beauty term (a regression on 1-5) from drowning the attribute
             term: in a 3-epoch ResNet-18 run on the real data, 1.0 gave mean balanced
             accuracy 0.658 and beauty Pearson 0.555, 0.15 gave 0.727 and 0.593.
-        adaptive_weights: Re-weight attributes after each validation (see :mod:`faceattr.losses`).
+        adaptive_weights: Re-weight attributes after each validation (see :mod:`faceattr.training.losses`).
         adaptive_power: How strongly weak attributes are up-weighted.
         adaptive_momentum: Smoothing of the weights between epochs.
         label_smoothing: Pulls attribute targets towards 0.5 by this amount.
@@ -364,7 +364,7 @@ def validate(config: Config) -> None:
     """Checks the values of a whole configuration: choices, ranges and combinations.
 
     :func:`load_config` and :func:`config_from_dict` call it; code that builds a section
-    directly (e.g. :class:`faceattr.losses.MultiTaskLoss` from a :class:`LossConfig`) can
+    directly (e.g. :class:`faceattr.training.losses.MultiTaskLoss` from a :class:`LossConfig`) can
     check it the same way.
 
     Raises:

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from faceattr.checkpoint import deploy_state, save_checkpoint
+from faceattr.models.checkpoint import deploy_state, save_checkpoint
 from faceattr.config import Config
-from faceattr.data.fixtures import make_celeba, make_celebahq, make_scut
+from faceattr.synthetic.fixtures import make_celeba, make_celebahq, make_scut
 from faceattr.models.net import FaceAttrNet
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceattr.align import (CELEBA_CROP, CELEBA_SIZE, CELEBA_TEMPLATE, align_crop, align_face,
+from faceattr.inference.align import (CELEBA_CROP, CELEBA_SIZE, CELEBA_TEMPLATE, align_crop, align_face,
                             similarity_transform, template)
 from faceattr.errors import AlignmentError
-from faceattr.transforms import CropResize, crop_box
+from faceattr.data.transforms import CropResize, crop_box
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceattr.align import CELEBA_CROP
+from faceattr.inference.align import CELEBA_CROP
 from faceattr.config import SourceConfig
-from faceattr.data.align_folder import MANIFEST, MANIFEST_COLUMNS, AlignSummary, align_folder, read_manifest
-from faceattr.data.celeba import read_celeba
-from faceattr.data.csvfile import read_csv
-from faceattr.data.fixtures import make_celeba
+from faceattr.prep.align_folder import MANIFEST, MANIFEST_COLUMNS, AlignSummary, align_folder, read_manifest
+from faceattr.data.readers.celeba import read_celeba
+from faceattr.data.readers.csvfile import read_csv
+from faceattr.synthetic.fixtures import make_celeba
 from faceattr.data.sources import read_source
-from faceattr.detect import FaceDetector
+from faceattr.inference.detect import FaceDetector
 from faceattr.errors import DatasetError
-from faceattr.transforms import crop_box
+from faceattr.data.transforms import crop_box
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 

@@ -1,16 +1,16 @@
-"""Tests of faceattr.calibration and its use in evaluation: temperatures and offsets, ECE, cross-fitting, storage."""
+"""Tests of faceattr.evaluation.calibration and its use in evaluation: temperatures and offsets, ECE, cross-fitting, storage."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from faceattr.calibration import (TEMPERATURE_RANGE, apply_calibration, cross_fitted_ece,
+from faceattr.evaluation.calibration import (TEMPERATURE_RANGE, apply_calibration, cross_fitted_ece,
                                   expected_calibration_error, fit_calibration, logits_from_probabilities)
-from faceattr.checkpoint import stored_calibration
+from faceattr.models.checkpoint import stored_calibration
 from faceattr.errors import CheckpointError
-from faceattr.evaluate import Predictions, summarize
-from faceattr.report import format_summary, write_report
+from faceattr.evaluation.evaluate import Predictions, summarize
+from faceattr.evaluation.report.markdown import format_summary, write_report
 
 
 def synthetic(temperature: float, offset: float = 0.0, rows: int = 4000,

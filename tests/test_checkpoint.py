@@ -1,4 +1,4 @@
-"""Tests of faceattr.checkpoint: atomic writes, weights-only loading, rebuilding the network."""
+"""Tests of faceattr.models.checkpoint: atomic writes, weights-only loading, rebuilding the network."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from faceattr.checkpoint import (
+from faceattr.models.checkpoint import (
     load_checkpoint, load_weights, model_from_checkpoint, save_checkpoint, save_weights,
 )
 from faceattr.config import Config, config_to_dict

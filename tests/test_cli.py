@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from faceattr import cli
-from faceattr.annotate import annotate, face_labels
+from faceattr.inference.annotate import annotate, face_labels
 from faceattr.attributes import ATTRIBUTES
 from faceattr.errors import CheckpointError
 
@@ -21,7 +21,7 @@ TWO_PEOPLE = "faces/face_recognition/examples/two_people.jpg"
 
 @dataclass(frozen=True)
 class FakeFace:
-    """Stands in for faceattr.predictor.FaceResult."""
+    """Stands in for faceattr.inference.predictor.FaceResult."""
 
     box: tuple[float, float, float, float]
     score: float
@@ -36,7 +36,7 @@ class FakeFace:
 
 @dataclass(frozen=True)
 class FakeResult:
-    """Stands in for faceattr.predictor.ImageResult."""
+    """Stands in for faceattr.inference.predictor.ImageResult."""
 
     source: str
     faces: list[FakeFace] = field(default_factory=list)
@@ -255,7 +255,7 @@ def test_annotate_draws_on_a_copy_inside_the_photo_at_any_size(size) -> None:
 
 
 def test_annotate_colours_faces_by_id_and_heads_their_labels_with_it() -> None:
-    from faceattr.annotate import PALETTE
+    from faceattr.inference.annotate import PALETTE
 
     image = np.full((200, 200, 3), 128, np.uint8)
     face = FakeFace((40, 40, 120, 120), 0.9, None, {}, (), 3.0)
@@ -282,9 +282,9 @@ def test_real_predictor_on_two_people(shared_data, checkpoint, tmp_path, capsys)
 @pytest.mark.real_data
 def test_reduced_jpeg_is_annotated_at_full_size_where_its_faces_are(shared_data, checkpoint, tmp_path, monkeypatch,
                                                                      capsys) -> None:
-    from faceattr.annotate import PALETTE
-    from faceattr.detect import FaceDetector
-    from faceattr.predictor import Predictor
+    from faceattr.inference.annotate import PALETTE
+    from faceattr.inference.detect import FaceDetector
+    from faceattr.inference.predictor import Predictor
 
     # A detector that sees 512 px: the predictor decodes this 2048 px JPEG at half size.
     monkeypatch.setattr(cli, "load_predictor", lambda checkpoint, device, batch_size: Predictor(

@@ -15,7 +15,7 @@ from faceattr.data.dataset import FaceDataset, collate_skipping_none, labels_mat
 from faceattr.image import load_image
 from faceattr.data.records import FaceRecord
 from faceattr.errors import ConfigError, ImageError
-from faceattr.transforms import eval_transform
+from faceattr.data.transforms import eval_transform
 
 SIZE = 16
 

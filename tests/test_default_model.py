@@ -10,7 +10,7 @@ import pytest
 
 import faceattr
 from faceattr.attributes import ATTRIBUTE_INDEX
-from faceattr.export import DEFAULT_MODEL, MAX_WEIGHTS_BYTES, description_path, read_exported, sha256_of
+from faceattr.training.export import DEFAULT_MODEL, MAX_WEIGHTS_BYTES, description_path, read_exported, sha256_of
 
 ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 

@@ -1,4 +1,4 @@
-"""Tests of faceattr.detect: MTCNN on real photos, downscaling of large photos, batches, Haar."""
+"""Tests of faceattr.inference.detect: MTCNN on real photos, downscaling of large photos, batches, Haar."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceattr.detect import Detection, FaceDetector
+from faceattr.inference.detect import Detection, FaceDetector
 from faceattr.errors import CheckpointError
 
 MULTIFACE = "faces/facenet-pytorch/data/multiface.jpg"

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from faceattr.checkpoint import load_checkpoint
+from faceattr.models.checkpoint import load_checkpoint
 from faceattr.config import config_from_dict, load_config
-from faceattr.data.celeba import read_celeba
-from faceattr.data.fixtures import make_celeba, make_scut
-from faceattr.data.scut import read_scut
+from faceattr.data.readers.celeba import read_celeba
+from faceattr.synthetic.fixtures import make_celeba, make_scut
+from faceattr.data.readers.scut import read_scut
 from faceattr.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def final_weights(out):
 
 
 def test_a_run_writes_checkpoints_history_config_and_report(data_root, tmp_path):
-    from faceattr.engine import fit
+    from faceattr.training.engine import fit
 
     config = tiny_config(data_root, tmp_path / "run")
     evaluation = fit(config)
@@ -63,7 +63,7 @@ def test_a_run_writes_checkpoints_history_config_and_report(data_root, tmp_path)
 
 
 def test_an_existing_run_is_never_overwritten_silently(data_root, tmp_path):
-    from faceattr.engine import fit
+    from faceattr.training.engine import fit
 
     config = tiny_config(data_root, tmp_path / "run", "optim.epochs=1")
     fit(config)
@@ -74,7 +74,7 @@ def test_an_existing_run_is_never_overwritten_silently(data_root, tmp_path):
 
 @pytest.mark.parametrize("preload", [False, True])
 def test_resume_after_a_kill_ends_where_the_uninterrupted_run_ends(data_root, tmp_path, monkeypatch, preload):
-    import faceattr.engine as engine
+    import faceattr.training.engine as engine
 
     # Workers and dropout included: neither may make the resumed run differ.
     settings = ("data.workers=1", "model.drop_rate=0.2", f"data.preload={preload}")
@@ -103,7 +103,7 @@ def test_resume_after_a_kill_ends_where_the_uninterrupted_run_ends(data_root, tm
 
 
 def test_resume_refuses_a_changed_config_and_keeps_the_run_intact(data_root, tmp_path):
-    from faceattr.engine import fit
+    from faceattr.training.engine import fit
 
     fit(tiny_config(data_root, tmp_path / "run", "optim.epochs=1"))
     saved = (tmp_path / "run" / "config.yaml").read_text()
@@ -116,7 +116,7 @@ def test_resume_refuses_a_changed_config_and_keeps_the_run_intact(data_root, tmp
 
 
 def test_a_nan_first_score_does_not_block_later_best_epochs(data_root, tmp_path, monkeypatch):
-    import faceattr.engine as engine
+    import faceattr.training.engine as engine
 
     scores = iter([float("nan"), 0.6, 0.7])
     monkeypatch.setattr(engine, "headline", lambda evaluation: next(scores))
@@ -126,7 +126,7 @@ def test_a_nan_first_score_does_not_block_later_best_epochs(data_root, tmp_path,
 
 @pytest.mark.parametrize("preload", [False, True])
 def test_the_same_seed_gives_the_same_run_and_another_seed_does_not(data_root, tmp_path, preload):
-    from faceattr.engine import fit
+    from faceattr.training.engine import fit
 
     weights = {}
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
@@ -137,7 +137,7 @@ def test_the_same_seed_gives_the_same_run_and_another_seed_does_not(data_root, t
 
 
 def test_early_stopping_stops_when_validation_stops_improving(data_root, tmp_path, monkeypatch):
-    import faceattr.engine as engine
+    import faceattr.training.engine as engine
 
     scores = iter([0.6, 0.7, 0.7, 0.65, 0.9, 0.9])  # no gain after the second epoch, until too late
     monkeypatch.setattr(engine, "headline", lambda evaluation: next(scores))
@@ -147,14 +147,14 @@ def test_early_stopping_stops_when_validation_stops_improving(data_root, tmp_pat
 
 
 def test_a_beauty_only_run_selects_on_pearson(data_root, tmp_path):
-    from faceattr.engine import fit
+    from faceattr.training.engine import fit
 
     evaluation = fit(tiny_config(data_root, tmp_path / "run", "optim.epochs=1", sources=("scut",)))
     assert evaluation["attributes"] is None and evaluation["beauty"]["count"] == 10
 
 
 def test_eval_tool_reports_with_the_stored_thresholds(data_root, tmp_path):
-    from faceattr.engine import fit
+    from faceattr.training.engine import fit
 
     sys.path.insert(0, str(REPO / "tools"))
     import eval as eval_tool

@@ -11,7 +11,7 @@ import torch
 
 from faceattr.attributes import ATTRIBUTES
 from faceattr.errors import FaceAttrError
-from faceattr.evaluate import Predictions, cross_fitted_means, evaluate_checkpoint, headline, summarize, tune_thresholds
+from faceattr.evaluation.evaluate import Predictions, cross_fitted_means, evaluate_checkpoint, headline, summarize, tune_thresholds
 
 
 def predictions(rng, n=400, signal=1.0, beauty=True):
@@ -62,9 +62,9 @@ def test_beauty_only_predictions_select_on_pearson():
 @pytest.fixture(scope="module")
 def two_source_checkpoint(tmp_path_factory):
     """An untrained checkpoint whose config holds a CelebA source (capped at 5 validation images) and a SCUT one."""
-    from faceattr.checkpoint import deploy_state, save_checkpoint
+    from faceattr.models.checkpoint import deploy_state, save_checkpoint
     from faceattr.config import config_from_dict
-    from faceattr.data.fixtures import make_celeba, make_scut
+    from faceattr.synthetic.fixtures import make_celeba, make_scut
     from faceattr.models.net import FaceAttrNet
 
     root = tmp_path_factory.mktemp("per_source")
@@ -135,8 +135,8 @@ def test_eval_tool_each_source_writes_a_report_per_source_and_a_summary(two_sour
 
 
 def test_calibrating_a_checkpoint_fits_what_training_would_and_keeps_the_weights(two_source_checkpoint, tmp_path):
-    from faceattr.checkpoint import load_checkpoint
-    from faceattr.evaluate import calibrate_checkpoint
+    from faceattr.models.checkpoint import load_checkpoint
+    from faceattr.evaluation.evaluate import calibrate_checkpoint
 
     checkpoint, _ = two_source_checkpoint
     evaluation = calibrate_checkpoint(checkpoint, tmp_path / "calibrated.pt", device="cpu")
@@ -157,7 +157,7 @@ def test_data_from_evaluates_and_calibrates_on_another_configs_sources(two_sourc
     import calibrate as calibrate_tool
     import eval as eval_tool
 
-    from faceattr.checkpoint import load_checkpoint
+    from faceattr.models.checkpoint import load_checkpoint
 
     checkpoint, sources = two_source_checkpoint
     recipe = tmp_path / "recipe.yaml"

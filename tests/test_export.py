@@ -1,4 +1,4 @@
-"""Tests of exported models (faceattr.export, tools/export_model.py) and of the default model's loading."""
+"""Tests of exported models (faceattr.training.export, tools/export_model.py) and of the default model's loading."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from faceattr import cli, export, load_model, predict
-from faceattr.checkpoint import deploy_state, save_checkpoint
+from faceattr import cli, load_model, predict
+from faceattr.training import export
+from faceattr.models.checkpoint import deploy_state, save_checkpoint
 from faceattr.config import Config
-from faceattr.data.drawing import draw_face, random_labels
+from faceattr.synthetic.drawing import draw_face, random_labels
 from faceattr.errors import CheckpointError
 from faceattr.models.net import FaceAttrNet
-from faceattr.predictor import Predictor, _cached_predictor
+from faceattr.inference.predictor import Predictor, _cached_predictor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import export_model  # noqa: E402

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from faceattr.data.labelfiles import MAX_ROW_WARNINGS, BadRows, parse_score, read_pairs, text_rows
+from faceattr.data.readers.labelfiles import MAX_ROW_WARNINGS, BadRows, parse_score, read_pairs, text_rows
 from faceattr.errors import DatasetError
 
 
@@ -43,7 +43,7 @@ def test_read_pairs_checks_every_row_but_keeps_only_the_wanted_ones(tmp_path: Pa
 
 def test_bad_rows_warn_a_limited_number_of_times(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     bad_rows = BadRows(tmp_path / "labels.txt", "skip")
-    with caplog.at_level(logging.WARNING, logger="faceattr.data.labelfiles"):
+    with caplog.at_level(logging.WARNING, logger="faceattr.data.readers.labelfiles"):
         for line in range(1, MAX_ROW_WARNINGS + 6):
             bad_rows.report("bad", line)
     assert bad_rows.count == MAX_ROW_WARNINGS + 5

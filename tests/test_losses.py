@@ -1,4 +1,4 @@
-"""Tests of faceattr.losses: each loss against an independent formula, masking, zero batches, weights."""
+"""Tests of faceattr.training.losses: each loss against an independent formula, masking, zero batches, weights."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torchvision.ops import sigmoid_focal_loss
 
 from faceattr.config import LossConfig
 from faceattr.errors import ConfigError
-from faceattr.losses import MultiTaskLoss, positive_rates, score_to_distribution
+from faceattr.training.losses import MultiTaskLoss, positive_rates, score_to_distribution
 
 B, A = 6, 40
 

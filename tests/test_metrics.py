@@ -1,4 +1,4 @@
-"""Tests of faceattr.metrics: every metric cross-checked against scikit-learn, numpy or scipy."""
+"""Tests of faceattr.evaluation.metrics: every metric cross-checked against scikit-learn, numpy or scipy."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from scipy.stats import pearsonr
 from sklearn import metrics as sk
 
 from faceattr.attributes import ATTRIBUTES
-from faceattr.metrics import (MEAN_KEYS, attribute_metrics, average_precision, beauty_metrics, mean_metrics,
+from faceattr.evaluation.metrics import (MEAN_KEYS, attribute_metrics, average_precision, beauty_metrics, mean_metrics,
                               ranked_counts, roc)
 
 N, A = 300, len(ATTRIBUTES)

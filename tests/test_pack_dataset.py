@@ -9,13 +9,13 @@ import pytest
 import yaml
 
 from faceattr.config import DataConfig, SourceConfig, config_from_dict, load_config
-from faceattr.data.csvfile import hashed_split
-from faceattr.data.fixtures import make_celeba, make_celebahq, make_csv, make_scut
+from faceattr.data.readers.csvfile import hashed_split
+from faceattr.synthetic.fixtures import make_celeba, make_celebahq, make_csv, make_scut
 from faceattr.data.loader import build_data
 from faceattr.data.records import FaceRecord
 from faceattr.data.sources import read_source
 from faceattr.image import load_image
-from faceattr.transforms import CropResize
+from faceattr.data.transforms import CropResize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 

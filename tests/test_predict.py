@@ -1,4 +1,4 @@
-"""Tests of faceattr.predictor: input reading, the Predictor on real photos, batching, errors."""
+"""Tests of faceattr.inference.predictor: input reading, the Predictor on real photos, batching, errors."""
 
 from __future__ import annotations
 
@@ -14,17 +14,18 @@ import torch
 from conftest import untrained_checkpoint
 from PIL import Image
 
-from faceattr import ATTRIBUTES, FaceResult, ImageResult, Predictor, export, load_model, predict
-from faceattr.align import CELEBA_CROP
-from faceattr.checkpoint import deploy_state, load_checkpoint, model_from_checkpoint, save_checkpoint
+from faceattr import ATTRIBUTES, FaceResult, ImageResult, Predictor, load_model, predict
+from faceattr.training import export
+from faceattr.inference.align import CELEBA_CROP
+from faceattr.models.checkpoint import deploy_state, load_checkpoint, model_from_checkpoint, save_checkpoint
 from faceattr.config import Config
-from faceattr.data.drawing import draw_face, random_labels
-from faceattr.detect import Detection, FaceDetector
+from faceattr.synthetic.drawing import draw_face, random_labels
+from faceattr.inference.detect import Detection, FaceDetector
 from faceattr.errors import CheckpointError, ImageError
 from faceattr.image import read_image, read_reduced
 from faceattr.models.net import FaceAttrNet
-from faceattr.predictor import _cached_predictor
-from faceattr.transforms import eval_transform
+from faceattr.inference.predictor import _cached_predictor
+from faceattr.data.transforms import eval_transform
 
 TWO_PEOPLE = "faces/face_recognition/examples/two_people.jpg"
 

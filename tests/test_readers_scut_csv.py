@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from faceattr.attributes import ATTRIBUTE_INDEX
-from faceattr.data.csvfile import hashed_split, read_csv
-from faceattr.data.scut import read_scut, scut_folds, stratified_folds
+from faceattr.data.readers.csvfile import hashed_split, read_csv
+from faceattr.data.readers.scut import read_scut, scut_folds, stratified_folds
 from faceattr.errors import ConfigError, DatasetError
 
 

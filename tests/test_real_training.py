@@ -19,7 +19,7 @@ EASY = {"Male": 0.8, "Eyeglasses": 0.75, "Smiling": 0.6, "Bald": 0.7}
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_a_short_cpu_run_beats_chance_on_easy_attributes_on_celeba_validation(shared_data, tmp_path, monkeypatch):
-    from faceattr.engine import fit
+    from faceattr.training.engine import fit
 
     monkeypatch.chdir(REPO)  # the configs name ../shared/data relative to the repository root
     config = load_config(REPO / "configs" / "resnet18_cpu.yaml", [

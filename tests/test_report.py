@@ -1,4 +1,4 @@
-"""Tests of faceattr.report: the evaluation report files and the terminal summary."""
+"""Tests of faceattr.evaluation.report.markdown: the evaluation report files and the terminal summary."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from PIL import Image
 
 from faceattr.attributes import ATTRIBUTES
 from faceattr.errors import EvaluationError
-from faceattr.report import format_summary, write_report
+from faceattr.evaluation.report.markdown import format_summary, write_report
 
 ALL_FILES = {"markdown", "json", "csv", "balanced_accuracy", "beauty_scatter", "beauty_roc", "beauty_bins"}
 #: An attribute with no labels in the evaluated data: every metric NaN, count 0.
@@ -61,7 +61,7 @@ def _beauty(rng: np.random.Generator, n: int = 200) -> tuple[dict, dict]:
 
 
 def make_evaluation(seed: int = 0, attributes: bool = True, beauty: bool = True) -> dict:
-    """A realistic evaluation dict built from random numbers, shaped like faceattr.metrics' output."""
+    """A realistic evaluation dict built from random numbers, shaped like faceattr.evaluation.metrics' output."""
     rng = np.random.default_rng(seed)
     per_attribute = {name: _attribute_metrics(rng, name) for name in ATTRIBUTES} if attributes else None
     beauty_metrics, predictions = _beauty(rng) if beauty else (None, None)

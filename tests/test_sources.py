@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from faceattr.config import SourceConfig
-from faceattr.data.fixtures import make_csv
+from faceattr.synthetic.fixtures import make_csv
 from faceattr.data.sources import read_source
 from faceattr.errors import ConfigError
 

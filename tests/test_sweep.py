@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from faceattr import engine
-from faceattr.checkpoint import load_checkpoint
+from faceattr.training import engine
+from faceattr.models.checkpoint import load_checkpoint
 from faceattr.config import load_config
-from faceattr.data.fixtures import make_celeba, make_scut
+from faceattr.synthetic.fixtures import make_celeba, make_scut
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 

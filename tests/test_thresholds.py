@@ -1,4 +1,4 @@
-"""Tests of faceattr.thresholds: the exact search against brute force, masks and degenerate attributes."""
+"""Tests of faceattr.evaluation.thresholds: the exact search against brute force, masks and degenerate attributes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from sklearn import metrics as sk
 
 from faceattr.attributes import NUM_ATTRIBUTES
-from faceattr.thresholds import apply_thresholds, fit_thresholds
+from faceattr.evaluation.thresholds import apply_thresholds, fit_thresholds
 
 N, A = 200, NUM_ATTRIBUTES
 SCORERS = {"balanced_accuracy": sk.balanced_accuracy_score, "f1": sk.f1_score}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from faceattr.data.fixtures import make_celeba
+from faceattr.synthetic.fixtures import make_celeba
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))

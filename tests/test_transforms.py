@@ -1,4 +1,4 @@
-"""Tests of faceattr.transforms: crop boxes, output shape and dtype, seeded randomness."""
+"""Tests of faceattr.data.transforms: crop boxes, output shape and dtype, seeded randomness."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from faceattr.errors import ConfigError
-from faceattr.transforms import CropResize, augment_batch, crop_box, eval_transform, train_transform
+from faceattr.data.transforms import CropResize, augment_batch, crop_box, eval_transform, train_transform
 
 
 def gradient_image(width: int = 48, height: int = 60) -> Image.Image:

@@ -1,4 +1,4 @@
-"""Tests of faceattr.video (tracking, smoothing, detection reuse) and of tools/webcam_demo.py on a real video."""
+"""Tests of faceattr.inference.video (tracking, smoothing, detection reuse) and of tools/webcam_demo.py on a real video."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from faceattr import ATTRIBUTES, FaceResult, export
-from faceattr.detect import Detection
-from faceattr.video import FaceTracker, VideoPredictor, iou, match, motion, thumbnail
+from faceattr import ATTRIBUTES, FaceResult
+from faceattr.training import export
+from faceattr.inference.detect import Detection
+from faceattr.inference.video import FaceTracker, VideoPredictor, iou, match, motion, thumbnail
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 

@@ -25,8 +25,8 @@ import os
 import sys
 from pathlib import Path
 
-from faceattr.align import CELEBA_SIZE
-from faceattr.data.align_folder import align_folder
+from faceattr.inference.align import CELEBA_SIZE
+from faceattr.prep.align_folder import align_folder
 from faceattr.errors import FaceAttrError
 
 #: How many no-face and unreadable files are printed (the manifest lists them all).

@@ -92,7 +92,7 @@ def measure(data: str, which: str, how: str, runs: int, threads: int) -> dict:
     image = make_image(Path(data), which)
     before = _maxrss_mib()  # before the detector exists: the figure covers its weights and its work
     if how == "FaceDetector":
-        from faceattr.detect import FaceDetector
+        from faceattr.inference.detect import FaceDetector
 
         detector = FaceDetector()
 

@@ -71,7 +71,7 @@ def build_checkpoint(backbone: str, path: Path) -> Path:
     """An untrained deployable checkpoint of ``backbone`` at :data:`IMAGE_SIZE` px."""
     import torch
 
-    from faceattr.checkpoint import deploy_state, save_checkpoint
+    from faceattr.models.checkpoint import deploy_state, save_checkpoint
     from faceattr.config import Config
     from faceattr.models.net import FaceAttrNet
 
@@ -116,9 +116,9 @@ def _median_time(function: Callable[[], Any], runs: int) -> float:
 def measure_photo(checkpoint: str, photo: str, runs: int, threads: int, device: str) -> dict:
     """End-to-end median seconds of ``Predictor.predict(photo)`` and of each of its stages."""
     _setup(threads, device)
-    from faceattr.align import align_crop
+    from faceattr.inference.align import align_crop
     from faceattr.image import read_reduced
-    from faceattr.predictor import Predictor
+    from faceattr.inference.predictor import Predictor
 
     predictor = Predictor(checkpoint, device=device)
     faces = predictor.predict(photo)
@@ -155,7 +155,7 @@ def measure_mtcnn(photo: str, runs: int, threads: int, device: str) -> dict:
 def measure_folder(checkpoint: str, paths: list[str], batch: int, threads: int, device: str) -> dict:
     """Images per second over ``paths``: one ``predict`` at a time (``batch`` 1) or ``predict_many`` batches."""
     _setup(threads, device)
-    from faceattr.predictor import Predictor
+    from faceattr.inference.predictor import Predictor
 
     predictor = Predictor(checkpoint, device=device)
     predictor.predict(paths[0])  # warm-up

@@ -47,7 +47,7 @@ def _synchronize(device: torch.device) -> None:
 def measure(config, steps: int, warmup: int) -> dict:
     """Images per second of the loader, of the train step on one resident batch, and of the loop."""
     from faceattr.data.loader import build_data, build_loaders
-    from faceattr.engine import NullWriter, build_training, seed_everything, train_one_epoch, train_step
+    from faceattr.training.engine import NullWriter, build_training, seed_everything, train_one_epoch, train_step
     from faceattr.runtime import World, select_device
 
     seed_everything(config.train.seed)

@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_intermixed_args(argv)
     configure_logging()
     from faceattr.config import data_overrides
-    from faceattr.evaluate import calibrate_checkpoint
-    from faceattr.report import format_summary
+    from faceattr.evaluation.evaluate import calibrate_checkpoint
+    from faceattr.evaluation.report.markdown import format_summary
 
     try:
         overrides = list(args.overrides)

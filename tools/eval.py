@@ -64,7 +64,7 @@ def summary_row(index: int, label: str, evaluation: dict | None) -> dict:
 
 def summary_markdown(rows: list[dict], checkpoint: str) -> str:
     """The ``--each-source`` table as markdown."""
-    from faceattr.report_format import format_metric
+    from faceattr.evaluation.report.format import format_metric
 
     titles = [title for title, _ in SUMMARY_COLUMNS]
     lines = [f"# Per-source evaluation: {checkpoint}", "",
@@ -80,9 +80,9 @@ def summary_markdown(rows: list[dict], checkpoint: str) -> str:
 
 def each_source(checkpoint: str, overrides: list[str], out: Path, device: str) -> list[dict]:
     """Evaluates every source alone into ``out/sourceN``; writes and returns the summary rows."""
-    from faceattr.checkpoint import load_checkpoint
+    from faceattr.models.checkpoint import load_checkpoint
     from faceattr.config import config_from_dict
-    from faceattr.evaluate import evaluate_checkpoint, source_label
+    from faceattr.evaluation.evaluate import evaluate_checkpoint, source_label
 
     configured = config_from_dict(load_checkpoint(checkpoint)["config"], overrides).data.sources
     rows = []
@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_intermixed_args(argv)
     configure_logging()
     from faceattr.config import data_overrides
-    from faceattr.evaluate import evaluate_checkpoint
-    from faceattr.report import format_summary
+    from faceattr.evaluation.evaluate import evaluate_checkpoint
+    from faceattr.evaluation.report.markdown import format_summary
 
     try:
         if args.data_from:

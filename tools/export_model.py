@@ -47,7 +47,7 @@ def check_images(paths: list[str], count: int) -> list:
     import numpy as np
 
     from faceattr.cli import find_images
-    from faceattr.data.drawing import draw_face, random_labels
+    from faceattr.synthetic.drawing import draw_face, random_labels
     from faceattr.image import load_image
 
     if paths:
@@ -61,8 +61,8 @@ def check_images(paths: list[str], count: int) -> list:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    from faceattr.checkpoint import load_checkpoint
-    from faceattr.export import export_model, half_precision_error, read_exported
+    from faceattr.models.checkpoint import load_checkpoint
+    from faceattr.training.export import export_model, half_precision_error, read_exported
 
     try:
         state = load_checkpoint(args.checkpoint)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from faceattr.data.fixtures import make_demo_data
+from faceattr.synthetic.fixtures import make_demo_data
 
 
 def get_args_parser() -> argparse.ArgumentParser:

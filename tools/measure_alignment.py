@@ -1,14 +1,14 @@
-"""Derives CelebA's 5-point template and measures how closely faceattr.align reproduces CelebA's crops.
+"""Derives CelebA's 5-point template and measures how closely faceattr.inference.align reproduces CelebA's crops.
 
 ``--derive`` runs MTCNN on official aligned crops (img_align_celeba, 178x218) and prints the
-median position of each landmark: :data:`faceattr.align.CELEBA_TEMPLATE`.
+median position of each landmark: :data:`faceattr.inference.align.CELEBA_TEMPLATE`.
 
 Otherwise, for each in-the-wild photo in img_celeba whose official aligned crop is present,
-MTCNN finds the face's landmarks, :func:`faceattr.align.align_face` aligns it, and the result
+MTCNN finds the face's landmarks, :func:`faceattr.inference.align.align_face` aligns it, and the result
 is compared with CelebA's own crop: (a) landmark error, the mean distance between MTCNN's
 landmarks on our crop and on the official one, in 178x218 pixels; (b) the normalised
 cross-correlation (NCC) of the two grayscale crops over the training square
-(:data:`faceattr.align.CELEBA_CROP`). For reference, (c) the mean distance of the official
+(:data:`faceattr.inference.align.CELEBA_CROP`). For reference, (c) the mean distance of the official
 crop's own landmarks from the template (how much CelebA's crops vary). Crops that exist only
 at half size (img_align_celeba_89x109) are compared at that size, ours shrunk the same way,
 with errors scaled back to 178x218 pixels. Saves alignment.md and alignment.json in --out.
@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from faceattr.align import CELEBA_CROP, CELEBA_SIZE, align_face, template
-from faceattr.transforms import crop_box
+from faceattr.inference.align import CELEBA_CROP, CELEBA_SIZE, align_face, template
+from faceattr.data.transforms import crop_box
 
 #: Official crop folders and their size; the full-size one is preferred where both hold a photo.
 FOLDERS = {"img_align_celeba": CELEBA_SIZE, "img_align_celeba_89x109": (89, 109)}

@@ -60,7 +60,7 @@ from faceattr.data.sources import read_source
 from faceattr.errors import ConfigError, DatasetError, FaceAttrError, ImageError
 from faceattr.image import load_image
 from faceattr.runtime import configure_logging
-from faceattr.transforms import CropResize
+from faceattr.data.transforms import CropResize
 
 logger = logging.getLogger("pack_dataset")
 
@@ -264,7 +264,7 @@ def _run_jobs(jobs: list, task: functools.partial, workers: int) -> Iterator[tup
 
 
 def write_csv(packed: PackedSource, path: Path) -> None:
-    """Writes one packed source's CSV (see :data:`faceattr.data.csvfile.LAYOUT`), atomically."""
+    """Writes one packed source's CSV (see :data:`faceattr.data.readers.csvfile.LAYOUT`), atomically."""
     beauty = any(record.beauty is not None for record in packed.records)
     attributes = any(record.attributes is not None for record in packed.records)
     folds = any(fold is not None for fold in packed.folds)

@@ -170,8 +170,8 @@ def is_finished(run: Run) -> bool:
         ConfigError: The folder holds a finished run made with other settings (naming them),
             or one with more epochs than asked for.
     """
-    from faceattr.checkpoint import load_checkpoint
-    from faceattr.engine import BEST, LAST, changed_keys
+    from faceattr.models.checkpoint import load_checkpoint
+    from faceattr.training.engine import BEST, LAST, changed_keys
 
     history = read_history(run.folder)
     if not ((run.folder / LAST).is_file() and (run.folder / BEST).is_file() and history):
@@ -200,7 +200,7 @@ def execute(runs: list[Run], config_path: str | Path, jobs: int = 1) -> None:
     Raises:
         FaceAttrError: Naming each failed run and its log (``jobs`` > 1).
     """
-    from faceattr import engine
+    from faceattr.training import engine
 
     if jobs < 1:
         raise ConfigError(f"--jobs: must be 1 or more, got {jobs}")
@@ -241,7 +241,7 @@ def execute(runs: list[Run], config_path: str | Path, jobs: int = 1) -> None:
 
 def run_row(folder: Path) -> dict:
     """The table's figures for one finished run, from its ``best.pt`` and ``metrics.jsonl``."""
-    from faceattr.checkpoint import load_checkpoint, model_from_checkpoint
+    from faceattr.models.checkpoint import load_checkpoint, model_from_checkpoint
 
     best = load_checkpoint(folder / "best.pt")
     metrics, history = best["metrics"], read_history(folder)

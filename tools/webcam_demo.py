@@ -1,7 +1,7 @@
 """Live or recorded video with each face's box, track id, present attributes and beauty score drawn on it.
 
 SOURCE is a camera index (0 is the default webcam), a video file or a stream URL (anything
-cv2.VideoCapture opens). Faces are followed across frames (faceattr.video): attributes are
+cv2.VideoCapture opens). Faces are followed across frames (faceattr.inference.video): attributes are
 smoothed per face so labels do not flicker, and the detector runs on a copy at most --max-side
 pixels long, only every --detect-every frames or when the picture moves; other frames reuse
 its boxes. An FPS meter (average of the last 30 frames) sits in the top-left corner. In the
@@ -176,7 +176,7 @@ def open_writer(path: str, fps: float, size: tuple[int, int]) -> Any:
 
 def draw(frame: np.ndarray, tracked: Sequence[Any], fps: float, top: int) -> np.ndarray:
     """The RGB frame with each tracked face (box, ``#id``, labels) and the FPS meter drawn on a copy."""
-    from faceattr.annotate import annotate
+    from faceattr.inference.annotate import annotate
 
     canvas = annotate(frame, [t.face for t in tracked], top, ids=[t.track_id for t in tracked])
     _draw_fps(canvas, fps)
@@ -194,15 +194,15 @@ def _draw_fps(canvas: np.ndarray, fps: float) -> None:
 
 
 def build_video_predictor(args: argparse.Namespace) -> Any:
-    """The :class:`faceattr.video.VideoPredictor` of the arguments (loads the model and MTCNN).
+    """The :class:`faceattr.inference.video.VideoPredictor` of the arguments (loads the model and MTCNN).
 
     Raises:
         CheckpointError: The model is missing or unusable.
     """
-    from faceattr.detect import FaceDetector
-    from faceattr.predictor import Predictor
+    from faceattr.inference.detect import FaceDetector
+    from faceattr.inference.predictor import Predictor
     from faceattr.runtime import select_device
-    from faceattr.video import FaceTracker, VideoPredictor
+    from faceattr.inference.video import FaceTracker, VideoPredictor
 
     if args.threads > 0:
         import torch
@@ -227,7 +227,7 @@ def run(args: argparse.Namespace) -> DemoStats:
     """
     import cv2
 
-    from faceattr.export import default_model
+    from faceattr.training.export import default_model
 
     if args.model is None:
         default_model()  # where no default model is installed, say so before opening the camera

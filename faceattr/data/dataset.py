@@ -31,7 +31,7 @@ class FaceDataset(Dataset):
     Args:
         records: The faces, from one or several readers.
         transform: RGB PIL image -> uint8 ``(3, H, W)`` tensor, e.g.
-            :func:`faceattr.transforms.eval_transform`.
+            :func:`faceattr.data.transforms.eval_transform`.
         on_bad_sample: ``"error"`` raises :class:`~faceattr.errors.ImageError` on an image
             that cannot be read; ``"skip"`` logs a warning naming the file and returns
             ``None`` for it, which :func:`collate_skipping_none` drops.
@@ -39,7 +39,7 @@ class FaceDataset(Dataset):
     Raises:
         ConfigError: If ``on_bad_sample`` is not ``"error"`` or ``"skip"``.
 
-    >>> from faceattr.transforms import eval_transform
+    >>> from faceattr.data.transforms import eval_transform
     >>> dataset = FaceDataset([], eval_transform(64, None))
     >>> len(dataset)
     0

@@ -28,7 +28,7 @@ from faceattr.data.preload import PreloadedLoader
 from faceattr.data.records import FaceRecord
 from faceattr.data.sources import read_source
 from faceattr.errors import ConfigError, DatasetError
-from faceattr.transforms import eval_transform, train_transform
+from faceattr.data.transforms import eval_transform, train_transform
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ With ``data.preload: true`` the loaders of :func:`faceattr.data.loader.build_loa
 cannot decode and augment images as fast as the network consumes them (about 1,500 images/s
 per core against tens of thousands); holding the evaluation crops in GPU memory (12 KB a
 face at 64 px: 0.5 GB for CelebA-sized data) and augmenting whole batches there with
-:func:`faceattr.transforms.augment_batch` removes the CPU from the loop. The sample order
+:func:`faceattr.data.transforms.augment_batch` removes the CPU from the loop. The sample order
 is the same :class:`~faceattr.data.loader.MixingSampler`'s, and augmentation is seeded by
 ``(seed, epoch)``, so a resumed run repeats what an uninterrupted one would.
 """
@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from faceattr.data.dataset import collate_skipping_none
-from faceattr.transforms import augment_batch
+from faceattr.data.transforms import augment_batch
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class PreloadedLoader:
         sampler: For training: draws the epoch's samples (a
             :class:`~faceattr.data.loader.MixingSampler` over ``datasets``); batches are full
             and augmented. ``None`` for validation: every sample once, in order, unaugmented.
-        augment: Apply :func:`faceattr.transforms.augment_batch` to training batches.
+        augment: Apply :func:`faceattr.data.transforms.augment_batch` to training batches.
         seed: With the epoch, seeds the augmentation.
     """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from faceattr.config import SourceConfig
-from faceattr.data import celeba, celebahq, csvfile, scut
+from faceattr.data.readers import celeba, celebahq, csvfile, scut
 from faceattr.data.records import ReadResult
 from faceattr.errors import ConfigError
 
@@ -45,7 +45,7 @@ def read_source(source: SourceConfig, on_bad_row: str = "error") -> ReadResult:
         DatasetError: When the dataset's files are missing or malformed.
 
     >>> import tempfile
-    >>> from faceattr.data.fixtures import make_scut
+    >>> from faceattr.synthetic.fixtures import make_scut
     >>> root = make_scut(tempfile.mkdtemp(), count=10)
     >>> read_source(SourceConfig(kind="scut", root=str(root))).source
     'scut'

@@ -118,8 +118,8 @@ def create_backbone(name: str, weights: str | Path | None = None) -> nn.Module:
 
 def _load_backbone_weights(model: nn.Module, path: Path) -> None:
     """Loads ``path`` into ``model``, ignoring the classifier of a timm checkpoint."""
-    # Imported here because faceattr.checkpoint imports faceattr.models to rebuild networks.
-    from faceattr.checkpoint import load_state_dict_checked, read_state_dict
+    # Imported here because faceattr.models.checkpoint imports faceattr.models to rebuild networks.
+    from faceattr.models.checkpoint import load_state_dict_checked, read_state_dict
 
     if not path.is_file():
         raise CheckpointError(

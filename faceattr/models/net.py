@@ -12,7 +12,7 @@ from faceattr.attributes import NUM_ATTRIBUTES
 from faceattr.config import ModelConfig
 from faceattr.models.backbone import create_backbone
 from faceattr.models.heads import AttributeHead, BeautyHead
-from faceattr.transforms import MEAN, STD
+from faceattr.data.transforms import MEAN, STD
 
 
 class FaceAttrNet(nn.Module):

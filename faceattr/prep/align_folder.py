@@ -2,7 +2,7 @@
 
 Each photo under ``input_dir`` (recursively) is read upright, its faces found with MTCNN,
 and the largest face (the photo's main subject, the one CelebA labels) warped onto CelebA's
-template by :func:`faceattr.align.align_face`. The crop is saved under ``output_dir`` at the
+template by :func:`faceattr.inference.align.align_face`. The crop is saved under ``output_dir`` at the
 same relative path and file name, in the format its extension names (JPEG quality 95 for
 ``.jpg``), so a labels file written for the photos (``list_attr_celeba.txt``, a team's CSV)
 reads the aligned folder unchanged.
@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from faceattr.align import CELEBA_SIZE, align_face
+from faceattr.inference.align import CELEBA_SIZE, align_face
 from faceattr.image import IMAGE_EXTENSIONS, read_image
-from faceattr.detect import FaceDetector
+from faceattr.inference.detect import FaceDetector
 from faceattr.errors import ConfigError, DatasetError, ImageError
 
 logger = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ def read_manifest(path: str | Path) -> list[dict[str, str]]:
     # Every row ends with a newline: whatever follows the last one is a row cut short.
     rows = list(csv.reader(text.split("\n")[:-1]))
     if not rows or tuple(rows[0]) != MANIFEST_COLUMNS:
-        raise DatasetError(f"not a manifest of faceattr.data.align_folder (expected the header "
+        raise DatasetError(f"not a manifest of faceattr.prep.align_folder (expected the header "
                            f"{','.join(MANIFEST_COLUMNS)}): remove it or choose another output folder", path, 1)
     return [dict(zip(MANIFEST_COLUMNS, row)) for row in rows[1:] if len(row) == len(MANIFEST_COLUMNS)]
 

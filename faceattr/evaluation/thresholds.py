@@ -11,7 +11,7 @@ import logging
 import numpy as np
 
 from faceattr.attributes import ATTRIBUTES, NUM_ATTRIBUTES
-from faceattr.metrics import check_attribute_arrays, ranked_counts
+from faceattr.evaluation.metrics import check_attribute_arrays, ranked_counts
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Writes generated datasets in each official layout (CelebA, CelebA-HQ, SCUT-FBP5500, team CSV).
 
-The images are faces drawn by :mod:`faceattr.data.drawing`, whose visible features follow
+The images are faces drawn by :mod:`faceattr.synthetic.drawing`, whose visible features follow
 the labels written next to them, so a model trained on a fixture learns something real.
 The label files copy the official formats down to line endings and padding. Everything is
 deterministic given a seed.
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from faceattr.attributes import ATTRIBUTES
-from faceattr.data import celeba, celebahq, scut
-from faceattr.data.drawing import (
+from faceattr.data.readers import celeba, celebahq, scut
+from faceattr.synthetic.drawing import (
     CELEBA_GEOMETRY,
     HAIR_COLOURS,
     HQ_GEOMETRY,
@@ -26,7 +26,7 @@ from faceattr.data.drawing import (
     random_beauty,
     random_labels,
 )
-from faceattr.data.labelfiles import BadRows, read_attribute_file
+from faceattr.data.readers.labelfiles import BadRows, read_attribute_file
 
 #: The team CSV fixture's attribute columns.
 CSV_ATTRIBUTES = ("Male", "Smiling", "Eyeglasses", "Wearing_Hat", "Blond_Hair", "Black_Hair", "Bangs")
@@ -44,7 +44,7 @@ def _attribute_row(name: str, labels: dict[str, bool], width: int) -> str:
 
 def make_celeba(root: str | Path, identities: int = 30, images_per_identity: int = 4,
                 size: tuple[int, int] = (178, 218), seed: int = 0, missing_fraction: float = 0.0) -> Path:
-    """Writes a CelebA-layout dataset of drawn faces (see :data:`faceattr.data.celeba.LAYOUT`).
+    """Writes a CelebA-layout dataset of drawn faces (see :data:`faceattr.data.readers.celeba.LAYOUT`).
 
     Like the official files: ``list_attr_celeba.txt`` (CRLF, values padded to two
     characters), ``list_eval_partition.txt`` (CRLF; about 80/10/10% of the people in
@@ -177,7 +177,7 @@ def make_scut(root: str | Path, count: int = 60, size: int = 224, seed: int = 0)
 
 
 def make_csv(path: str | Path, images_dir: str | Path, count: int, seed: int = 0) -> Path:
-    """Writes a team CSV (see :data:`faceattr.data.csvfile.LAYOUT`) and its drawn images.
+    """Writes a team CSV (see :data:`faceattr.data.readers.csvfile.LAYOUT`) and its drawn images.
 
     Columns: ``image`` (relative to the CSV's folder), ``group`` (one of ``count // 3``
     people), ``beauty`` (half the rows; shown as in :func:`make_scut`) and

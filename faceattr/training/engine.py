@@ -18,10 +18,10 @@ import torch
 from tqdm import tqdm
 
 from faceattr.attributes import ATTRIBUTES
-from faceattr.checkpoint import deploy_state, load_checkpoint, save_checkpoint
+from faceattr.models.checkpoint import deploy_state, load_checkpoint, save_checkpoint
 from faceattr.config import Config, OptimConfig, config_to_dict, save_config
 from faceattr.errors import CheckpointError, ConfigError
-from faceattr.evaluate import calibrate_and_tune, headline, predict_loader, summarize
+from faceattr.evaluation.evaluate import calibrate_and_tune, headline, predict_loader, summarize
 from faceattr.runtime import (World, all_ranks_have, autocast, broadcast_from_main, close_world, grad_scaler, init_world,
                               select_device, share_buffers_from_main)
 
@@ -86,7 +86,7 @@ def build_training(config: Config, positive_rate: np.ndarray, device: torch.devi
     Returns:
         ``(model, loss_fn, optimizer, scheduler, scaler)``.
     """
-    from faceattr.losses import MultiTaskLoss
+    from faceattr.training.losses import MultiTaskLoss
     from faceattr.models import build_model
 
     model = build_model(config.model).to(device)
@@ -208,7 +208,7 @@ def fit(config: Config, resume: bool = False, overwrite: bool = False) -> dict:
 
 def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, world: World) -> dict:
     from faceattr.data.loader import build_data, build_loaders
-    from faceattr.report import write_report
+    from faceattr.evaluation.report.markdown import write_report
 
     out = Path(config.train.output_dir)
     if resume and overwrite:

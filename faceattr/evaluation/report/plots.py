@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from faceattr.attributes import BEAUTY_RANGE
-from faceattr.report_format import as_number, bin_label, format_metric, ranked_attributes
+from faceattr.evaluation.report.format import as_number, bin_label, format_metric, ranked_attributes
 
 _DPI = 120
 
@@ -23,7 +23,7 @@ def write_plots(evaluation: Mapping[str, Any], out: Path) -> dict[str, Path]:
     """Draws the plots whose data is present into ``out`` as PNG files.
 
     Args:
-        evaluation: The evaluation dict described in :mod:`faceattr.report`, already checked.
+        evaluation: The evaluation dict described in :mod:`faceattr.evaluation.report.markdown`, already checked.
         out: An existing folder; files of the same names are replaced.
 
     Returns:

@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceattr import metrics
+from faceattr.evaluation import metrics
 from faceattr.attributes import ATTRIBUTES, NUM_ATTRIBUTES
-from faceattr.calibration import (apply_calibration, cross_fitted_ece, expected_calibration_error, fit_calibration,
+from faceattr.evaluation.calibration import (apply_calibration, cross_fitted_ece, expected_calibration_error, fit_calibration,
                                   logits_from_probabilities)
 from faceattr.config import Config, SourceConfig
 from faceattr.errors import ConfigError, EvaluationError
 from faceattr.runtime import World, autocast, gather_in_rank_order
-from faceattr.thresholds import fit_thresholds
+from faceattr.evaluation.thresholds import fit_thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def predict_loader(model: torch.nn.Module, loader, device: torch.device, world: 
         device: Where the model is.
         world: The DDP world; each rank holds a contiguous shard of the validation set.
         amp: Mixed precision on GPU.
-        loss_fn: Optional :class:`faceattr.losses.MultiTaskLoss` for a validation loss.
+        loss_fn: Optional :class:`faceattr.training.losses.MultiTaskLoss` for a validation loss.
 
     Returns:
         The predictions of the whole set, identical on every rank.
@@ -156,7 +156,7 @@ def cross_fitted_means(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray, 
 def summarize(predictions: Predictions, thresholds: np.ndarray, meta: dict, threshold_metric: str = "balanced_accuracy",
               high_cutoff: float = 3.5, temperatures: Sequence[float] | None = None,
               offsets: Sequence[float] | None = None) -> dict:
-    """The evaluation dict that :func:`faceattr.report.write_report` renders.
+    """The evaluation dict that :func:`faceattr.evaluation.report.markdown.write_report` renders.
 
     Args:
         predictions: From :func:`predict_loader`.
@@ -225,7 +225,7 @@ def calibration_summary(predictions: Predictions, calibrated: np.ndarray, temper
         ``{"bins", "ece_before", "ece_after", "ece_after_cross_fitted", "temperatures", "offsets",
         "ece_before_per_attribute", "ece_after_per_attribute"}``: means over attributes, and
         dicts by attribute name. ``ece_after_cross_fitted`` refits the calibration on one half
-        of these images and scores the other (:func:`~faceattr.calibration.cross_fitted_ece`):
+        of these images and scores the other (:func:`~faceattr.evaluation.calibration.cross_fitted_ece`):
         ``ece_after`` is in-sample where the calibration was fitted on these images.
     """
     labels, mask = predictions.attribute_labels, predictions.attribute_mask
@@ -277,9 +277,9 @@ def evaluate_checkpoint(checkpoint_path: str | Path, overrides: list[str] | tupl
     >>> evaluation, paths = evaluate_checkpoint("runs/r18/best.pt", sources=["scut"])  # doctest: +SKIP
     """
 
-    from faceattr.checkpoint import load_checkpoint
+    from faceattr.models.checkpoint import load_checkpoint
     from faceattr.config import config_from_dict
-    from faceattr.report import write_report
+    from faceattr.evaluation.report.markdown import write_report
 
     checkpoint_path = Path(checkpoint_path)
     checkpoint = load_checkpoint(checkpoint_path)
@@ -312,7 +312,7 @@ def calibrate_checkpoint(checkpoint_path: str | Path, out_path: str | Path, devi
     Returns:
         The evaluation dict stored in the new checkpoint.
     """
-    from faceattr.checkpoint import deploy_state, load_checkpoint, model_from_checkpoint, save_checkpoint
+    from faceattr.models.checkpoint import deploy_state, load_checkpoint, model_from_checkpoint, save_checkpoint
     from faceattr.config import config_from_dict
 
     checkpoint = load_checkpoint(checkpoint_path)
@@ -334,7 +334,7 @@ def _validation_predictions(checkpoint: dict, config: Config, chosen: Sequence[i
     """The checkpoint's network on the validation images of the chosen sources (all when None)."""
     from torch.utils.data import ConcatDataset
 
-    from faceattr.checkpoint import model_from_checkpoint
+    from faceattr.models.checkpoint import model_from_checkpoint
     from faceattr.data.loader import build_data, build_loaders, evenly_spread
     from faceattr.runtime import select_device
 

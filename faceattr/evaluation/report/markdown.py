@@ -1,7 +1,7 @@
 """Evaluation report: renders an evaluation dict as markdown, CSV, JSON and PNG plots.
 
-The evaluation dict (built by :func:`faceattr.evaluate.summarize` from the metric dicts of
-:mod:`faceattr.metrics`) has the keys ``meta``, ``attributes``, ``attribute_means``,
+The evaluation dict (built by :func:`faceattr.evaluation.evaluate.summarize` from the metric dicts of
+:mod:`faceattr.evaluation.metrics`) has the keys ``meta``, ``attributes``, ``attribute_means``,
 ``attribute_means_at_0.5``, ``attribute_means_cross_fitted`` (optional: thresholds tuned
 on one half of the images and scored on the other), ``calibration`` (optional: expected
 calibration error before and after per-attribute calibration), ``beauty`` and ``beauty_predictions``;
@@ -24,8 +24,8 @@ from typing import Any
 
 from faceattr.attributes import ATTRIBUTE_INDEX, ATTRIBUTES
 from faceattr.errors import EvaluationError
-from faceattr.report_format import as_number, bin_label, format_metric, ranked_attributes
-from faceattr.report_plots import write_plots
+from faceattr.evaluation.report.format import as_number, bin_label, format_metric, ranked_attributes
+from faceattr.evaluation.report.plots import write_plots
 
 logger = logging.getLogger(__name__)
 

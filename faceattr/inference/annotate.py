@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from faceattr.detect import check_image
+from faceattr.inference.detect import check_image
 
 #: Face colours (RGB), cycled: distinct on photos and from each other.
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -33,7 +33,7 @@ def face_labels(face: Any, top: int) -> list[str]:
     """The text drawn for one face: the beauty score, then its ``top`` most probable present attributes.
 
     Args:
-        face: A :class:`faceattr.predictor.FaceResult` (or anything with ``beauty``,
+        face: A :class:`faceattr.inference.predictor.FaceResult` (or anything with ``beauty``,
             ``attributes`` and ``probabilities``).
         top: How many present attributes to show, most probable first; 0 shows none.
 
@@ -55,7 +55,7 @@ def annotate(image: np.ndarray, faces: Sequence[Any], top: int = 3, ids: Sequenc
 
     Args:
         image: RGB uint8 ``(H, W, 3)``, the photo the faces were found in.
-        faces: :class:`faceattr.predictor.FaceResult` objects: ``box`` ``(x1, y1, x2, y2)`` and
+        faces: :class:`faceattr.inference.predictor.FaceResult` objects: ``box`` ``(x1, y1, x2, y2)`` and
             ``landmarks`` (``(5, 2)`` x, y or None) in pixels of ``image``.
         top: Present attributes shown per face, most probable first.
         ids: A number per face (a video's track ids): it heads the face's labels as ``#id`` and

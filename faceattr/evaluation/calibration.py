@@ -24,7 +24,7 @@ import logging
 import numpy as np
 
 from faceattr.attributes import NUM_ATTRIBUTES
-from faceattr.metrics import check_attribute_arrays
+from faceattr.evaluation.metrics import check_attribute_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def cross_fitted_ece(logits: np.ndarray, labels: np.ndarray, mask: np.ndarray, b
     """Mean ECE after calibration, fitted on one half of the images and scored on the other.
 
     Fitting and scoring on the same images flatters the calibration; as for tuned thresholds
-    (:func:`faceattr.evaluate.cross_fitted_means`), the halves are alternating rows, each
+    (:func:`faceattr.evaluation.evaluate.cross_fitted_means`), the halves are alternating rows, each
     scored with the other's temperatures, and the two means averaged.
 
     >>> rng = np.random.default_rng(0)

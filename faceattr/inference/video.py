@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from faceattr.attributes import ATTRIBUTES
-from faceattr.detect import Detection, check_image
+from faceattr.inference.detect import Detection, check_image
 
 if TYPE_CHECKING:  # the predictor brings torch; this module works on its results without importing it
-    from faceattr.predictor import FaceResult
+    from faceattr.inference.predictor import FaceResult
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ _Box = tuple[float, float, float, float]
 
 
 class _Classifier(Protocol):
-    """What :class:`VideoPredictor` needs of a :class:`~faceattr.predictor.Predictor`."""
+    """What :class:`VideoPredictor` needs of a :class:`~faceattr.inference.predictor.Predictor`."""
 
     thresholds: np.ndarray
     detector: Any
@@ -70,7 +70,7 @@ class TrackedFace:
         face: The face with its probabilities, beauty and attributes smoothed over the track
             (box, score and landmarks are this frame's).
 
-    >>> from faceattr.predictor import FaceResult
+    >>> from faceattr.inference.predictor import FaceResult
     >>> TrackedFace(3, FaceResult((0.0, 0.0, 9.0, 9.0), 1.0, None, {}, (), 3.0)).track_id
     3
     """
@@ -164,7 +164,7 @@ class FaceTracker:
     Raises:
         ValueError: A value is out of range or ``thresholds`` does not have 40 numbers.
 
-    >>> from faceattr.predictor import FaceResult
+    >>> from faceattr.inference.predictor import FaceResult
     >>> face = FaceResult((0.0, 0.0, 10.0, 10.0), 1.0, None, dict.fromkeys(ATTRIBUTES, 0.8), (), 3.0)
     >>> tracker = FaceTracker([0.5] * 40)
     >>> [t.track_id for t in tracker.update([face])], [t.track_id for t in tracker.update([face])]
@@ -293,7 +293,7 @@ class VideoPredictor:
     (boxes and landmarks) are reused and only classified, which on a CPU is several times cheaper.
 
     Args:
-        predictor: A :class:`~faceattr.predictor.Predictor` (its ``detector``, ``classify`` and
+        predictor: A :class:`~faceattr.inference.predictor.Predictor` (its ``detector``, ``classify`` and
             ``thresholds`` are used).
         detect_every: The detector runs at least every this many frames (1: every frame).
         motion_threshold: :func:`motion` (gray levels) above which the detector runs again.

@@ -12,7 +12,7 @@ import random
 import re
 from pathlib import Path
 
-from faceattr.data.labelfiles import BadRows, list_images, parse_score, read_pairs
+from faceattr.data.readers.labelfiles import BadRows, list_images, parse_score, read_pairs
 from faceattr.data.records import FaceRecord, ReadResult
 from faceattr.errors import ConfigError, DatasetError
 
@@ -156,7 +156,7 @@ def scut_folds(root: str | Path, folds: int = 5, seed: int = 0, images: str | No
         Image name to fold index; :func:`read_scut` with ``fold=k`` makes fold ``k`` ``val``.
 
     >>> import tempfile
-    >>> from faceattr.data.fixtures import make_scut
+    >>> from faceattr.synthetic.fixtures import make_scut
     >>> folds = scut_folds(make_scut(tempfile.mkdtemp(), count=20), folds=4)
     >>> sorted(set(folds.values()))
     [0, 1, 2, 3]
@@ -186,7 +186,7 @@ def read_scut(root: str | Path, folds: int = 5, fold: int = 0, seed: int = 0, im
         DatasetError: On missing files, or a bad row in ``error`` mode.
 
     >>> import tempfile
-    >>> from faceattr.data.fixtures import make_scut
+    >>> from faceattr.synthetic.fixtures import make_scut
     >>> result = read_scut(make_scut(tempfile.mkdtemp(), count=20), folds=5, fold=0)
     >>> sum(r.split == "val" for r in result.records)
     4

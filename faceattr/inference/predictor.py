@@ -1,11 +1,11 @@
 """The prediction API: images in, each face's 40 attributes and beauty score out.
 
-The pipeline: read the image (:func:`read_reduced`: large JPEGs are decoded at a reduced size), find faces (:class:`~faceattr.detect.FaceDetector`),
-warp each onto the training crop (:func:`~faceattr.align.align_crop`), run the network in
+The pipeline: read the image (:func:`read_reduced`: large JPEGs are decoded at a reduced size), find faces (:class:`~faceattr.inference.detect.FaceDetector`),
+warp each onto the training crop (:func:`~faceattr.inference.align.align_crop`), run the network in
 batches, calibrate its probabilities with the model's per-attribute temperatures and offsets,
 and apply the per-attribute thresholds stored with it. Images already aligned as CelebA's skip detection
 and alignment (:meth:`Predictor.predict_aligned`). Without a model named, the default model
-installed with the package is used (:mod:`faceattr.export`).
+installed with the package is used (:mod:`faceattr.training.export`).
 
 >>> import faceattr
 >>> results = faceattr.predict("photo.jpg")  # doctest: +SKIP
@@ -26,14 +26,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from faceattr.align import CELEBA_CROP, align_crop
+from faceattr.inference.align import CELEBA_CROP, align_crop
 from faceattr.attributes import ATTRIBUTES
-from faceattr.checkpoint import model_from_checkpoint, stored_calibration
-from faceattr.detect import Detection, FaceDetector
+from faceattr.models.checkpoint import model_from_checkpoint, stored_calibration
+from faceattr.inference.detect import Detection, FaceDetector
 from faceattr.errors import CheckpointError, ConfigError, ImageError
-from faceattr.export import default_model, load_deploy_state
+from faceattr.training.export import default_model, load_deploy_state
 from faceattr.image import read_image, read_reduced, source_name
-from faceattr.transforms import eval_transform
+from faceattr.data.transforms import eval_transform
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class Predictor:
 
     Args:
         checkpoint: A checkpoint written by ``tools/train.py`` (``best.pt``), an exported model
-            (a ``.safetensors`` with its ``.json`` beside it, see :mod:`faceattr.export`), or
+            (a ``.safetensors`` with its ``.json`` beside it, see :mod:`faceattr.training.export`), or
             ``None`` for the default model installed with the package.
         device: ``"auto"`` (a GPU when there is one), ``"cpu"`` or ``"cuda"``.
         batch_size: Faces per network batch.
@@ -221,7 +221,7 @@ class Predictor:
         """The attributes of faces already aligned as CelebA's ``img_align_celeba`` crops are.
 
         No detection: each image is one face, framed as CelebA's aligned images (178x218, or
-        any size with that geometry), cut with :data:`~faceattr.align.CELEBA_CROP` and resized
+        any size with that geometry), cut with :data:`~faceattr.inference.align.CELEBA_CROP` and resized
         by the evaluation transform, exactly as training and evaluation prepare them.
 
         Args:
@@ -285,7 +285,7 @@ class Predictor:
 
         Args:
             arrays: RGB uint8 images ``(H, W, 3)``.
-            detections: For each image, its faces (from :class:`~faceattr.detect.FaceDetector`
+            detections: For each image, its faces (from :class:`~faceattr.inference.detect.FaceDetector`
                 or tracked from an earlier frame).
 
         Returns:

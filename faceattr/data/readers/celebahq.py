@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from faceattr.data.celeba import IDENTITY_FILE, PARTITION_FILE, celeba_group, read_split_files
-from faceattr.data.labelfiles import BadRows, list_images, read_attribute_file, require_file, text_rows
+from faceattr.data.readers.celeba import IDENTITY_FILE, PARTITION_FILE, celeba_group, read_split_files
+from faceattr.data.readers.labelfiles import BadRows, list_images, read_attribute_file, require_file, text_rows
 from faceattr.data.records import FaceRecord, ReadResult
 from faceattr.errors import DatasetError
 
@@ -114,7 +114,7 @@ def read_celebahq(root: str | Path, celeba_root: str | Path | None, images: str 
             in ``error`` mode.
 
     >>> import tempfile
-    >>> from faceattr.data.fixtures import make_celeba, make_celebahq
+    >>> from faceattr.synthetic.fixtures import make_celeba, make_celebahq
     >>> celeba = make_celeba(tempfile.mkdtemp(), identities=3, images_per_identity=2)
     >>> hq = make_celebahq(tempfile.mkdtemp(), celeba, count=4)
     >>> [r.group.startswith("celeba-id:") for r in read_celebahq(hq, celeba).records]

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from faceattr.attributes import ATTRIBUTES
-from faceattr.checkpoint import (atomic_write, load_checkpoint, load_weights, model_from_checkpoint, save_weights,
+from faceattr.models.checkpoint import (atomic_write, load_checkpoint, load_weights, model_from_checkpoint, save_weights,
                                  stored_calibration)
 from faceattr.errors import CheckpointError
 from faceattr.version import __version__
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 #: The model that ``faceattr.predict(img)``, ``Predictor()`` and ``faceattr predict`` use when no
 #: model is named. Read at each call, so a test can point it elsewhere.
-DEFAULT_MODEL: Path = Path(__file__).resolve().parent / "weights" / "default.safetensors"
+DEFAULT_MODEL: Path = Path(__file__).resolve().parents[1] / "weights" / "default.safetensors"
 
 #: The ``format`` of the JSON description; a reader refuses any other.
 FORMAT = "faceattr-exported-model/1"
@@ -113,7 +113,7 @@ def export_model(checkpoint: str | Path, weights: str | Path, dtype: str = "floa
         raise CheckpointError(f"{weights}: an exported model's weights file must end in .safetensors")
     if dtype not in DTYPES:
         raise CheckpointError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-    from faceattr.report import jsonable
+    from faceattr.evaluation.report.markdown import jsonable
 
     state = load_checkpoint(checkpoint)
     try:
@@ -213,8 +213,8 @@ def half_precision_error(state: Mapping[str, Any], images: Sequence[Image.Image]
     >>> half_precision_error(load_checkpoint("runs/r18/best.pt"), faces)["max_probability_difference"]  # doctest: +SKIP
     0.0007
     """
-    from faceattr.align import CELEBA_CROP
-    from faceattr.transforms import eval_transform
+    from faceattr.inference.align import CELEBA_CROP
+    from faceattr.data.transforms import eval_transform
 
     transform = eval_transform(int(state["config"]["data"]["image_size"]), CELEBA_CROP)
     batch = torch.stack([transform(image) for image in images])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from faceattr.data.labelfiles import BadRows, list_images, read_attribute_file, read_pairs, require_file
+from faceattr.data.readers.labelfiles import BadRows, list_images, read_attribute_file, read_pairs, require_file
 from faceattr.data.records import FaceRecord, ReadResult
 from faceattr.errors import DatasetError
 
@@ -101,7 +101,7 @@ def read_celeba(root: str | Path, images: str | None = None, on_bad_row: str = "
         DatasetError: On missing files, a bad header, or a bad row in ``error`` mode.
 
     >>> import tempfile
-    >>> from faceattr.data.fixtures import make_celeba
+    >>> from faceattr.synthetic.fixtures import make_celeba
     >>> root = make_celeba(tempfile.mkdtemp(), identities=3, images_per_identity=2)
     >>> result = read_celeba(root)
     >>> len(result.records), result.records[0].source

@@ -1,0 +1,1 @@
+"""Readers of each dataset's official label files into FaceRecords."""

@@ -1,0 +1,1 @@
+"""Metrics, thresholds, calibration, evaluation summaries and reports."""

@@ -1,0 +1,1 @@
+"""Per-attribute reports of an evaluation: Markdown, CSV, JSON and plots."""

@@ -1,0 +1,1 @@
+"""Photo to results: image reading, face detection, alignment, prediction, video, drawing."""

@@ -1,0 +1,207 @@
+"""Warps a face onto CelebA's aligned-crop template from its 5 landmarks (pure, no I/O).
+
+The models are trained on CelebA's official aligned crops (178x218), cut to the square
+:data:`CELEBA_CROP` and resized. A face in any other photo is made to look exactly like such
+a crop by the least-squares similarity transform (rotation, uniform scale, translation) that
+takes its 5 landmarks (MTCNN order: image-left eye, image-right eye, nose, mouth image-left
+corner, mouth image-right corner) onto :data:`CELEBA_TEMPLATE`, the median position of the
+same landmarks in CelebA's own crops (fitted on eyes and mouth: see :data:`FIT_POINTS`).
+
+Coordinates are in pixels with pixel ``i`` centred at ``i`` (OpenCV's convention); resizing
+maps ``x`` to ``(x + 0.5) * scale - 0.5``.
+
+>>> image = np.zeros((120, 100, 3), np.uint8)
+>>> align_face(image, CELEBA_TEMPLATE * 0.5).shape
+(218, 178, 3)
+>>> align_crop(image, CELEBA_TEMPLATE * 0.5, 64).shape
+(64, 64, 3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from faceattr.errors import AlignmentError
+
+#: ``(width, height)`` of CelebA's official aligned crops (img_align_celeba).
+CELEBA_SIZE: tuple[int, int] = (178, 218)
+
+#: The 5 landmarks of CelebA's aligned crops, in 178x218 crop pixels (x, y), MTCNN order.
+#: Median of facenet-pytorch MTCNN's landmarks on the first 500 images of img_align_celeba (a face
+#: found in all), measured with ``python tools/measure_alignment.py ../shared/data/celeba --derive``.
+CELEBA_TEMPLATE: np.ndarray = np.array([
+    [70.12, 112.37],
+    [109.18, 112.37],
+    [89.22, 136.94],
+    [72.46, 153.41],
+    [106.38, 153.22],
+])
+
+#: The landmarks the transform is fitted to: eyes and mouth corners, not the nose. In
+#: CelebA's crops the nose tip moves with head yaw (MTCNN spread 6.1 px in x vs 1.6-3.3 px for
+#: the others) while the eye and mouth centres stay put (about 1 px), so fitting the nose
+#: pulls faces away from CelebA's framing: on the 90 img_celeba photos with a full-size
+#: official crop, 4 points give mean NCC 0.871 and median landmark error 2.22 px, 5 points
+#: 0.851 and 2.65 px (tools/measure_alignment.py).
+FIT_POINTS: tuple[int, ...] = (0, 1, 3, 4)
+
+#: The square the training configs cut from an aligned crop (fractions left, top, right,
+#: bottom; x 9-168, y 36-195 of 178x218), as in ``configs/base_shared_data.yaml``.
+CELEBA_CROP: tuple[float, float, float, float] = (0.051, 0.1665, 0.942, 0.894)
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The least-squares similarity transform taking points ``src`` onto ``dst`` (Umeyama).
+
+    Closed form (Umeyama 1991, without reflection): deterministic and exact when the
+    points are related by a similarity, unlike a robust estimator that may drop points.
+
+    Args:
+        src: ``(N, 2)`` points ``(x, y)``, N >= 2, not all equal.
+        dst: ``(N, 2)`` points they should map onto.
+
+    Returns:
+        The ``(2, 3)`` float64 matrix ``M`` with ``dst ~ M @ [x, y, 1]``, for ``cv2.warpAffine``.
+
+    Raises:
+        AlignmentError: If the shapes differ, are not ``(N, 2)`` with N >= 2, hold non-finite
+            values, or ``src`` is a single repeated point.
+
+    >>> square = np.array([[0, 0], [1, 0], [0, 1]])
+    >>> similarity_transform(square, 2 * square + 5).round(6).tolist()
+    [[2.0, 0.0, 5.0], [0.0, 2.0, 5.0]]
+    """
+    src, dst = _points(src, "src", None), _points(dst, "dst", len(src))
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    src_centred, dst_centred = src - src_mean, dst - dst_mean
+    src_variance = (src_centred**2).sum() / len(src)
+    if src_variance < 1e-12:
+        raise AlignmentError("src: the points are all the same; no transform fits them")
+    u, sigma, vt = np.linalg.svd(dst_centred.T @ src_centred / len(src))
+    # Forbid a reflection: a mirrored face is not the same face.
+    sign = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
+    rotation = u @ sign @ vt
+    scale = np.trace(np.diag(sigma) @ sign) / src_variance
+    translation = dst_mean - scale * rotation @ src_mean
+    return np.hstack([scale * rotation, translation[:, None]])
+
+
+def template(size: tuple[int, int] = CELEBA_SIZE) -> np.ndarray:
+    """:data:`CELEBA_TEMPLATE` for an aligned crop of ``size`` ``(width, height)`` pixels.
+
+    >>> template((89, 109))[0].tolist()
+    [34.81, 55.935]
+    """
+    scale = np.array(size, dtype=np.float64) / np.array(CELEBA_SIZE)
+    return (CELEBA_TEMPLATE + 0.5) * scale - 0.5
+
+
+def align_face(image: np.ndarray, landmarks: np.ndarray, size: tuple[int, int] = CELEBA_SIZE) -> np.ndarray:
+    """Warps the face with ``landmarks`` onto CelebA's template, like an official aligned crop.
+
+    The transform is fitted on the eyes and mouth corners (:data:`FIT_POINTS`). The
+    training crop fractions (:data:`CELEBA_CROP`) apply to the result unchanged.
+    Pixels from outside ``image`` repeat its border, as CelebA's own crops do.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB image.
+        landmarks: ``(5, 2)`` landmarks ``(x, y)`` in ``image`` pixels, MTCNN order.
+        size: ``(width, height)`` of the result; the template is scaled to it.
+
+    Returns:
+        The ``(height, width, 3)`` uint8 RGB aligned crop.
+
+    Raises:
+        AlignmentError: If ``image`` is not ``(H, W, 3)`` uint8 or ``landmarks`` not ``(5, 2)``.
+
+    >>> align_face(np.zeros((50, 40, 3), np.uint8), CELEBA_TEMPLATE / 4, (89, 109)).shape
+    (109, 89, 3)
+    """
+    return _warp(image, _fit(landmarks, template(size)), size)
+
+
+def align_crop(image: np.ndarray, landmarks: np.ndarray, image_size: int,
+               crop: Sequence[float] = CELEBA_CROP) -> np.ndarray:
+    """The model's square input: ``crop`` of :func:`align_face`'s result at ``image_size`` px.
+
+    One warp does both (the crop and resize are composed into the transform), so the
+    result is sharper and faster than cutting and resizing :func:`align_face`'s output, and
+    matches it within interpolation error. The crop box is rounded to whole pixels of the
+    178x218 frame exactly as the training transform rounds it.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB image.
+        landmarks: ``(5, 2)`` landmarks ``(x, y)`` in ``image`` pixels, MTCNN order.
+        image_size: Side of the square result in pixels.
+        crop: Fractions ``[left, top, right, bottom]`` of the aligned crop, as in a source's
+            ``crop`` config key.
+
+    Returns:
+        The ``(image_size, image_size, 3)`` uint8 RGB model input.
+
+    Raises:
+        AlignmentError: If ``image`` or ``landmarks`` has the wrong shape or type.
+        ConfigError: If ``crop`` is not four ordered fractions.
+
+    >>> align_crop(np.zeros((50, 40, 3), np.uint8), CELEBA_TEMPLATE / 4, 32).shape
+    (32, 32, 3)
+    """
+    # Imported here: faceattr.data.transforms brings torch, and alignment alone should not.
+    from faceattr.data.transforms import crop_box
+
+    left, top, right, bottom = crop_box(CELEBA_SIZE, crop)
+    scale_x, scale_y = image_size / (right - left), image_size / (bottom - top)
+    # Aligned-frame pixels -> output pixels: cut the box, then resize it (pixel-centre convention).
+    cut_and_resize = np.array([[scale_x, 0.0, (0.5 - left) * scale_x - 0.5],
+                               [0.0, scale_y, (0.5 - top) * scale_y - 0.5],
+                               [0.0, 0.0, 1.0]])
+    matrix = cut_and_resize @ np.vstack([_fit(landmarks, CELEBA_TEMPLATE), [0.0, 0.0, 1.0]])
+    return _warp(image, matrix[:2], (image_size, image_size))
+
+
+def _points(points: np.ndarray, name: str, count: int | None) -> np.ndarray:
+    """``points`` as a finite ``(N, 2)`` float64 array, N >= 2 (or ``count``), or AlignmentError."""
+    array = np.asarray(points, dtype=np.float64)
+    expected = "(N, 2) with N >= 2" if count is None else f"({count}, 2)"
+    if array.ndim != 2 or array.shape[1] != 2 or len(array) < 2 or count not in (None, len(array)):
+        raise AlignmentError(f"{name}: expected points of shape {expected}, got {array.shape}")
+    if not np.isfinite(array).all():
+        raise AlignmentError(f"{name}: the points must be finite, got {array.tolist()}")
+    return array
+
+
+def _fit(landmarks: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The ``(2, 3)`` similarity taking ``(5, 2)`` ``landmarks`` onto ``target`` at :data:`FIT_POINTS`."""
+    if np.shape(landmarks) != (5, 2):
+        raise AlignmentError(f"landmarks: expected shape (5, 2) (x, y of eyes, nose, mouth corners), "
+                             f"got {np.shape(landmarks)}")
+    points = list(FIT_POINTS)
+    return similarity_transform(_points(landmarks, "landmarks", 5)[points], target[points])
+
+
+def _warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` warped by the ``(2, 3)`` ``matrix`` into ``size`` ``(width, height)`` pixels.
+
+    Bilinear warping samples only 4 source pixels per output pixel, so a face shrunk by more
+    than 2x would alias (moire on hair, jagged edges): the image is first shrunk by the whole
+    factor that leaves a scale of at least 0.5, averaging blocks of pixels, as PIL's
+    ``reducing_gap`` does in the training transform.
+    """
+    import cv2
+
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+            and image.shape[2] == 3):
+        raise AlignmentError(f"image: expected an (H, W, 3) uint8 RGB array, got "
+                             f"{getattr(image, 'shape', type(image).__name__)} "
+                             f"{getattr(image, 'dtype', '')}".rstrip())
+    factor = min(int(1.0 / np.sqrt(abs(np.linalg.det(matrix[:, :2])))), *image.shape[:2])
+    if factor > 1:
+        height, width = image.shape[0] // factor, image.shape[1] // factor
+        image = cv2.resize(image[: height * factor, : width * factor], (width, height),
+                           interpolation=cv2.INTER_AREA)
+        # Shrunk pixel x covers original pixels f*x .. f*x + f - 1, centred at f*x + (f - 1) / 2.
+        offset = (factor - 1) / 2
+        matrix = matrix @ np.array([[factor, 0.0, offset], [0.0, factor, offset], [0.0, 0.0, 1.0]])
+    return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

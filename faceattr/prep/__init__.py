@@ -1,0 +1,1 @@
+"""Folders of photos to training data: alignment of whole folders."""

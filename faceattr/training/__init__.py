@@ -1,0 +1,1 @@
+"""The training loop and what drives it: losses, engine, export, sweeps."""
