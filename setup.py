@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 here = Path(__file__).parent
 version = {}
@@ -16,10 +16,13 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=find_packages(include=["faceattr", "faceattr.*"]),
-    include_package_data=True,
-    # The default model (tools/export_model.py): weights and their description with the checksum.
-    package_data={"faceattr": ["weights/*.safetensors", "weights/*.json"]},
+    # Namespace discovery so that data folders (faceattr/weights) are packages whose files ship.
+    packages=find_namespace_packages(include=["faceattr", "faceattr.*"], exclude=["*.__pycache__"]),
+    package_data={
+        "faceattr": ["py.typed"],  # PEP 561: the package's annotations are for type checkers
+        # The default model (tools/export_model.py): weights and their description with the checksum.
+        "faceattr.weights": ["*.safetensors", "*.json"],
+    },
     install_requires=[
         "torch>=2.3",
         "torchvision>=0.18",
@@ -37,7 +40,7 @@ setup(
         "Pillow>=10.0",
     ],
     extras_require={
-        "dev": ["pytest>=8.0", "pytest-timeout>=2.2"],
+        "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0"],
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],
         "demo": ["opencv-python>=4.8,<5"],
     },
