@@ -352,8 +352,10 @@ def pack(config: DataConfig, out: str | Path, image_format: str = "webp", qualit
 def summary_lines(summaries: list[SourceSummary], out: str | Path) -> list[str]:
     """What :func:`pack` did, one line per source and a total, as tools/pack_dataset.py prints it.
 
-    >>> summary_lines([SourceSummary("s0_csv_team", rows=5, written=3, kept=2, bytes=4000)], "packed")
-    ['s0_csv_team: 5 faces (3 written, 2 already there), 0.00 MB', 'total: 5 faces, 3 written, 0.00 MB; sources: packed/sources.yaml']
+    >>> for line in summary_lines([SourceSummary("s0_csv_team", rows=5, written=3, kept=2, bytes=4000)], "packed"):
+    ...     print(line)
+    s0_csv_team: 5 faces (3 written, 2 already there), 0.00 MB
+    total: 5 faces, 3 written, 0.00 MB; sources: packed/sources.yaml
     """
     lines = []
     for summary in summaries:
