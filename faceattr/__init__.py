@@ -17,7 +17,7 @@ __all__ = ["ATTRIBUTES", "FaceResult", "ImageResult", "Predictor", "__version__"
 
 #: Exports imported on first use, so that ``import faceattr`` does not import torch.
 _LAZY = {"predict": "faceattr.inference.predictor", "load_model": "faceattr.inference.predictor", "Predictor": "faceattr.inference.predictor",
-         "FaceResult": "faceattr.inference.predictor", "ImageResult": "faceattr.inference.predictor"}
+         "FaceResult": "faceattr.inference.results", "ImageResult": "faceattr.inference.results"}
 
 
 def __getattr__(name: str) -> Any:

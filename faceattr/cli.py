@@ -20,7 +20,8 @@ from typing import IO, Any
 
 from faceattr.attributes import ATTRIBUTES
 from faceattr.errors import FaceAttrError
-from faceattr.image import IMAGE_EXTENSIONS, read_image
+from faceattr.image import IMAGE_EXTENSIONS, find_images, read_image
+from faceattr.inference.results import FaceResult, ImageResult, ranked_attributes
 from faceattr.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -37,34 +38,6 @@ EXIT_CODES = f"""exit status:
 
 #: CSV columns before the 40 attribute probabilities.
 CSV_HEADER: tuple[str, ...] = ("path", "face", "x1", "y1", "x2", "y2", "score", "beauty")
-
-
-def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
-    """Expands the command line's paths into image files.
-
-    A file is taken whatever its extension (the user named it); a folder contributes the files
-    inside it, recursively and sorted, whose extension is in :data:`IMAGE_EXTENSIONS`
-    (case-insensitive).
-
-    Args:
-        paths: Files and folders.
-
-    Returns:
-        The image files, in command-line order, and one message per path that does not exist.
-
-    >>> find_images(["no/such/photo.jpg"])
-    ([], ['no/such/photo.jpg: no such file or folder'])
-    """
-    images: list[Path] = []
-    missing: list[str] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            images.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()))
-        elif path.is_file():
-            images.append(path)
-        else:
-            missing.append(f"{path}: no such file or folder")
-    return images, missing
 
 
 def load_predictor(checkpoint: str | Path | None, device: str, batch_size: int) -> Any:
@@ -141,20 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _ranked(face: Any) -> list[str]:
-    """A face's present attributes, most probable first."""
-    return sorted(face.attributes, key=lambda name: -face.probabilities.get(name, 0.0))
-
-
-def format_result(result: Any) -> list[str]:
+def format_result(result: ImageResult) -> list[str]:
     """The default text lines of one image: one per face, or one ``no face`` line.
 
-    >>> from types import SimpleNamespace
-    >>> face = SimpleNamespace(box=(10.4, 20.0, 50.0, 70.6), beauty=3.123, attributes=("Male",),
-    ...                        probabilities={"Male": 0.9})
-    >>> format_result(SimpleNamespace(source="a.jpg", faces=[face]))
+    >>> face = FaceResult((10.4, 20.0, 50.0, 70.6), 0.99, None, {"Male": 0.9}, ("Male",), 3.123)
+    >>> format_result(ImageResult("a.jpg", [face]))
     ['a.jpg  face 1  box (10,20,50,71)  beauty 3.12  Male']
-    >>> format_result(SimpleNamespace(source="b.jpg", faces=[]))
+    >>> format_result(ImageResult("b.jpg", []))
     ['b.jpg  no face']
     """
     if not result.faces:
@@ -162,12 +128,12 @@ def format_result(result: Any) -> list[str]:
     lines = []
     for number, face in enumerate(result.faces, start=1):
         box = ",".join(str(round(float(v))) for v in face.box)
-        attributes = ", ".join(_ranked(face)) or "-"
+        attributes = ", ".join(ranked_attributes(face)) or "-"
         lines.append(f"{result.source}  face {number}  box ({box})  beauty {face.beauty:.2f}  {attributes}")
     return lines
 
 
-def csv_rows(result: Any) -> list[list[str]]:
+def csv_rows(result: ImageResult) -> list[list[str]]:
     """One CSV row per face of ``result``, in the columns of :data:`CSV_HEADER` then :data:`ATTRIBUTES`."""
     rows = []
     for number, face in enumerate(result.faces, start=1):
@@ -201,7 +167,7 @@ class _AnnotatedWriter:
         self.used.add(target)
         return target
 
-    def write(self, result: Any) -> None:
+    def write(self, result: ImageResult) -> None:
         """Draws ``result``'s faces on its photo and saves it."""
         from PIL import Image
 

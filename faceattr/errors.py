@@ -46,3 +46,7 @@ class EvaluationError(FaceAttrError, ValueError):
 
 class AlignmentError(FaceAttrError, ValueError):
     """Landmarks or an image that alignment cannot use; the message names the input."""
+
+
+class DetectorError(FaceAttrError, RuntimeError):
+    """A face detector cannot be set up: its library or model file (an OpenCV cascade) is missing."""

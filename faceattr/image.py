@@ -3,7 +3,9 @@
 Used by training (:func:`load_image`) and prediction (:func:`read_image`, :func:`read_reduced`)
 alike, so that both see the same pixels: EXIF orientation applied, every PIL mode converted
 to 8-bit RGB, transparency shown over white, corrupt files and decompression bombs refused
-with an :class:`~faceattr.errors.ImageError` naming the input.
+with an :class:`~faceattr.errors.ImageError` naming the input. Also the small helpers
+around them: the one RGB-array check (:func:`check_rgb`), the pixel box of a fractional
+crop (:func:`crop_box`) and the expansion of paths into image files (:func:`find_images`).
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
-from faceattr.errors import ImageError
+from faceattr.errors import ConfigError, ImageError
 
 #: The file extensions taken as images when a folder is searched (any case).
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
@@ -95,14 +98,77 @@ def open_image(file: str | Path | io.BytesIO, name: str, min_side: int | None = 
             raise ImageError(f"{name}: cannot read image: {error}") from error
 
 
+def crop_box(size: tuple[int, int], crop: Sequence[float] | None) -> tuple[int, int, int, int]:
+    """The pixel box that the fractional crop ``[left, top, right, bottom]`` cuts from an image.
+
+    Args:
+        size: ``(width, height)`` of the image, as PIL's ``Image.size`` gives it.
+        crop: Fractions of the width (left, right) and height (top, bottom), or ``None``
+            for the whole image.
+
+    Returns:
+        ``(left, top, right, bottom)`` in pixels, for ``Image.crop``; at least one pixel wide
+        and high.
+
+    Raises:
+        ConfigError: If ``crop`` is not four fractions with left < right and top < bottom.
+
+    >>> crop_box((178, 218), [0.0, 0.1, 1.0, 0.9])
+    (0, 22, 178, 196)
+    >>> crop_box((64, 64), None)
+    (0, 0, 64, 64)
+    """
+    width, height = size
+    if crop is None:
+        return 0, 0, width, height
+    if not (len(crop) == 4 and 0 <= crop[0] < crop[2] <= 1 and 0 <= crop[1] < crop[3] <= 1):
+        raise ConfigError(f"crop: expected [left, top, right, bottom] fractions with left < right "
+                          f"and top < bottom, got {list(crop)}")
+    left, right = round(crop[0] * width), round(crop[2] * width)
+    top, bottom = round(crop[1] * height), round(crop[3] * height)
+    # A thin crop of a tiny image can round to zero pixels; keep at least one.
+    return left, top, max(right, left + 1), max(bottom, top + 1)
+
+
+def check_rgb(image: Any, name: str = "image", error: type[Exception] = ValueError) -> np.ndarray:
+    """Checks that ``image`` is an RGB uint8 numpy array ``(H, W, 3)`` with H, W > 0.
+
+    The one check of every function that takes a decoded image (detection, alignment,
+    annotation, video frames, :func:`read_image` on arrays).
+
+    Args:
+        image: The value to check.
+        name: How the error message names it (``"images[2]"`` in a batch).
+        error: The exception class raised, so that each caller keeps its own
+            (:class:`~faceattr.errors.AlignmentError`, :class:`~faceattr.errors.ImageError`).
+
+    Returns:
+        ``image`` itself.
+
+    Raises:
+        ValueError: (or ``error``) If it is not a numpy array, not uint8 or not ``(H, W, 3)``.
+
+    >>> check_rgb(np.zeros((4, 4, 3), np.uint8)).shape
+    (4, 4, 3)
+    >>> check_rgb(np.zeros((4, 4), np.uint8), "frame")
+    Traceback (most recent call last):
+    ...
+    ValueError: frame: expected shape (H, W, 3) (RGB), got (4, 4)
+    """
+    if not isinstance(image, np.ndarray):
+        raise error(f"{name}: expected an RGB uint8 numpy array (H, W, 3), got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise error(f"{name}: expected dtype uint8 (RGB 0-255), got {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        raise error(f"{name}: expected shape (H, W, 3) (RGB), got {image.shape}")
+    return image
+
+
 def _from_array(array: np.ndarray) -> np.ndarray:
     """An RGB ``(H, W, 3)`` or grayscale ``(H, W)`` uint8 array as contiguous RGB."""
-    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3) \
-            or 0 in array.shape:
-        raise ImageError(f"<array>: expected an RGB uint8 array (H, W, 3) or grayscale (H, W), "
-                         f"got {array.dtype} {array.shape}")
-    if array.ndim == 2:
+    if array.ndim == 2 and array.dtype == np.uint8:
         array = np.repeat(array[:, :, None], 3, axis=2)
+    check_rgb(array, "<array>", ImageError)
     # Contiguous: a BGR->RGB view (frame[..., ::-1]) has negative strides, which cv2 and torch refuse.
     return np.ascontiguousarray(array)
 
@@ -209,3 +275,31 @@ def load_image(path: str | Path) -> Image.Image:
     ('RGB', (5, 4), (128, 128, 128))
     """
     return open_image(path, str(path))[0]
+
+
+def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
+    """Expands the command line's paths into image files.
+
+    A file is taken whatever its extension (the user named it); a folder contributes the files
+    inside it, recursively and sorted, whose extension is in :data:`IMAGE_EXTENSIONS`
+    (case-insensitive).
+
+    Args:
+        paths: Files and folders.
+
+    Returns:
+        The image files, in command-line order, and one message per path that does not exist.
+
+    >>> find_images(["no/such/photo.jpg"])
+    ([], ['no/such/photo.jpg: no such file or folder'])
+    """
+    images: list[Path] = []
+    missing: list[str] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            images.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()))
+        elif path.is_file():
+            images.append(path)
+        else:
+            missing.append(f"{path}: no such file or folder")
+    return images, missing

@@ -1,10 +1,13 @@
-"""Where a run executes: device choice, mixed precision, and the DDP process group of torchrun."""
+"""Where a run executes: device choice, mixed precision, the DDP process group of torchrun, worker pools."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
+import multiprocessing.pool
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,3 +136,35 @@ def share_buffers_from_main(model: torch.nn.Module, world: World) -> None:
         return
     for tensor in [*model.parameters(), *model.buffers()]:
         dist.broadcast(tensor.data, src=0)
+
+
+def spawn_pool(processes: int, initializer: Callable[..., None] | None = None,
+               initargs: tuple[Any, ...] = ()) -> multiprocessing.pool.Pool:
+    """A pool of ``processes`` spawned workers, each running torch on one thread.
+
+    Spawned, not forked: forking a process whose torch thread pool has started can deadlock.
+    One torch thread each, as the processes are the parallelism: more would only make the
+    workers' OpenMP threads wait on each other for the same cores.
+
+    Args:
+        processes: How many worker processes.
+        initializer: Called in each worker after the thread setting, with ``initargs``
+            (a module-level function, as spawned workers import it).
+        initargs: Its arguments (picklable).
+
+    Returns:
+        The pool; use it as a context manager so that it is closed.
+
+    >>> with spawn_pool(1) as pool:  # doctest: +SKIP
+    ...     pool.map(abs, [-1, 2])
+    [1, 2]
+    """
+    return multiprocessing.get_context("spawn").Pool(processes, initializer=_start_worker,
+                                                     initargs=(initializer, initargs))
+
+
+def _start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+    """Pool initializer of :func:`spawn_pool`: one torch thread, then the caller's own initializer."""
+    torch.set_num_threads(1)
+    if initializer is not None:
+        initializer(*initargs)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,12 +22,9 @@ from faceattr.synthetic.fixtures import make_celeba
 from faceattr.data.sources import read_source
 from faceattr.inference.detect import FaceDetector
 from faceattr.errors import DatasetError
-from faceattr.data.transforms import crop_box
+from faceattr.image import crop_box
+from faceattr.prep import alignment_check
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
-import align_dataset  # noqa: E402
-import measure_alignment  # noqa: E402
 
 #: Real photos (in ../shared/data/faces) and where each goes in the input folder: a subfolder,
 #: a PNG with transparency, a photo of two people, a small photo.
@@ -191,16 +190,23 @@ def test_output_folder_equal_to_the_input_folder_is_refused(tmp_path: Path) -> N
         align_folder(tmp_path, tmp_path)
 
 
-def test_tool_exits_0_when_done_and_prints_the_counts(faceless, tmp_path: Path, capsys) -> None:
+def align_dataset(*args: object) -> subprocess.CompletedProcess:
+    """Runs ``python tools/align_dataset.py ARGS`` with this checkout's faceattr."""
+    repo = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, str(repo / "tools" / "align_dataset.py"), *map(str, args)],
+                          capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(repo)}, timeout=600)
+
+
+def test_tool_exits_0_when_done_and_prints_the_counts(faceless, tmp_path: Path) -> None:
     input_dir, _, _ = faceless
-    assert align_dataset.main([str(input_dir), str(tmp_path / "out"), "--workers", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "aligned 0, no face 2, unreadable 3" in out and str(tmp_path / "out" / MANIFEST) in out
+    result = align_dataset(input_dir, tmp_path / "out", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert "aligned 0, no face 2, unreadable 3" in result.stdout and str(tmp_path / "out" / MANIFEST) in result.stdout
 
 
-def test_tool_exits_2_naming_a_missing_input_folder(tmp_path: Path, capsys) -> None:
-    assert align_dataset.main([str(tmp_path / "nowhere"), str(tmp_path / "out"), "--workers", "1"]) == 2
-    assert f"{tmp_path / 'nowhere'}: input folder not found" in capsys.readouterr().err
+def test_tool_exits_2_naming_a_missing_input_folder(tmp_path: Path) -> None:
+    result = align_dataset(tmp_path / "nowhere", tmp_path / "out", "--workers", "1")
+    assert result.returncode == 2 and f"{tmp_path / 'nowhere'}: input folder not found" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -308,9 +314,9 @@ def test_aligned_celeba_photos_train_with_their_labels_and_match_the_official_cr
         assert (record.split, record.group) == (expected.split, expected.group)
         assert np.array_equal(record.attributes, expected.attributes)
     left, top, right, bottom = crop_box((178, 218), CELEBA_CROP)
-    crops = [[measure_alignment.grayscale(measure_alignment.read_rgb(folder / name))[top:bottom, left:right]
+    crops = [[alignment_check.grayscale(alignment_check.read_rgb(folder / name))[top:bottom, left:right]
               for name in names] for folder in (tmp_path / "aligned" / "img_celeba", root / "img_align_celeba")]
-    correlations = np.array([[measure_alignment.ncc(mine, theirs) for theirs in crops[1]] for mine in crops[0]])
+    correlations = np.array([[alignment_check.ncc(mine, theirs) for theirs in crops[1]] for mine in crops[0]])
     # Measured over all 90 such photos: mean NCC 0.88, 12 of 90 below 0.8; unrelated faces reach 0.64.
     assert correlations.diagonal().mean() > 0.8
     assert list(correlations.argmax(axis=1)) == list(range(len(names)))

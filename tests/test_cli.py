@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,38 +14,9 @@ from faceattr import cli
 from faceattr.inference.annotate import annotate, face_labels
 from faceattr.attributes import ATTRIBUTES
 from faceattr.errors import CheckpointError
+from faceattr.inference.results import FaceResult, ImageResult
 
 TWO_PEOPLE = "faces/face_recognition/examples/two_people.jpg"
-
-
-@dataclass(frozen=True)
-class FakeFace:
-    """Stands in for faceattr.inference.predictor.FaceResult."""
-
-    box: tuple[float, float, float, float]
-    score: float
-    landmarks: list[list[float]] | None
-    probabilities: dict[str, float]
-    attributes: tuple[str, ...]
-    beauty: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class FakeResult:
-    """Stands in for faceattr.inference.predictor.ImageResult."""
-
-    source: str
-    faces: list[FakeFace] = field(default_factory=list)
-    error: str | None = None
-    width: int = 0
-    height: int = 0
-
-    def to_dict(self) -> dict:
-        return {"source": self.source, "faces": [face.to_dict() for face in self.faces], "error": self.error,
-                "width": self.width, "height": self.height}
 
 
 class FakePredictor:
@@ -57,7 +27,7 @@ class FakePredictor:
         self.batches: list[int] = []
         self.aligned: list[bool] = []
 
-    def predict_many(self, images: list[str], aligned: bool = False) -> list[FakeResult]:
+    def predict_many(self, images: list[str], aligned: bool = False) -> list[ImageResult]:
         self.batches.append(len(images))
         self.aligned.append(aligned)
         results = []
@@ -65,13 +35,13 @@ class FakePredictor:
             try:
                 width, height = Image.open(source).size
             except OSError as error:
-                results.append(FakeResult(source, error=f"cannot decode ({error.__class__.__name__})"))
+                results.append(ImageResult(source, error=f"cannot decode ({error.__class__.__name__})"))
                 continue
             probabilities = {name: 0.1 for name in ATTRIBUTES} | {"Male": 0.7, "Smiling": 0.9}
-            face = FakeFace((width / 4, height / 4, 3 * width / 4, 3 * height / 4), 0.99,
-                            [[width / 2, height / 2]] * 5, probabilities, ("Male", "Smiling"), 3.456)
+            face = FaceResult((width / 4, height / 4, 3 * width / 4, 3 * height / 4), 0.99,
+                              ((width / 2, height / 2),) * 5, probabilities, ("Male", "Smiling"), 3.456)
             faces = [] if Path(source).name.startswith("blank") else [face]
-            results.append(FakeResult(source, faces, None, width, height))
+            results.append(ImageResult(source, faces, None, width, height))
         return results
 
 
@@ -234,7 +204,7 @@ def test_help_documents_exit_codes_and_version_prints(capsys) -> None:
 
 
 def test_face_labels_show_beauty_then_top_attributes_by_probability() -> None:
-    face = FakeFace((0, 0, 1, 1), 1.0, None, {"Male": 0.6, "Smiling": 0.9, "Young": 0.7},
+    face = FaceResult((0, 0, 1, 1), 1.0, None, {"Male": 0.6, "Smiling": 0.9, "Young": 0.7},
                     ("Male", "Smiling", "Young"), 2.5)
     assert face_labels(face, top=2) == ["beauty 2.50", "Smiling", "Young"]
     assert face_labels(face, top=0) == ["beauty 2.50"]
@@ -244,8 +214,8 @@ def test_face_labels_show_beauty_then_top_attributes_by_probability() -> None:
 def test_annotate_draws_on_a_copy_inside_the_photo_at_any_size(size) -> None:
     height, width = size
     image = np.full((height, width, 3), 128, np.uint8)
-    face = FakeFace((width * 0.3, height * 0.3, width * 0.7, height * 0.7), 0.9, [[width / 2, height / 2]] * 5,
-                    {"Smiling": 0.9}, ("Smiling",), 3.0)
+    face = FaceResult((width * 0.3, height * 0.3, width * 0.7, height * 0.7), 0.9, ((width / 2, height / 2),) * 5,
+                      {"Smiling": 0.9}, ("Smiling",), 3.0)
     drawn = annotate(image, [face])
     assert drawn.shape == image.shape and (image == 128).all()
     # The text is dark: its rows span at least 8 pixels, and 1.5% of a large photo's height.
@@ -258,7 +228,7 @@ def test_annotate_colours_faces_by_id_and_heads_their_labels_with_it() -> None:
     from faceattr.inference.annotate import PALETTE
 
     image = np.full((200, 200, 3), 128, np.uint8)
-    face = FakeFace((40, 40, 120, 120), 0.9, None, {}, (), 3.0)
+    face = FaceResult((40, 40, 120, 120), 0.9, None, {}, (), 3.0)
     plain, tracked = annotate(image, [face]), annotate(image, [face], ids=[4])
     nearest = lambda pixel: int(np.argmin(np.abs(np.array(PALETTE) - pixel.astype(int)).sum(axis=1)))
     assert nearest(plain[40, 80]) == 0 and nearest(tracked[40, 80]) == 4  # the box's top edge

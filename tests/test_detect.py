@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from faceattr.inference.detect import Detection, FaceDetector
-from faceattr.errors import CheckpointError
+from faceattr.errors import DetectorError
 
 MULTIFACE = "faces/facenet-pytorch/data/multiface.jpg"
 TWO_PEOPLE = "faces/face_recognition/examples/two_people.jpg"
@@ -174,5 +174,5 @@ def test_haar_finds_the_face_boxes_only(shared_data: Path) -> None:
 
 def test_haar_without_cascades_says_how_to_get_them(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(cv2, "CascadeClassifier", raising=False)  # as in OpenCV 5
-    with pytest.raises(CheckpointError, match="opencv-python-headless<5"):
+    with pytest.raises(DetectorError, match="opencv-python-headless<5"):
         FaceDetector("haar").detect(np.zeros((32, 32, 3), np.uint8))

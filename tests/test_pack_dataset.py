@@ -1,7 +1,6 @@
-"""tools/pack_dataset.py on generated data: the packed CSVs train and validate as the original config does."""
+"""faceattr.data.pack on generated data: the packed CSVs train and validate as the original config does."""
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +14,9 @@ from faceattr.data.loader import build_data
 from faceattr.data.records import FaceRecord
 from faceattr.data.sources import read_source
 from faceattr.image import load_image
+from faceattr.data.pack import pack, summary_lines
 from faceattr.data.transforms import CropResize
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
-import pack_dataset  # noqa: E402
+from faceattr.errors import ConfigError, DatasetError, ImageError
 
 SIZE = 32
 NAMES = ["s0_celeba_celeba", "s1_celebahq_hq", "s2_scut_scut", "s3_csv_team", "s4_csv_wild"]
@@ -58,7 +55,7 @@ data:
 def webp(config_file) -> Path:
     """The config packed as WebP (quality 85) by two worker processes."""
     out = config_file.parent / "webp"
-    assert pack_dataset.main([str(config_file), str(out), "--workers", "2"]) == 0
+    pack(load_config(config_file).data, out, workers=2)
     return out
 
 
@@ -66,7 +63,7 @@ def webp(config_file) -> Path:
 def png(config_file) -> Path:
     """The config packed as lossless PNG in this process."""
     out = config_file.parent / "png"
-    assert pack_dataset.main([str(config_file), str(out), "--format", "png", "--workers", "1"]) == 0
+    pack(load_config(config_file).data, out, "png", workers=1)
     return out
 
 
@@ -149,37 +146,41 @@ def test_png_images_are_the_evaluation_crops_exactly(config_file, png):
     assert set(pixel_differences(config_file, png)) == {0.0}
 
 
-def test_a_rerun_writes_no_image_and_overwrite_writes_them_all(config_file, png, capsys):
-    capsys.readouterr()
+def test_a_rerun_writes_no_image_and_overwrite_writes_them_all(config_file, png):
     times = {path: path.stat().st_mtime_ns for path in png.rglob("*.png")}
-    assert pack_dataset.main([str(config_file), str(png), "--format", "png", "--workers", "1"]) == 0
-    assert f"total: {len(times)} faces, 0 written" in capsys.readouterr().out
+    summaries = pack(load_config(config_file).data, png, "png", workers=1)
+    assert sum(s.rows for s in summaries) == sum(s.kept for s in summaries) == len(times)
+    assert sum(s.written for s in summaries) == 0
     assert {path: path.stat().st_mtime_ns for path in png.rglob("*.png")} == times
-    assert pack_dataset.main([str(config_file), str(png), "--format", "png", "--workers", "1", "--overwrite"]) == 0
-    assert f"total: {len(times)} faces, {len(times)} written" in capsys.readouterr().out
+    summaries = pack(load_config(config_file).data, png, "png", workers=1, overwrite=True)
+    assert sum(s.written for s in summaries) == len(times) and sum(s.kept for s in summaries) == 0
 
 
-def test_a_pack_made_with_other_settings_or_a_foreign_folder_is_refused(config_file, webp, tmp_path, capsys):
-    assert pack_dataset.main([str(config_file), str(webp), "--quality", "75"]) == 2
-    assert "packed with other settings (quality): pass --overwrite" in capsys.readouterr().err
-    assert pack_dataset.main([str(config_file), str(webp), f"data.image_size={SIZE * 2}"]) == 2
-    assert "(image_size)" in capsys.readouterr().err
+def test_a_pack_made_with_other_settings_or_a_foreign_folder_is_refused(config_file, webp, tmp_path):
+    config = load_config(config_file).data
+    with pytest.raises(DatasetError, match=r"packed with other settings \(quality\): pass --overwrite"):
+        pack(config, webp, quality=75)
+    with pytest.raises(DatasetError, match=r"\(image_size\)"):
+        pack(load_config(config_file, [f"data.image_size={SIZE * 2}"]).data, webp)
     (tmp_path / "notes.txt").write_text("mine")
-    assert pack_dataset.main([str(config_file), str(tmp_path)]) == 2
-    assert "no pack.json, so it is no pack" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        pack_dataset.main([str(config_file), str(tmp_path / "gif"), "--format", "gif"])
-    assert "invalid choice: 'gif'" in capsys.readouterr().err
+    with pytest.raises(DatasetError, match="no pack.json, so it is no pack"):
+        pack(config, tmp_path)
+    for options, message in [({"image_format": "gif"}, "'gif' is not one of webp, jpeg, png"),
+                             ({"quality": 0}, "outside 1-100"), ({"workers": 0}, "at least 1")]:
+        with pytest.raises(ConfigError, match=message):
+            pack(config, tmp_path / "new", **options)
+    assert not (tmp_path / "new").exists()
 
 
-def test_an_unreadable_image_stops_the_pack_or_is_left_out_with_skip(tmp_path, capsys):
+def test_an_unreadable_image_stops_the_pack_or_is_left_out_with_skip(tmp_path):
     make_csv(tmp_path / "team.csv", tmp_path / "photos", count=6)
     (tmp_path / "photos" / "team_0003.jpg").write_bytes(b"not an image")
     config = tmp_path / "c.yaml"
     config.write_text(f"data: {{sources: [{{kind: csv, root: {tmp_path / 'team.csv'}}}], image_size: 16}}\n")
-    assert pack_dataset.main([str(config), str(tmp_path / "out"), "--workers", "1"]) == 2
-    assert "team_0003.jpg" in capsys.readouterr().err
-    assert pack_dataset.main([str(config), str(tmp_path / "out"), "--workers", "1", "data.on_bad_sample=skip"]) == 0
-    assert "5 faces (3 written, 2 already there, 1 unreadable left out)" in capsys.readouterr().out
+    with pytest.raises(ImageError, match="team_0003.jpg"):
+        pack(load_config(config).data, tmp_path / "out", workers=1)
+    summaries = pack(load_config(config, ["data.on_bad_sample=skip"]).data, tmp_path / "out", workers=1)
+    assert summary_lines(summaries, tmp_path / "out")[0].startswith(
+        "s0_csv_team: 5 faces (3 written, 2 already there, 1 unreadable left out)")
     packed = read_source(SourceConfig(kind="csv", root=str(tmp_path / "out" / "s0_csv_team.csv"))).records
     assert [r.path.stem for r in packed] == [f"team_000{i}" for i in (1, 2, 4, 5, 6)]

@@ -1,7 +1,9 @@
-"""Tests of faceattr.inference.video (tracking, smoothing, detection reuse) and of tools/webcam_demo.py on a real video."""
+"""Tests of faceattr.inference.video (tracking, smoothing, detection reuse) and of the video demo (faceattr.inference.webcam) on a real video."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -12,14 +14,15 @@ import pytest
 import torch
 
 from faceattr import ATTRIBUTES, FaceResult
+from faceattr.errors import CheckpointError, ImageError
 from faceattr.training import export
 from faceattr.inference.detect import Detection
 from faceattr.inference.video import FaceTracker, VideoPredictor, iou, match, motion, thumbnail
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from faceattr.inference.benchmark import make_video
+from faceattr.inference.webcam import DemoOptions, gui_problem, run_demo
 
-import webcam_demo  # noqa: E402
-from benchmark_detect import make_video  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 FRAME = (480, 640)
 STILL, PAN, GROUP = 10, 8, 12  # frames of each part of the test video
@@ -162,26 +165,38 @@ def test_detector_runs_every_detect_every_frames_on_a_still_scene() -> None:
     assert fake.classified == []  # no faces: the network is not run
 
 
-def test_window_without_gui_exits_2_saying_how_to_get_one(monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture) -> None:
+def test_without_gui_the_problem_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cv2, "getBuildInformation", lambda: "  GUI:                           NONE\n")
-    assert webcam_demo.main(["0", "--model", "m.pt"]) == 2
-    error = capsys.readouterr().err
-    assert "pip uninstall -y opencv-python-headless" in error and "--headless --output" in error
+    problem = gui_problem()
+    assert "pip uninstall -y opencv-python-headless" in problem and "--headless --output" in problem
 
 
-def test_without_model_or_default_exits_2_asking_for_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture) -> None:
+def test_options_name_each_bad_flag() -> None:
+    assert DemoOptions("0").problems() == []
+    problems = DemoOptions("0", max_frames=0, max_side=16, min_face_size=0, top=-1, smoothing=-0.1).problems()
+    assert problems == ["--max-frames must be at least 1", "--max-side must be at least 32",
+                        "--min-face-size must be at least 1", "--top must be at least 0", "--smoothing must be in [0, 1)"]
+
+
+def test_without_model_or_default_the_demo_asks_for_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(export, "DEFAULT_MODEL", tmp_path / "default.safetensors")
-    assert webcam_demo.main(["0", "--headless"]) == 2
-    error = capsys.readouterr().err
-    assert "no default model is installed" in error and "--model PATH" in error
+    with pytest.raises(CheckpointError, match="no default model is installed.*--model PATH"):
+        run_demo(DemoOptions("0", headless=True))
 
 
-def test_unreadable_source_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_an_unreadable_source_is_named(tmp_path: Path) -> None:
     source = tmp_path / "missing.mp4"
-    assert webcam_demo.main([str(source), "--headless", "--model", str(tmp_path / "m.pt")]) == 2
-    assert str(source) in capsys.readouterr().err
+    with pytest.raises(ImageError, match=str(source)):
+        run_demo(DemoOptions(str(source), headless=True, model=str(tmp_path / "m.pt")))
+
+
+def test_demo_tool_exits_2_on_bad_options_or_an_unreadable_source(tmp_path: Path) -> None:
+    source = tmp_path / "missing.mp4"
+    for args, message in [(["0", "--headless", "--detect-every", "0"], "--detect-every must be at least 1"),
+                          ([str(source), "--headless", "--model", str(tmp_path / "m.pt")], str(source))]:
+        result = subprocess.run([sys.executable, str(REPO / "tools" / "webcam_demo.py"), *args], capture_output=True,
+                                text=True, env=os.environ | {"PYTHONPATH": str(REPO)}, timeout=300)
+        assert result.returncode == 2 and result.stderr.startswith("webcam_demo: ") and message in result.stderr
 
 
 @pytest.fixture
@@ -198,10 +213,8 @@ def test_headless_demo_writes_the_annotated_video_and_tracks_faces(shared_data: 
                                                                    tmp_path: Path) -> None:
     source, output = tmp_path / "clip.avi", tmp_path / "annotated.avi"
     make_video(shared_data, source, STILL, PAN, GROUP, step=8)
-    args = webcam_demo.get_args_parser().parse_args(
-        [str(source), "--model", str(checkpoint), "--headless", "--output", str(output), "--device", "cpu"])
-    stats = webcam_demo.run(args)
-    assert torch.get_num_threads() == 1  # the demo's default: see webcam_demo.build_video_predictor
+    stats = run_demo(DemoOptions(str(source), model=str(checkpoint), headless=True, output=str(output), device="cpu"))
+    assert torch.get_num_threads() == 1  # the demo's default: see faceattr.inference.webcam.build_video_predictor
     total = STILL + PAN + GROUP
     written = cv2.VideoCapture(str(output))
     assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == stats.frames == total

@@ -19,13 +19,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
-from pathlib import Path
-
-import numpy as np
 
 from faceattr.config import SOURCE_KINDS, SourceConfig
-from faceattr.data.sources import read_source
+from faceattr.data.holdout import write_holdout
 from faceattr.errors import FaceAttrError
 
 
@@ -41,52 +37,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def pick_groups(groups: list[str], fraction: float, seed: int) -> list[str]:
-    """Whole groups, in a seeded random order, until their images reach ``fraction`` of ``groups``.
-
-    Args:
-        groups: Each image's group (repeated for a person's several images).
-        fraction: Share of the images to cover, in (0, 1).
-        seed: Seed of the order.
-
-    Returns:
-        The chosen groups, sorted.
-
-    >>> pick_groups(["a", "a", "b", "c"], 0.5, seed=0)
-    ['a']
-    """
-    counts = Counter(groups)
-    order = sorted(counts)
-    np.random.default_rng(seed).shuffle(order)
-    chosen, covered = [], 0
-    for group in order:
-        if covered >= fraction * len(groups):
-            break
-        chosen.append(group)
-        covered += counts[group]
-    return sorted(chosen)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    if not 0 < args.fraction < 1:
-        print(f"error: --fraction must be in (0, 1), got {args.fraction}", file=sys.stderr)
-        return 2
     try:
-        records = read_source(SourceConfig(kind=args.kind, root=args.root, images=args.images)).records
+        held = write_holdout(SourceConfig(kind=args.kind, root=args.root, images=args.images), args.out,
+                             args.fraction, args.seed)
     except FaceAttrError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    groups = [record.group for record in records if record.split != "test"]
-    chosen = pick_groups(groups, args.fraction, args.seed)
-    held = sum(group in set(chosen) for group in groups)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    header = (f"# {len(chosen)} of {len(set(groups))} groups, {held} of {len(groups)} images of "
-              f"{args.kind} {args.root} {args.images or ''}; tools/make_holdout.py --fraction {args.fraction} "
-              f"--seed {args.seed}\n")
-    out.write_text(header + "".join(f"{group}\n" for group in chosen))
-    print(f"held out {len(chosen)} of {len(set(groups))} groups ({held} of {len(groups)} images): {out}")
+    print(f"held out {len(held.groups)} of {held.total_groups} groups ({held.held_images} of {held.total_images} "
+          f"images): {args.out}")
     return 0
 
 

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from faceattr.errors import ConfigError
+from faceattr.image import crop_box
 
 #: ImageNet channel means and standard deviations (RGB, on the 0-1 scale); the one place
 #: the input normalisation is defined (pretrained timm backbones expect it). The network
@@ -39,38 +39,6 @@ GRAYSCALE_P: float = 0.05
 REDUCING_GAP: float = 3.0
 
 Transform = Callable[[Image.Image], torch.Tensor]
-
-
-def crop_box(size: tuple[int, int], crop: Sequence[float] | None) -> tuple[int, int, int, int]:
-    """The pixel box that the fractional crop ``[left, top, right, bottom]`` cuts from an image.
-
-    Args:
-        size: ``(width, height)`` of the image, as PIL's ``Image.size`` gives it.
-        crop: Fractions of the width (left, right) and height (top, bottom), or ``None``
-            for the whole image.
-
-    Returns:
-        ``(left, top, right, bottom)`` in pixels, for ``Image.crop``; at least one pixel wide
-        and high.
-
-    Raises:
-        ConfigError: If ``crop`` is not four fractions with left < right and top < bottom.
-
-    >>> crop_box((178, 218), [0.0, 0.1, 1.0, 0.9])
-    (0, 22, 178, 196)
-    >>> crop_box((64, 64), None)
-    (0, 0, 64, 64)
-    """
-    width, height = size
-    if crop is None:
-        return 0, 0, width, height
-    if not (len(crop) == 4 and 0 <= crop[0] < crop[2] <= 1 and 0 <= crop[1] < crop[3] <= 1):
-        raise ConfigError(f"crop: expected [left, top, right, bottom] fractions with left < right "
-                          f"and top < bottom, got {list(crop)}")
-    left, right = round(crop[0] * width), round(crop[2] * width)
-    top, bottom = round(crop[1] * height), round(crop[3] * height)
-    # A thin crop of a tiny image can round to zero pixels; keep at least one.
-    return left, top, max(right, left + 1), max(bottom, top + 1)
 
 
 class CropResize:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from faceattr.errors import AlignmentError
+from faceattr.image import check_rgb, crop_box
 
 #: ``(width, height)`` of CelebA's official aligned crops (img_align_celeba).
 CELEBA_SIZE: tuple[int, int] = (178, 218)
@@ -148,9 +149,6 @@ def align_crop(image: np.ndarray, landmarks: np.ndarray, image_size: int,
     >>> align_crop(np.zeros((50, 40, 3), np.uint8), CELEBA_TEMPLATE / 4, 32).shape
     (32, 32, 3)
     """
-    # Imported here: faceattr.data.transforms brings torch, and alignment alone should not.
-    from faceattr.data.transforms import crop_box
-
     left, top, right, bottom = crop_box(CELEBA_SIZE, crop)
     scale_x, scale_y = image_size / (right - left), image_size / (bottom - top)
     # Aligned-frame pixels -> output pixels: cut the box, then resize it (pixel-centre convention).
@@ -191,11 +189,7 @@ def _warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.nd
     """
     import cv2
 
-    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
-            and image.shape[2] == 3):
-        raise AlignmentError(f"image: expected an (H, W, 3) uint8 RGB array, got "
-                             f"{getattr(image, 'shape', type(image).__name__)} "
-                             f"{getattr(image, 'dtype', '')}".rstrip())
+    check_rgb(image, "image", AlignmentError)
     factor = min(int(1.0 / np.sqrt(abs(np.linalg.det(matrix[:, :2])))), *image.shape[:2])
     if factor > 1:
         height, width = image.shape[0] // factor, image.shape[1] // factor

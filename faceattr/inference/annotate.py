@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from faceattr.inference.detect import check_image
+from faceattr.image import check_rgb
+from faceattr.inference.results import ranked_attributes
 
 #: Face colours (RGB), cycled: distinct on photos and from each other.
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -33,7 +34,7 @@ def face_labels(face: Any, top: int) -> list[str]:
     """The text drawn for one face: the beauty score, then its ``top`` most probable present attributes.
 
     Args:
-        face: A :class:`faceattr.inference.predictor.FaceResult` (or anything with ``beauty``,
+        face: A :class:`faceattr.inference.results.FaceResult` (or anything with ``beauty``,
             ``attributes`` and ``probabilities``).
         top: How many present attributes to show, most probable first; 0 shows none.
 
@@ -46,8 +47,7 @@ def face_labels(face: Any, top: int) -> list[str]:
     >>> face_labels(face, top=1)
     ['beauty 3.14', 'Smiling']
     """
-    ranked = sorted(face.attributes, key=lambda name: -face.probabilities.get(name, 0.0))
-    return [f"beauty {face.beauty:.2f}", *ranked[:max(0, top)]]
+    return [f"beauty {face.beauty:.2f}", *ranked_attributes(face)[:max(0, top)]]
 
 
 def annotate(image: np.ndarray, faces: Sequence[Any], top: int = 3, ids: Sequence[int] | None = None) -> np.ndarray:
@@ -55,7 +55,7 @@ def annotate(image: np.ndarray, faces: Sequence[Any], top: int = 3, ids: Sequenc
 
     Args:
         image: RGB uint8 ``(H, W, 3)``, the photo the faces were found in.
-        faces: :class:`faceattr.inference.predictor.FaceResult` objects: ``box`` ``(x1, y1, x2, y2)`` and
+        faces: :class:`faceattr.inference.results.FaceResult` objects: ``box`` ``(x1, y1, x2, y2)`` and
             ``landmarks`` (``(5, 2)`` x, y or None) in pixels of ``image``.
         top: Present attributes shown per face, most probable first.
         ids: A number per face (a video's track ids): it heads the face's labels as ``#id`` and
@@ -77,7 +77,7 @@ def annotate(image: np.ndarray, faces: Sequence[Any], top: int = 3, ids: Sequenc
     """
     import cv2
 
-    check_image(image)
+    check_rgb(image)
     if ids is not None and len(ids) != len(faces):
         raise ValueError(f"ids: {len(ids)} for {len(faces)} faces")
     canvas = np.ascontiguousarray(image.copy())

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from faceattr.errors import CheckpointError
+from faceattr.errors import DetectorError
+from faceattr.image import check_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -67,31 +68,6 @@ class Detection:
         """The detection as plain lists and floats (JSON-ready)."""
         landmarks = None if self.landmarks is None else self.landmarks.astype(float).tolist()
         return {"box": [float(v) for v in self.box], "score": float(self.score), "landmarks": landmarks}
-
-
-def check_image(image: Any, name: str = "image") -> np.ndarray:
-    """Checks that ``image`` is an RGB uint8 array ``(H, W, 3)``, as the detectors expect.
-
-    Args:
-        image: The value to check.
-        name: How the error message names it (``"images[2]"`` in a batch).
-
-    Returns:
-        ``image`` itself.
-
-    Raises:
-        ValueError: If it is not a numpy array, not uint8 or not ``(H, W, 3)`` with H, W > 0.
-
-    >>> check_image(np.zeros((4, 4, 3), np.uint8)).shape
-    (4, 4, 3)
-    """
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"{name}: expected an RGB uint8 numpy array (H, W, 3), got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"{name}: expected dtype uint8 (RGB 0-255), got {image.dtype}")
-    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"{name}: expected shape (H, W, 3) (RGB), got {image.shape}")
-    return image
 
 
 @dataclass(frozen=True)
@@ -164,7 +140,7 @@ class FaceDetector:
     Raises:
         ValueError: If ``kind`` is not one of :data:`KINDS` or a number is out of range.
 
-    The first :meth:`detect` with ``kind="haar"`` raises :class:`~faceattr.errors.CheckpointError`
+    The first :meth:`detect` with ``kind="haar"`` raises :class:`~faceattr.errors.DetectorError`
     where OpenCV has no Haar cascades (OpenCV 5 moved them out of the main package).
 
     >>> detector = FaceDetector("mtcnn", min_score=0.95)
@@ -222,7 +198,7 @@ class FaceDetector:
         Raises:
             ValueError: If ``image`` is not an RGB uint8 ``(H, W, 3)`` array.
         """
-        plan = _plan(check_image(image), self.max_side, self.min_face_size)
+        plan = _plan(check_rgb(image), self.max_side, self.min_face_size)
         return _detections(self._run([plan])[0], plan, self.min_score)
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
@@ -240,7 +216,7 @@ class FaceDetector:
         Raises:
             ValueError: If an image is not an RGB uint8 ``(H, W, 3)`` array (the message names it).
         """
-        plans = [_plan(check_image(image, f"images[{i}]"), self.max_side, self.min_face_size)
+        plans = [_plan(check_rgb(image, f"images[{i}]"), self.max_side, self.min_face_size)
                  for i, image in enumerate(images)]
         groups: dict[tuple[tuple[int, ...], int], list[int]] = {}
         for i, plan in enumerate(plans):
@@ -295,13 +271,13 @@ class FaceDetector:
 
             # OpenCV 5 dropped CascadeClassifier and its cascade files from the main package.
             if not hasattr(cv2, "CascadeClassifier"):
-                raise CheckpointError(f"kind 'haar' needs OpenCV 4's CascadeClassifier and {HAAR_CASCADE}, which "
-                                      f"OpenCV {cv2.__version__} lacks: install opencv-python-headless<5 "
-                                      "or use kind 'mtcnn'")
+                raise DetectorError(f"kind 'haar' needs OpenCV 4's CascadeClassifier and {HAAR_CASCADE}, which "
+                                    f"OpenCV {cv2.__version__} lacks: install opencv-python-headless<5 "
+                                    "or use kind 'mtcnn'")
             path = cv2.data.haarcascades + HAAR_CASCADE
             cascade = cv2.CascadeClassifier(path)
             if cascade.empty():
-                raise CheckpointError(f"{path}: cannot load OpenCV's Haar cascade")
+                raise DetectorError(f"{path}: cannot load OpenCV's Haar cascade")
             self._model = cascade
         logger.info("created %r", self)
         return self._model

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from faceattr.inference.detect import Detection, FaceDetector
 from faceattr.errors import CheckpointError, ConfigError, ImageError
 from faceattr.training.export import default_model, load_deploy_state
 from faceattr.image import read_image, read_reduced, source_name
+from faceattr.inference.results import FaceResult, ImageResult  # re-exported: the public API's home is predictor
 from faceattr.data.transforms import eval_transform
 
 logger = logging.getLogger(__name__)
@@ -51,68 +52,6 @@ CROP_FACE_SHARE = 0.55
 
 #: How many checkpoints :func:`predict` keeps loaded.
 _CACHE_SIZE = 4
-
-
-@dataclass(frozen=True)
-class FaceResult:
-    """One face and what the model says about it.
-
-    Attributes:
-        box: ``(x1, y1, x2, y2)`` in pixels of the (upright) input image at full size, even
-            where it was decoded reduced.
-        score: The detector's confidence, 0-1.
-        landmarks: Five ``(x, y)`` points (eyes, nose, mouth corners, MTCNN order), or ``None``
-            when the detector gives none.
-        probabilities: Each attribute's probability, in :data:`faceattr.ATTRIBUTES` order.
-        attributes: The attributes whose probability reaches their checkpoint threshold.
-        beauty: The beauty score, clipped to 1-5.
-
-    >>> face = FaceResult((0.0, 0.0, 9.0, 9.0), 0.99, None, {"Smiling": 0.8}, ("Smiling",), 3.2)
-    >>> face.to_dict()["attributes"]
-    ['Smiling']
-    """
-
-    box: tuple[float, float, float, float]
-    score: float
-    landmarks: tuple[tuple[float, float], ...] | None
-    probabilities: dict[str, float]
-    attributes: tuple[str, ...]
-    beauty: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """The face as plain lists, dicts, strings and floats (JSON-ready)."""
-        return {"box": list(self.box), "score": self.score,
-                "landmarks": None if self.landmarks is None else [list(point) for point in self.landmarks],
-                "probabilities": dict(self.probabilities), "attributes": list(self.attributes),
-                "beauty": self.beauty}
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    """The faces of one input of :meth:`Predictor.predict_many`.
-
-    Attributes:
-        source: The input's path, or ``"<array>"``, ``"<bytes>"``, ``"<PIL image>"``.
-        faces: The faces found, best detector score first; ``[]`` if none or unreadable.
-        error: Why the input could not be read, else ``None``.
-        width: Width of the upright image in pixels, at full size even where it was decoded
-            reduced (``None`` if unreadable).
-        height: Its height (``None`` if unreadable).
-
-    >>> ImageResult("a.jpg", [], "a.jpg: cannot read image").to_dict()["error"]
-    'a.jpg: cannot read image'
-    """
-
-    source: str
-    faces: list[FaceResult] = field(default_factory=list)
-    error: str | None = None
-    width: int | None = None
-    height: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The result as plain lists, dicts, strings and numbers (JSON-ready)."""
-        return {"source": self.source, "width": self.width, "height": self.height, "error": self.error,
-                "faces": [face.to_dict() for face in self.faces]}
 
 
 def _landmarks(detection: Detection) -> np.ndarray:

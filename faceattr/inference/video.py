@@ -33,15 +33,14 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from faceattr.attributes import ATTRIBUTES
-from faceattr.inference.detect import Detection, check_image
-
-if TYPE_CHECKING:  # the predictor brings torch; this module works on its results without importing it
-    from faceattr.inference.predictor import FaceResult
+from faceattr.image import check_rgb
+from faceattr.inference.detect import Detection
+from faceattr.inference.results import FaceResult
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +69,6 @@ class TrackedFace:
         face: The face with its probabilities, beauty and attributes smoothed over the track
             (box, score and landmarks are this frame's).
 
-    >>> from faceattr.inference.predictor import FaceResult
     >>> TrackedFace(3, FaceResult((0.0, 0.0, 9.0, 9.0), 1.0, None, {}, (), 3.0)).track_id
     3
     """
@@ -164,7 +162,6 @@ class FaceTracker:
     Raises:
         ValueError: A value is out of range or ``thresholds`` does not have 40 numbers.
 
-    >>> from faceattr.inference.predictor import FaceResult
     >>> face = FaceResult((0.0, 0.0, 10.0, 10.0), 1.0, None, dict.fromkeys(ATTRIBUTES, 0.8), (), 3.0)
     >>> tracker = FaceTracker([0.5] * 40)
     >>> [t.track_id for t in tracker.update([face])], [t.track_id for t in tracker.update([face])]
@@ -337,7 +334,7 @@ class VideoPredictor:
         Raises:
             ValueError: ``frame`` is not an RGB uint8 array.
         """
-        check_image(frame, "frame")
+        check_rgb(frame, "frame")
         current = thumbnail(frame)
         self.detected = self._needs_detection(current)
         if self.detected:

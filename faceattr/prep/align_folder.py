@@ -23,7 +23,6 @@ import contextlib
 import csv
 import functools
 import logging
-import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ from faceattr.inference.align import CELEBA_SIZE, align_face
 from faceattr.image import IMAGE_EXTENSIONS, read_image
 from faceattr.inference.detect import FaceDetector
 from faceattr.errors import ConfigError, DatasetError, ImageError
+from faceattr.runtime import spawn_pool
 
 logger = logging.getLogger(__name__)
 
@@ -278,9 +278,7 @@ def _results(todo: list[str], input_dir: Path, output_dir: Path, size: tuple[int
         with _one_torch_thread():
             yield from (task(photo, detector=detector) for photo in todo)
         return
-    # spawn, not fork: forking a process whose torch thread pool has started can deadlock.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(min(workers, len(todo)), initializer=_init_worker, initargs=(detector,)) as pool:
+    with spawn_pool(min(workers, len(todo)), initializer=_init_worker, initargs=(detector,)) as pool:
         yield from pool.imap(task, todo)
 
 
@@ -303,11 +301,8 @@ def _one_torch_thread() -> Iterator[None]:
 
 
 def _init_worker(detector: FaceDetector) -> None:
-    """Pool initializer: one torch thread per worker (the workers are the parallelism), its detector."""
-    import torch
-
+    """Pool initializer: the worker's detector (:func:`spawn_pool` has set one torch thread)."""
     global _worker_detector
-    torch.set_num_threads(1)
     _worker_detector = detector
 
 
