@@ -221,6 +221,10 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+#: What per-attribute decision thresholds may maximise (:mod:`faceattr.evaluation.thresholds` fits
+#: them). Its one home is here, in base, so that the config imports nothing from evaluation.
+THRESHOLD_METRICS: tuple[str, ...] = ("balanced_accuracy", "f1")
+
 #: Allowed values of each choice; a key through a list (``data.sources.kind``) is checked in every item.
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.sources.kind": SOURCE_KINDS,
@@ -232,7 +236,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.optimizer": ("adamw", "sgd"),
     "optim.schedule": ("cosine", "step"),
     "train.device": ("auto", "cpu", "cuda"),
-    "train.threshold_metric": ("balanced_accuracy", "f1"),
+    "train.threshold_metric": THRESHOLD_METRICS,
 }
 
 #: Allowed range of each number: ``> x``, ``>= x`` or an interval such as ``(0, 1]``. A value

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import torch
 
 from faceattr.attributes import ATTRIBUTES
 from faceattr.errors import FaceAttrError
-from faceattr.evaluation.evaluate import Predictions, cross_fitted_means, evaluate_checkpoint, headline, summarize, tune_thresholds
+from faceattr.evaluation.evaluate import (Predictions, cross_fitted_means, evaluate_checkpoint, evaluate_each_source,
+                                          summarize, tune_thresholds)
+from faceattr.evaluation.summary import headline
 
 
 def predictions(rng, n=400, signal=1.0, beauty=True):
@@ -120,12 +123,10 @@ def test_a_missing_ambiguous_or_empty_source_is_refused_naming_it(two_source_che
         evaluate_checkpoint(two_source_checkpoint[0], out_dir=tmp_path, sources=[source])
 
 
-def test_eval_tool_each_source_writes_a_report_per_source_and_a_summary(two_source_checkpoint, tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    import eval as eval_tool
-
-    assert eval_tool.main([str(two_source_checkpoint[0]), "--each-source", "--out", str(tmp_path)]) == 0
+def test_each_source_writes_a_report_per_source_and_a_summary(two_source_checkpoint, tmp_path):
+    returned = evaluate_each_source(two_source_checkpoint[0], [], tmp_path)
     rows = json.loads((tmp_path / "sources.json").read_text())
+    assert rows == json.loads(json.dumps(returned))
     assert [(row["source"], row["images"]) for row in rows] == [("celeba:img_align_celeba", 5), ("scut", 5),
                                                                   ("celeba:train_only", 0)]
     scut = json.loads((tmp_path / "source1" / "report.json").read_text())
@@ -153,21 +154,31 @@ def test_calibrating_a_checkpoint_fits_what_training_would_and_keeps_the_weights
 
 def test_data_from_evaluates_and_calibrates_on_another_configs_sources(two_source_checkpoint, tmp_path):
     """What a model trained on a pack needs: its recipe's original sources instead of the pack's."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    import calibrate as calibrate_tool
-    import eval as eval_tool
-
+    from faceattr.config import data_overrides
+    from faceattr.evaluation.evaluate import calibrate_checkpoint
     from faceattr.models.checkpoint import load_checkpoint
 
     checkpoint, sources = two_source_checkpoint
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(json.dumps({"data": {"sources": [sources[1]], "preload": True}}))
-    assert eval_tool.main([str(checkpoint), "--data-from", str(recipe), "--out", str(tmp_path / "eval")]) == 0
+    evaluate_checkpoint(checkpoint, data_overrides(recipe), tmp_path / "eval")
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["beauty"]["pearson"] == pytest.approx(only_source(checkpoint, sources[1], tmp_path / "b")
                                                         ["beauty"]["pearson"])
-    assert calibrate_tool.main([str(checkpoint), str(tmp_path / "c.pt"), "--data-from", str(recipe),
-                                "data.batch_size=2", "--device", "cpu"]) == 0
+    calibrate_checkpoint(checkpoint, tmp_path / "c.pt", "cpu", [*data_overrides(recipe), "data.batch_size=2"])
     stored = load_checkpoint(tmp_path / "c.pt")["config"]["data"]
     assert [source["root"] for source in stored["sources"]] == [sources[1]["root"]]
     assert stored["preload"] is False and stored["batch_size"] == 2
+
+
+def test_eval_tool_takes_each_source_and_data_from_and_prints_the_table(two_source_checkpoint, tmp_path):
+    checkpoint, sources = two_source_checkpoint
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(json.dumps({"data": {"sources": sources[:2]}}))
+    tool = Path(__file__).resolve().parents[1] / "tools" / "eval.py"
+    result = subprocess.run([sys.executable, str(tool), str(checkpoint), "--each-source", "--data-from", str(recipe),
+                             "--out", str(tmp_path / "out"), "--device", "cpu"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "| 1 scut | 5 |" in result.stdout and "celeba:train_only" not in result.stdout  # the recipe's 2 sources
+    assert len(json.loads((tmp_path / "out" / "sources.json").read_text())) == 2

@@ -148,3 +148,11 @@ def test_beauty_with_one_sample_or_one_class_gives_nan():
 def test_beauty_target_outside_scale_raises():
     with pytest.raises(ValueError, match="outside"):
         beauty_metrics(np.array([3.0, 3.0]), np.array([3.0, 0.0]))
+
+
+def test_cross_fitting_halves_split_every_row_once_each_way():
+    from faceattr.evaluation.metrics import cross_fitting_halves
+
+    (fit_a, score_a), (fit_b, score_b) = cross_fitting_halves(7)
+    assert fit_a.tolist() == [True, False] * 3 + [True]
+    assert np.array_equal(score_a, ~fit_a) and np.array_equal(fit_b, score_a) and np.array_equal(score_b, fit_a)

@@ -1,6 +1,7 @@
-"""tools/sweep.py on generated data: variants, SCUT folds, skipping and resuming, early errors."""
+"""faceattr.training.sweep on generated data: variants, SCUT folds, skipping and resuming, early errors."""
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,11 +12,11 @@ import torch
 from faceattr.training import engine
 from faceattr.models.checkpoint import load_checkpoint
 from faceattr.config import load_config
+from faceattr.errors import ConfigError, FaceAttrError
 from faceattr.synthetic.fixtures import make_celeba, make_scut
+from faceattr.training.sweep import plan, run_sweep
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
-import sweep  # noqa: E402
+TWO_VARIANTS = [["bce", "loss.attributes=bce"], ["gamma1", "loss.focal_gamma=1"]]
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +38,10 @@ train: {{amp: false, channels_last: false, max_steps_per_epoch: 2}}
 
 @pytest.fixture(scope="module")
 def two_variants(config_file):
-    """A finished sweep of two loss variants; returns its folder and its arguments."""
+    """A finished sweep of two loss variants; returns its folder."""
     out = config_file.parent / "two"
-    argv = [str(config_file), "--out", str(out), "--variant", "bce", "loss.attributes=bce",
-            "--variant", "gamma1", "loss.focal_gamma=1"]
-    assert sweep.main(argv) == 0
-    return out, argv
+    run_sweep(config_file, TWO_VARIANTS, [], None, out, command="python tools/sweep.py tiny.yaml ...")
+    return out
 
 
 @pytest.fixture
@@ -55,7 +54,7 @@ def fit_calls(monkeypatch):
 
 
 def test_each_variant_trains_its_own_config_and_its_row_holds_its_best_checkpoint(two_variants):
-    out, _ = two_variants
+    out = two_variants
     summary = json.loads((out / "sweep.json").read_text())
     assert [v["name"] for v in summary["variants"]] == ["bce", "gamma1"]
     assert load_config(out / "bce" / "config.yaml").loss.attributes == "bce"
@@ -72,32 +71,34 @@ def test_each_variant_trains_its_own_config_and_its_row_holds_its_best_checkpoin
                                         and "num_batches" not in k)
         assert variant["std"] is None
     markdown = (out / "sweep.md").read_text()
+    assert "Repeat: `python tools/sweep.py tiny.yaml ...`" in markdown
     assert f"| bce | `loss.attributes=bce` | {summary['variants'][0]['mean']['balanced_accuracy']:.3f} |" in markdown
 
 
-def test_a_rerun_skips_finished_runs(two_variants, fit_calls):
-    out, argv = two_variants
-    assert sweep.main(argv) == 0
+def test_a_rerun_skips_finished_runs(two_variants, config_file, fit_calls):
+    out = two_variants
+    (out / "sweep.md").unlink()
+    summary = run_sweep(config_file, TWO_VARIANTS, [], None, out)
     assert fit_calls == []
-    assert (out / "sweep.md").is_file()
+    assert (out / "sweep.md").is_file() and [v["name"] for v in summary["variants"]] == ["bce", "gamma1"]
 
 
-def test_more_epochs_resume_the_finished_runs(two_variants, fit_calls):
-    out, argv = two_variants
-    assert sweep.main([argv[0], "optim.epochs=2", *argv[1:]]) == 0  # the stub trains nothing: the table is as before
+def test_more_epochs_resume_the_finished_runs(two_variants, config_file, fit_calls):
+    out = two_variants
+    run_sweep(config_file, TWO_VARIANTS, ["optim.epochs=2"], None, out)  # the stub trains nothing: table as before
     assert [(folder, resume) for folder, resume, _ in fit_calls] == [(out / "bce", True), (out / "gamma1", True)]
     assert all(config.optim.epochs == 2 for _, _, config in fit_calls)
 
 
-def test_a_finished_run_made_with_other_settings_stops_the_sweep(two_variants, fit_calls, capsys):
-    _, argv = two_variants
-    assert sweep.main([argv[0], "optim.lr=0.02", *argv[1:]]) == 2
-    assert "optim.lr" in capsys.readouterr().err and fit_calls == []
+def test_a_finished_run_made_with_other_settings_stops_the_sweep(two_variants, config_file, fit_calls):
+    with pytest.raises(ConfigError, match="optim.lr"):
+        run_sweep(config_file, TWO_VARIANTS, ["optim.lr=0.02"], None, two_variants)
+    assert fit_calls == []
 
 
 def test_folds_train_each_scut_fold_and_report_mean_and_spread(config_file, tmp_path):
     out = tmp_path / "cv"
-    assert sweep.main([str(config_file), "--folds", "2", "--out", str(out), "--variant", "joint"]) == 0
+    run_sweep(config_file, [["joint"]], [], 2, out)
     folds = [load_config(out / "joint" / f"fold{k}" / "config.yaml").data.sources[1] for k in (0, 1)]
     assert [(source.folds, source.fold) for source in folds] == [(2, 0), (2, 1)]
     variant = json.loads((out / "sweep.json").read_text())["variants"][0]
@@ -108,33 +109,48 @@ def test_folds_train_each_scut_fold_and_report_mean_and_spread(config_file, tmp_
     assert f"{np.mean(pearson):.3f} ± {np.std(pearson, ddof=1):.3f}" in (out / "sweep.md").read_text()
 
 
-def test_an_unknown_key_in_a_variant_stops_before_any_training(config_file, tmp_path, fit_calls, capsys):
-    argv = [str(config_file), "--out", str(tmp_path / "bad"), "--variant", "good", "loss.attributes=bce",
-            "--variant", "typo", "loss.atributes=bce"]
-    assert sweep.main(argv) == 2
-    error = capsys.readouterr().err
-    assert "variant 'typo'" in error and "loss.atributes" in error
+def test_an_unknown_key_in_a_variant_stops_before_any_training(config_file, tmp_path, fit_calls):
+    with pytest.raises(ConfigError, match="variant 'typo'.*loss.atributes"):
+        run_sweep(config_file, [["good", "loss.attributes=bce"], ["typo", "loss.atributes=bce"]], [], None,
+                  tmp_path / "bad")
     assert fit_calls == [] and not (tmp_path / "bad").exists()
 
 
-def test_folds_without_a_scut_or_csv_source_are_refused(config_file, tmp_path, fit_calls, capsys):
+@pytest.mark.parametrize("variants, folds, jobs, message", [
+    ([["a"], ["a"]], None, 1, "'a': given twice"), ([["../up"]], None, 1, "variant's name"),
+    ([["a"]], 1, 1, "2 folds or more"), ([["a"]], None, 0, "--jobs: must be 1 or more")])
+def test_bad_variants_folds_or_jobs_are_refused_before_any_training(config_file, tmp_path, fit_calls, variants, folds,
+                                                                     jobs, message):
+    with pytest.raises(ConfigError, match=message):
+        run_sweep(config_file, variants, [], folds, tmp_path / "bad", jobs)
+    assert fit_calls == [] and not (tmp_path / "bad").exists()
+
+
+def test_folds_without_a_scut_or_csv_source_are_refused(config_file, tmp_path, fit_calls):
     celeba_only = f"data.sources=[{{kind: celeba, root: {config_file.parent / 'celeba'}}}]"
-    argv = [str(config_file), "--folds", "2", "--out", str(tmp_path), "--variant", "attrs", celeba_only]
-    assert sweep.main(argv) == 2
-    assert "no scut or csv source" in capsys.readouterr().err and fit_calls == []
+    with pytest.raises(ConfigError, match="no scut or csv source"):
+        run_sweep(config_file, [["attrs", celeba_only]], [], 2, tmp_path)
+    assert fit_calls == []
+
+
+def test_the_tool_reports_a_refused_sweep_on_stderr_with_exit_status_2(config_file, tmp_path):
+    tool = Path(__file__).resolve().parents[1] / "tools" / "sweep.py"
+    result = subprocess.run([sys.executable, str(tool), str(config_file), "--out", str(tmp_path / "bad"),
+                             "--variant", "typo", "loss.atributes=bce"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "error: variant 'typo'" in result.stderr and "loss.atributes" in result.stderr
 
 
 def test_folds_also_set_the_folds_of_csv_sources(config_file, tmp_path):
     sources = "data.sources=[{kind: celeba, root: c}, {kind: csv, root: packed/s3_scut.csv}, {kind: scut, root: s}]"
-    runs = sweep.plan(config_file, [["packed", sources]], [], 3, tmp_path)
+    runs = plan(config_file, [["packed", sources]], [], 3, tmp_path)
     assert [[(s.kind, s.folds, s.fold) for s in run.config.data.sources] for run in runs] == [
         [("celeba", 5, 0), ("csv", 3, fold), ("scut", 3, fold)] for fold in range(3)]
 
 
-def test_parallel_jobs_train_the_same_runs_in_their_own_processes(two_variants, tmp_path):
-    sequential, argv = two_variants
+def test_parallel_jobs_train_the_same_runs_in_their_own_processes(two_variants, config_file, tmp_path):
+    sequential = two_variants
     out = tmp_path / "parallel"
-    assert sweep.main([argv[0], "--out", str(out), *argv[3:], "--jobs", "2"]) == 0
+    run_sweep(config_file, TWO_VARIANTS, [], None, out, jobs=2)
     for name in ("bce", "gamma1"):
         assert "epoch 1" in (out / name / "train.log").read_text()
         ours, theirs = (load_checkpoint(folder / name / "best.pt")["model"] for folder in (out, sequential))
@@ -143,12 +159,12 @@ def test_parallel_jobs_train_the_same_runs_in_their_own_processes(two_variants, 
     assert json.loads((out / "sweep.json").read_text())["variants"][1]["name"] == "gamma1"
 
 
-def test_a_failed_parallel_run_is_named_with_its_log_and_the_others_finish(config_file, tmp_path, capsys):
+def test_a_failed_parallel_run_is_named_with_its_log_and_the_others_finish(config_file, tmp_path):
     out = tmp_path / "failing"
-    argv = [str(config_file), "--out", str(out), "--jobs", "2", "--variant", "fine",
-            "--variant", "broken", f"data.sources.0.root={tmp_path / 'nowhere'}"]
-    assert sweep.main(argv) == 2
-    error = capsys.readouterr().err
+    with pytest.raises(FaceAttrError, match="1 run") as raised:
+        run_sweep(config_file, [["fine"], ["broken", f"data.sources.0.root={tmp_path / 'nowhere'}"]], [], None, out,
+                  jobs=2)
+    error = str(raised.value)
     assert "broken" in error and str(out / "broken" / "train.log") in error and "fine" not in error
     assert (out / "fine" / "best.pt").is_file()
     assert "nowhere" in (out / "broken" / "train.log").read_text()

@@ -7,7 +7,7 @@ import pytest
 from sklearn import metrics as sk
 
 from faceattr.attributes import NUM_ATTRIBUTES
-from faceattr.evaluation.thresholds import apply_thresholds, fit_thresholds
+from faceattr.evaluation.thresholds import fit_thresholds
 
 N, A = 200, NUM_ATTRIBUTES
 SCORERS = {"balanced_accuracy": sk.balanced_accuracy_score, "f1": sk.f1_score}
@@ -51,7 +51,7 @@ def test_tuned_thresholds_beat_half_on_imbalanced_data():
     held_out = slice(200, None)
 
     def mean_balanced_accuracy(cuts: np.ndarray) -> float:
-        predicted = apply_thresholds(probs[held_out], cuts)
+        predicted = probs[held_out] >= cuts
         return np.mean([sk.balanced_accuracy_score(labels[held_out][m, a], predicted[m, a])
                         for a in range(A) for m in [mask[held_out][:, a]]])
 
@@ -81,18 +81,10 @@ def test_outer_cuts_hold_at_probabilities_zero_and_one(metric, expected):
     probs = np.tile(np.array([[0.0], [0.0], [1.0], [1.0]]), (1, A))
     labels = np.tile(np.array([[1], [1], [0], [0]]), (1, A))
     thresholds = fit_thresholds(probs, labels, np.ones((4, A), bool), metric)
-    assert np.all(apply_thresholds(probs, thresholds) == expected)
+    assert np.all((probs >= thresholds) == expected)
 
 
 def test_unknown_metric_raises_naming_it():
     probs, labels, mask = make_imbalanced()
     with pytest.raises(ValueError, match="'accuracy'"):
         fit_thresholds(probs, labels, mask, "accuracy")
-
-
-def test_apply_thresholds_is_inclusive_and_checks_shape():
-    thresholds = np.linspace(0.2, 0.8, A)
-    assert apply_thresholds(thresholds[None], thresholds).all()
-    assert not apply_thresholds(np.nextafter(thresholds, 0)[None], thresholds).any()
-    with pytest.raises(ValueError, match="thresholds"):
-        apply_thresholds(np.zeros((2, A)), np.zeros(A - 1))

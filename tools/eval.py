@@ -17,22 +17,11 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from faceattr.errors import EvaluationError, FaceAttrError
+from faceattr.errors import FaceAttrError
 from faceattr.runtime import configure_logging
-
-#: Summary columns: title, then the key path in the evaluation dict.
-SUMMARY_COLUMNS: tuple[tuple[str, tuple[str, str]], ...] = (
-    ("bal. acc. (stored thresholds)", ("attribute_means", "balanced_accuracy")),
-    ("bal. acc. (cross-fitted)", ("attribute_means_cross_fitted", "balanced_accuracy")),
-    ("bal. acc. at 0.5", ("attribute_means_at_0.5", "balanced_accuracy")),
-    ("beauty Pearson", ("beauty", "pearson")),
-    ("beauty MAE", ("beauty", "mae")),
-    ("beauty RMSE", ("beauty", "rmse")),
-)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -53,56 +42,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def summary_row(index: int, label: str, evaluation: dict | None) -> dict:
-    """One source's line of the ``--each-source`` table (``evaluation`` None: no validation images)."""
-    row = {"index": index, "source": label, "images": evaluation["meta"]["images"] if evaluation else 0}
-    for title, (section, key) in SUMMARY_COLUMNS:
-        part = evaluation.get(section) if evaluation else None
-        row[title] = None if part is None else part[key]
-    return row
-
-
-def summary_markdown(rows: list[dict], checkpoint: str) -> str:
-    """The ``--each-source`` table as markdown."""
-    from faceattr.evaluation.report.format import format_metric
-
-    titles = [title for title, _ in SUMMARY_COLUMNS]
-    lines = [f"# Per-source evaluation: {checkpoint}", "",
-             ("Validation images of each source alone, with the checkpoint's stored thresholds; cross-fitted: "
-              "thresholds tuned on one half of the source's images and scored on the other; 0 images: a source "
-              "with no validation images (training only)."), "",
-             "| source | images | " + " | ".join(titles) + " |", "|---|---" + "|---:" * len(titles) + "|"]
-    for row in rows:
-        cells = ["" if row[title] is None else format_metric(row[title]) for title in titles]
-        lines.append(f"| {row['index']} {row['source']} | {row['images']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def each_source(checkpoint: str, overrides: list[str], out: Path, device: str) -> list[dict]:
-    """Evaluates every source alone into ``out/sourceN``; writes and returns the summary rows."""
-    from faceattr.models.checkpoint import load_checkpoint
-    from faceattr.config import config_from_dict
-    from faceattr.evaluation.evaluate import evaluate_checkpoint, source_label
-
-    configured = config_from_dict(load_checkpoint(checkpoint)["config"], overrides).data.sources
-    rows = []
-    for index, source in enumerate(configured):
-        try:
-            evaluation, _ = evaluate_checkpoint(checkpoint, overrides, out / f"source{index}", device, [index])
-        except EvaluationError as error:  # a source used for training only
-            print(f"source {index}: {error}", file=sys.stderr)
-            evaluation = None
-        rows.append(summary_row(index, source_label(source), evaluation))
-    (out / "sources.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out / "sources.md").write_text(summary_markdown(rows, checkpoint))
-    return rows
-
-
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_intermixed_args(argv)
     configure_logging()
     from faceattr.config import data_overrides
-    from faceattr.evaluation.evaluate import evaluate_checkpoint
+    from faceattr.evaluation.evaluate import evaluate_checkpoint, evaluate_each_source
     from faceattr.evaluation.report.markdown import format_summary
 
     try:
@@ -111,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.each_source:
             out = Path(args.out) if args.out else Path(args.checkpoint).parent / "report_sources"
             out.mkdir(parents=True, exist_ok=True)
-            each_source(args.checkpoint, args.overrides, out, args.device)
+            evaluate_each_source(args.checkpoint, args.overrides, out, args.device)
             print((out / "sources.md").read_text(), end="")
             print(f"reports: {out}/source*/report.md")
             return 0

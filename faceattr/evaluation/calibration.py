@@ -24,7 +24,7 @@ import logging
 import numpy as np
 
 from faceattr.attributes import NUM_ATTRIBUTES
-from faceattr.evaluation.metrics import check_attribute_arrays
+from faceattr.evaluation.metrics import check_attribute_arrays, cross_fitting_halves
 
 logger = logging.getLogger(__name__)
 
@@ -196,9 +196,8 @@ def cross_fitted_ece(logits: np.ndarray, labels: np.ndarray, mask: np.ndarray, b
     >>> cross_fitted_ece(logits, labels, np.ones((2000, 40), bool)) < 0.05
     True
     """
-    halves = [np.arange(len(logits)) % 2 == k for k in (0, 1)]
     means = []
-    for fit_rows, score_rows in ((halves[0], halves[1]), (halves[1], halves[0])):
+    for fit_rows, score_rows in cross_fitting_halves(len(logits)):
         temperatures, offsets = fit_calibration(logits[fit_rows], labels[fit_rows], mask[fit_rows])
         means.append(expected_calibration_error(apply_calibration(logits[score_rows], temperatures, offsets),
                                                 labels[score_rows], mask[score_rows], bins)["mean"])

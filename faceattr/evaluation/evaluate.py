@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from faceattr.evaluation.calibration import (apply_calibration, cross_fitted_ece
 from faceattr.config import Config, SourceConfig
 from faceattr.errors import ConfigError, EvaluationError
 from faceattr.runtime import World, autocast, gather_in_rank_order
+from faceattr.evaluation.summary import evaluation_result
 from faceattr.evaluation.thresholds import fit_thresholds
 
 logger = logging.getLogger(__name__)
@@ -144,9 +146,8 @@ def cross_fitted_means(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray, 
     >>> 0.4 < means["balanced_accuracy"] < 0.6  # random scores: no better than chance
     True
     """
-    halves = [np.arange(len(probs)) % 2 == k for k in (0, 1)]
     means = []
-    for fit_rows, score_rows in ((halves[0], halves[1]), (halves[1], halves[0])):
+    for fit_rows, score_rows in metrics.cross_fitting_halves(len(probs)):
         thresholds = fit_thresholds(probs[fit_rows], labels[fit_rows], mask[fit_rows], metric=metric)
         means.append(metrics.mean_metrics(metrics.attribute_metrics(
             probs[score_rows], labels[score_rows], mask[score_rows], thresholds)))
@@ -171,18 +172,13 @@ def summarize(predictions: Predictions, thresholds: np.ndarray, meta: dict, thre
         offsets: ``(40,)`` the model's per-attribute logit offsets (None: all 0.0).
 
     Returns:
-        ``{"meta", "attributes", "attribute_means", "attribute_means_at_0.5",
-        "attribute_means_cross_fitted", "calibration", "beauty", "beauty_predictions"}``; the
-        attribute (and calibration) or beauty parts are None when the data has no such labels.
+        The evaluation dict (:mod:`faceattr.evaluation.summary`); the attribute (and
+        calibration) or beauty parts are None when the data has no such labels.
 
     Raises:
         EvaluationError: ``temperatures`` is not 40 positive numbers, or ``offsets`` not 40 numbers.
     """
-    evaluation: dict = {"meta": {**meta, "images": int(len(predictions.beauty_mask)),
-                                 "validation_loss": predictions.loss},
-                        "attributes": None, "attribute_means": None, "attribute_means_at_0.5": None,
-                        "attribute_means_cross_fitted": None, "calibration": None, "beauty": None,
-                        "beauty_predictions": None}
+    parts: dict = {}
     if predictions.has_attributes:
         temperatures = np.ones(NUM_ATTRIBUTES) if temperatures is None else np.asarray(temperatures, np.float64)
         offsets = np.zeros(NUM_ATTRIBUTES) if offsets is None else np.asarray(offsets, np.float64)
@@ -196,18 +192,16 @@ def summarize(predictions: Predictions, thresholds: np.ndarray, meta: dict, thre
                       else apply_calibration(predictions.logits, temperatures, offsets))
         args = (calibrated, predictions.attribute_labels, predictions.attribute_mask)
         per_attribute = metrics.attribute_metrics(*args, thresholds)
-        evaluation["attributes"] = per_attribute
-        evaluation["attribute_means"] = metrics.mean_metrics(per_attribute)
-        evaluation["attribute_means_at_0.5"] = metrics.mean_metrics(
-            metrics.attribute_metrics(*args, np.full_like(thresholds, 0.5)))
-        evaluation["attribute_means_cross_fitted"] = cross_fitted_means(*args, threshold_metric)
-        evaluation["calibration"] = calibration_summary(predictions, calibrated, temperatures, offsets)
+        parts.update(attributes=per_attribute, means=metrics.mean_metrics(per_attribute),
+                     means_at_half=metrics.mean_metrics(metrics.attribute_metrics(*args, np.full_like(thresholds, 0.5))),
+                     means_cross_fitted=cross_fitted_means(*args, threshold_metric),
+                     calibration=calibration_summary(predictions, calibrated, temperatures, offsets))
     if predictions.has_beauty:
         predicted = predictions.beauty_predicted[predictions.beauty_mask]
         target = predictions.beauty_target[predictions.beauty_mask]
-        evaluation["beauty"] = metrics.beauty_metrics(predicted, target, high_cutoff=high_cutoff)
-        evaluation["beauty_predictions"] = {"predicted": predicted.tolist(), "target": target.tolist()}
-    return evaluation
+        parts.update(beauty=metrics.beauty_metrics(predicted, target, high_cutoff=high_cutoff),
+                     beauty_predictions={"predicted": predicted.tolist(), "target": target.tolist()})
+    return evaluation_result(meta, int(len(predictions.beauty_mask)), predictions.loss, **parts)
 
 
 def calibration_summary(predictions: Predictions, calibrated: np.ndarray, temperatures: np.ndarray,
@@ -237,15 +231,6 @@ def calibration_summary(predictions: Predictions, calibrated: np.ndarray, temper
             "offsets": dict(zip(ATTRIBUTES, offsets.tolist())),
             "ece_before_per_attribute": dict(zip(ATTRIBUTES, before["per_attribute"].tolist())),
             "ece_after_per_attribute": dict(zip(ATTRIBUTES, after["per_attribute"].tolist()))}
-
-
-def headline(evaluation: dict) -> float:
-    """The number a run is selected on: mean balanced accuracy, else beauty Pearson, else nan."""
-    if evaluation["attribute_means"] is not None:
-        return float(evaluation["attribute_means"]["balanced_accuracy"])
-    if evaluation["beauty"] is not None:
-        return float(evaluation["beauty"]["pearson"])
-    return float("nan")
 
 
 def evaluate_checkpoint(checkpoint_path: str | Path, overrides: list[str] | tuple[str, ...] = (),
@@ -298,6 +283,37 @@ def evaluate_checkpoint(checkpoint_path: str | Path, overrides: list[str] | tupl
     paths = write_report(evaluation, Path(out_dir) if out_dir else checkpoint_path.parent / default_dir,
                          title=f"faceattr evaluation: {checkpoint_path.name}{on}")
     return evaluation, paths
+
+
+def evaluate_each_source(checkpoint_path: str | Path, overrides: Sequence[str], out_dir: str | Path,
+                         device: str = "auto") -> list[dict]:
+    """Evaluates a checkpoint on each of its sources alone, into ``out_dir/sourceN``, and tabulates them.
+
+    Writes ``sources.json`` (the rows) and ``sources.md`` (the table) into ``out_dir``; a
+    source without validation images (training only) gets a row of 0 images and no report.
+
+    Returns:
+        One row per source (:func:`faceattr.evaluation.report.sources.source_row`).
+
+    >>> rows = evaluate_each_source("runs/r18/best.pt", [], "runs/r18/report_sources")  # doctest: +SKIP
+    """
+    from faceattr.config import config_from_dict
+    from faceattr.evaluation.report.sources import source_row, sources_markdown
+    from faceattr.models.checkpoint import load_checkpoint
+
+    out = Path(out_dir)
+    configured = config_from_dict(load_checkpoint(checkpoint_path)["config"], list(overrides)).data.sources
+    rows = []
+    for index, source in enumerate(configured):
+        try:
+            evaluation, _ = evaluate_checkpoint(checkpoint_path, overrides, out / f"source{index}", device, [index])
+        except EvaluationError as error:  # a source used for training only
+            logger.warning("source %d: %s", index, error)
+            evaluation = None
+        rows.append(source_row(index, source_label(source), evaluation))
+    (out / "sources.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out / "sources.md").write_text(sources_markdown(rows, str(checkpoint_path)))
+    return rows
 
 
 def calibrate_checkpoint(checkpoint_path: str | Path, out_path: str | Path, device: str = "auto",

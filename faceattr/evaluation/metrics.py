@@ -19,6 +19,20 @@ NAN = float("nan")
 MEAN_KEYS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "average_precision", "base_rate")
 
 
+def cross_fitting_halves(count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The two ``(fit_rows, score_rows)`` splits of a cross-fitted estimate over ``count`` rows.
+
+    Something fitted and scored on the same images (thresholds, a calibration) flatters the
+    model; fitting on one half and scoring on the other, both ways round, does not. The
+    halves are alternating rows, so both hold every source and part of the set.
+
+    >>> [(fit.nonzero()[0].tolist(), score.nonzero()[0].tolist()) for fit, score in cross_fitting_halves(5)]
+    [([0, 2, 4], [1, 3]), ([1, 3], [0, 2, 4])]
+    """
+    even = np.arange(count) % 2 == 0
+    return [(even, ~even), (~even, even)]
+
+
 def ranked_counts(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """True and false positives at every cut of the scores, highest cut first.
 

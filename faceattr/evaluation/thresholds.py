@@ -1,4 +1,4 @@
-"""Per-attribute decision thresholds: fit them on validation scores, apply them to new ones.
+"""Per-attribute decision thresholds: fit them on validation scores.
 
 A single 0.5 cut suits balanced attributes only: for a rare attribute such as ``Bald``
 (about 2% of CelebA) the threshold that maximises balanced accuracy or F1 is far from it.
@@ -11,11 +11,11 @@ import logging
 import numpy as np
 
 from faceattr.attributes import ATTRIBUTES, NUM_ATTRIBUTES
+from faceattr.config import THRESHOLD_METRICS
 from faceattr.evaluation.metrics import check_attribute_arrays, ranked_counts
 
 logger = logging.getLogger(__name__)
 
-THRESHOLD_METRICS = ("balanced_accuracy", "f1")
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -88,27 +88,3 @@ def _best_cut(distinct: np.ndarray, true_positives: np.ndarray, false_positives:
     midpoint = 0.5 * (lowest_positive + highest_negative)
     # Two adjacent floats have no float between them; the midpoint then rounds onto one.
     return float(midpoint if midpoint > highest_negative else lowest_positive)
-
-
-def apply_thresholds(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Binary predictions: ``probs >= thresholds`` along the last (attribute) axis.
-
-    Args:
-        probs: ``(..., 40)`` probabilities.
-        thresholds: ``(40,)`` thresholds.
-
-    Returns:
-        A bool array of the shape of ``probs``.
-
-    Raises:
-        ValueError: When the last axis of ``probs`` does not match ``thresholds``.
-
-    >>> apply_thresholds(np.array([[0.3, 0.7] * 20]), np.full(40, 0.5))[0, :2].tolist()
-    [False, True]
-    """
-    probs = np.asarray(probs)
-    thresholds = np.asarray(thresholds)
-    if thresholds.shape != (NUM_ATTRIBUTES,) or probs.shape[-1:] != (NUM_ATTRIBUTES,):
-        raise ValueError(f"expected probs (..., {NUM_ATTRIBUTES}) and thresholds ({NUM_ATTRIBUTES},), "
-                         f"got {probs.shape} and {thresholds.shape}")
-    return probs >= thresholds

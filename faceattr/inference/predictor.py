@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from faceattr.inference.align import CELEBA_CROP, align_crop
-from faceattr.attributes import ATTRIBUTES
+from faceattr.attributes import ATTRIBUTES, BEAUTY_RANGE
 from faceattr.models.checkpoint import model_from_checkpoint, stored_calibration
 from faceattr.inference.detect import Detection, FaceDetector
 from faceattr.errors import CheckpointError, ConfigError, ImageError
@@ -37,9 +37,6 @@ from faceattr.inference.results import FaceResult, ImageResult  # re-exported: t
 from faceattr.data.transforms import eval_transform
 
 logger = logging.getLogger(__name__)
-
-#: The range of the beauty scale (SCUT-FBP5500's 1-5 ratings); scores are clipped to it.
-BEAUTY_RANGE: tuple[float, float] = (1.0, 5.0)
 
 #: Where a detector without landmarks (Haar) is assumed to have put them, as fractions of its
 #: box (x, y), MTCNN order; a rough stand-in so that such faces can still be aligned.

@@ -21,7 +21,8 @@ from faceattr.attributes import ATTRIBUTES
 from faceattr.models.checkpoint import deploy_state, load_checkpoint, save_checkpoint
 from faceattr.config import Config, OptimConfig, config_to_dict, save_config
 from faceattr.errors import CheckpointError, ConfigError
-from faceattr.evaluation.evaluate import calibrate_and_tune, headline, predict_loader, summarize
+from faceattr.evaluation.evaluate import calibrate_and_tune, predict_loader, summarize
+from faceattr.evaluation.summary import headline, headline_figures
 from faceattr.runtime import (World, all_ranks_have, autocast, broadcast_from_main, close_world, grad_scaler, init_world,
                               select_device, share_buffers_from_main)
 
@@ -163,17 +164,13 @@ def train_one_epoch(model, loss_fn, loader, optimizer, scheduler, scaler, ema, d
 
 
 def _epoch_record(epoch: int, step: int, train_stats: dict, evaluation: dict, lr: float, seconds: float) -> dict:
-    means, beauty = evaluation["attribute_means"], evaluation["beauty"]
+    """One line of ``metrics.jsonl``: progress, training statistics and the validation's headline figures."""
+    figures = headline_figures(evaluation)
+    recorded = ("balanced_accuracy", "balanced_accuracy_at_0.5", "balanced_accuracy_cross_fitted", "accuracy",
+                "beauty_pearson", "beauty_mae")
     return {"epoch": epoch + 1, "step": step, "lr": lr, "seconds": round(seconds, 2),
             **{f"train_{key}": value for key, value in train_stats.items()},
-            "val_loss": evaluation["meta"]["validation_loss"],
-            "val_balanced_accuracy": means["balanced_accuracy"] if means else None,
-            "val_balanced_accuracy_at_0.5": evaluation["attribute_means_at_0.5"]["balanced_accuracy"] if means else None,
-            "val_balanced_accuracy_cross_fitted":
-                evaluation["attribute_means_cross_fitted"]["balanced_accuracy"] if means else None,
-            "val_accuracy": means["accuracy"] if means else None,
-            "val_beauty_pearson": beauty["pearson"] if beauty else None,
-            "val_beauty_mae": beauty["mae"] if beauty else None}
+            "val_loss": figures["validation_loss"], **{f"val_{name}": figures[name] for name in recorded}}
 
 
 def fit(config: Config, resume: bool = False, overwrite: bool = False) -> dict:

@@ -30,6 +30,7 @@ from faceattr.attributes import ATTRIBUTES
 from faceattr.models.checkpoint import (atomic_write, load_checkpoint, load_weights, model_from_checkpoint, save_weights,
                                  stored_calibration)
 from faceattr.errors import CheckpointError
+from faceattr.evaluation.summary import compact_evaluation
 from faceattr.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -74,19 +75,6 @@ def sha256_of(path: str | Path) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def metrics_summary(evaluation: Mapping[str, Any]) -> dict[str, Any]:
-    """An evaluation dict without its per-image beauty predictions and ROC curve points.
-
-    >>> metrics_summary({"beauty_predictions": {"predicted": [3.0]}, "beauty": {"roc": {"auc": 0.9, "fpr": [0, 1]}}})
-    {'beauty': {'roc': {'auc': 0.9}}}
-    """
-    summary = {key: value for key, value in evaluation.items() if key != "beauty_predictions"}
-    if isinstance(summary.get("beauty"), Mapping) and isinstance(summary["beauty"].get("roc"), Mapping):
-        roc = {key: value for key, value in summary["beauty"]["roc"].items() if key not in ("fpr", "tpr")}
-        summary["beauty"] = {**summary["beauty"], "roc": roc}
-    return summary
 
 
 def export_model(checkpoint: str | Path, weights: str | Path, dtype: str = "float16") -> dict[str, Any]:
@@ -134,7 +122,7 @@ def export_model(checkpoint: str | Path, weights: str | Path, dtype: str = "floa
         "format": FORMAT, "weights": weights.name, "sha256": sha256_of(weights), "bytes": size, "dtype": dtype,
         "model_args": dict(model.model_args), "image_size": image_size, "attributes": list(ATTRIBUTES),
         "thresholds": thresholds, "temperatures": temperatures, "offsets": offsets,
-        "config": state["config"], "metrics": metrics_summary(state.get("metrics") or {}),
+        "config": state["config"], "metrics": compact_evaluation(state.get("metrics") or {}),
         "epoch": state.get("epoch"), "faceattr_version": __version__,
         "trained_with_faceattr": state.get("faceattr_version"), "source_checkpoint": checkpoint.name}
     text = json.dumps(jsonable(description), indent=1, allow_nan=False) + "\n"

@@ -1,14 +1,10 @@
 """Evaluation report: renders an evaluation dict as markdown, CSV, JSON and PNG plots.
 
-The evaluation dict (built by :func:`faceattr.evaluation.evaluate.summarize` from the metric dicts of
-:mod:`faceattr.evaluation.metrics`) has the keys ``meta``, ``attributes``, ``attribute_means``,
-``attribute_means_at_0.5``, ``attribute_means_cross_fitted`` (optional: thresholds tuned
-on one half of the images and scored on the other), ``calibration`` (optional: expected
-calibration error before and after per-attribute calibration), ``beauty`` and ``beauty_predictions``;
-the attribute or beauty
-parts are ``None`` when the data has no such labels, and their sections and plots are then
-skipped. Metric values may be NaN (or ``None``, as in a ``report.json`` read back), shown as
-``n/a`` in the markdown, a blank cell in the CSV and ``null`` in the JSON, so a report
+The evaluation dict is built by :func:`faceattr.evaluation.evaluate.summarize`; its sections
+and their keys are those of :mod:`faceattr.evaluation.summary`, which checks it. The attribute
+or beauty parts are ``None`` when the data has no such labels, and their sections and plots
+are then skipped. Metric values may be NaN (or ``None``, as in a ``report.json`` read back),
+shown as ``n/a`` in the markdown, a blank cell in the CSV and ``null`` in the JSON, so a report
 re-renders unchanged from its own ``report.json``.
 """
 
@@ -22,35 +18,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from faceattr.attributes import ATTRIBUTE_INDEX, ATTRIBUTES
-from faceattr.errors import EvaluationError
+from faceattr.attributes import ATTRIBUTES
 from faceattr.evaluation.report.format import as_number, bin_label, format_metric, ranked_attributes
 from faceattr.evaluation.report.plots import write_plots
+from faceattr.evaluation.summary import ATTRIBUTE_KEYS, check_evaluation
 
 logger = logging.getLogger(__name__)
 
-#: Per-attribute metrics, in the column order of ``attributes.csv`` and the markdown table.
-ATTRIBUTE_COLUMNS: tuple[str, ...] = (
-    "base_rate", "threshold", "accuracy", "balanced_accuracy", "precision", "recall", "f1",
-    "average_precision", "count",
-)
 _COLUMN_TITLES = {
     "base_rate": "base rate", "threshold": "threshold", "accuracy": "accuracy",
     "balanced_accuracy": "bal. acc.", "precision": "precision", "recall": "recall", "f1": "F1",
     "average_precision": "AP", "count": "count",
 }
-_MEAN_KEYS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "average_precision", "base_rate")
 _HEADLINE = (("balanced_accuracy", "balanced accuracy"), ("accuracy", "accuracy"), ("f1", "F1"),
              ("average_precision", "average precision"))
-_SECTION_KEYS = {
-    "attributes": ATTRIBUTES, "attribute_means": _MEAN_KEYS, "attribute_means_at_0.5": _MEAN_KEYS,
-    "attribute_means_cross_fitted": _MEAN_KEYS, "calibration": ("bins", "ece_before", "ece_after",
-                                                                "ece_after_cross_fitted"),
-    "beauty": ("count", "pearson", "mae", "rmse", "bins", "high_cutoff", "roc"),
-    "beauty_predictions": ("predicted", "target"),
-}
-_BIN_KEYS = ("low", "high", "count", "mae", "bias")
-_ROC_KEYS = ("auc", "best_threshold", "fpr", "tpr")
 #: Outer-bin MAE this many times the middle bins' (or its inverse) counts as a difference.
 _EXTREME_RATIO = 1.1
 _WEAKEST_IN_SUMMARY = 5
@@ -79,7 +60,7 @@ def write_report(evaluation: Mapping[str, Any], out_dir: str | Path,
     >>> sorted(paths)  # doctest: +SKIP
     ['balanced_accuracy', 'beauty_bins', 'beauty_roc', 'beauty_scatter', 'csv', 'json', 'markdown']
     """
-    _check_evaluation(evaluation)
+    check_evaluation(evaluation)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json"}
@@ -109,7 +90,7 @@ def format_summary(evaluation: Mapping[str, Any]) -> str:
     weakest: Oval_Face 0.601, Pointy_Nose 0.622, Big_Lips 0.634, Narrow_Eyes 0.640, Blurry 0.655
     beauty: Pearson 0.871, MAE 0.254, RMSE 0.331 (660 images)
     """
-    _check_evaluation(evaluation)
+    check_evaluation(evaluation)
     lines = []
     means = evaluation.get("attribute_means")
     if means is not None:
@@ -129,38 +110,6 @@ def format_summary(evaluation: Mapping[str, Any]) -> str:
         lines.append(f"beauty: Pearson {format_metric(beauty['pearson'])}, MAE {format_metric(beauty['mae'])}, "
                      f"RMSE {format_metric(beauty['rmse'])} ({format_metric(beauty['count'], '.0f')} images)")
     return "\n".join(lines)
-
-
-def _check_evaluation(evaluation: Mapping[str, Any]) -> None:
-    _require(evaluation, ("meta",), "the evaluation")
-    _require(evaluation["meta"], (), "evaluation['meta']")
-    for key, keys in _SECTION_KEYS.items():
-        if evaluation.get(key) is not None:
-            _require(evaluation[key], keys, f"evaluation[{key!r}]")
-    if evaluation.get("attributes") is not None:
-        unknown = sorted(set(evaluation["attributes"]) - set(ATTRIBUTE_INDEX))
-        if unknown:
-            raise EvaluationError(f"evaluation['attributes'] has unknown attributes {unknown}")
-        for name in ATTRIBUTES:
-            _require(evaluation["attributes"][name], ATTRIBUTE_COLUMNS, f"evaluation['attributes'][{name!r}]")
-    if evaluation.get("beauty") is not None:
-        for i, bin_ in enumerate(evaluation["beauty"]["bins"]):
-            _require(bin_, _BIN_KEYS, f"evaluation['beauty']['bins'][{i}]")
-        _require(evaluation["beauty"]["roc"], _ROC_KEYS, "evaluation['beauty']['roc']")
-    predictions = evaluation.get("beauty_predictions")
-    if predictions is not None and len(predictions["predicted"]) != len(predictions["target"]):
-        raise EvaluationError(f"evaluation['beauty_predictions'] has {len(predictions['predicted'])} "
-                          f"predicted scores but {len(predictions['target'])} targets")
-    if evaluation.get("attributes") is None and evaluation.get("beauty") is None:
-        raise EvaluationError("the evaluation has neither 'attributes' nor 'beauty' metrics: nothing to report")
-
-
-def _require(value: Any, keys: Sequence[str], where: str) -> None:
-    if not isinstance(value, Mapping):
-        raise EvaluationError(f"{where} must be a dict, got {type(value).__name__}")
-    missing = [key for key in keys if key not in value]
-    if missing:
-        raise EvaluationError(f"{where} lacks the keys {missing}")
 
 
 def jsonable(value: Any) -> Any:
@@ -191,12 +140,12 @@ def _tuning_gain(evaluation: Mapping[str, Any], key: str) -> float:
 def _write_csv(attributes: Mapping[str, Mapping[str, Any]], path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
-        writer.writerow(("attribute", *ATTRIBUTE_COLUMNS))
+        writer.writerow(("attribute", *ATTRIBUTE_KEYS))
         for name in ATTRIBUTES:
-            cells = [as_number(attributes[name][column]) for column in ATTRIBUTE_COLUMNS]
+            cells = [as_number(attributes[name][column]) for column in ATTRIBUTE_KEYS]
             # repr keeps full precision; count is an integer however metrics typed it.
             writer.writerow((name, *("" if math.isnan(v) else repr(int(v) if c == "count" else v)
-                                     for c, v in zip(ATTRIBUTE_COLUMNS, cells))))
+                                     for c, v in zip(ATTRIBUTE_KEYS, cells))))
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left_columns: int = 1) -> list[str]:
@@ -243,10 +192,10 @@ def _attribute_section(evaluation: Mapping[str, Any], plots: Mapping[str, Path])
         lines += [_calibration_sentence(evaluation["calibration"]), ""]
     attributes = evaluation["attributes"]
     rows = [[name, *(format_metric(attributes[name][c], ".0f" if c == "count" else ".3f")
-                     for c in ATTRIBUTE_COLUMNS)]
+                     for c in ATTRIBUTE_KEYS)]
             for name, _ in ranked_attributes(attributes)]
     lines += ["### Per attribute (weakest balanced accuracy first)", "",
-              *_table(["attribute", *(_COLUMN_TITLES[c] for c in ATTRIBUTE_COLUMNS)], rows)]
+              *_table(["attribute", *(_COLUMN_TITLES[c] for c in ATTRIBUTE_KEYS)], rows)]
     lines += _image(plots, "balanced_accuracy", "Balanced accuracy per attribute")
     return lines
 
