@@ -71,14 +71,15 @@ def build_checkpoint(backbone: str, path: Path) -> Path:
     """An untrained deployable checkpoint of ``backbone`` at :data:`IMAGE_SIZE` px."""
     import torch
 
-    from faceattr.models.checkpoint import deploy_state, save_checkpoint
+    from faceattr.models.deployed import DeployedModel
+    from faceattr.models.weights_io import save_checkpoint
     from faceattr.config import Config
     from faceattr.models.net import FaceAttrNet
 
     torch.manual_seed(0)
     config = Config()
     config.data.image_size = IMAGE_SIZE
-    save_checkpoint(deploy_state(FaceAttrNet(backbone), [0.5] * 40, config, 0, {}), path)
+    save_checkpoint(DeployedModel.from_training(FaceAttrNet(backbone), [0.5] * 40, config, 0, {}).to_checkpoint(), path)
     return path
 
 

@@ -80,7 +80,7 @@ def summary_markdown(rows: list[dict], checkpoint: str) -> str:
 
 def each_source(checkpoint: str, overrides: list[str], out: Path, device: str) -> list[dict]:
     """Evaluates every source alone into ``out/sourceN``; writes and returns the summary rows."""
-    from faceattr.models.checkpoint import load_checkpoint
+    from faceattr.models.weights_io import load_checkpoint
     from faceattr.config import config_from_dict
     from faceattr.evaluation.evaluate import evaluate_checkpoint, source_label
 
