@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from faceattr import ATTRIBUTES, FaceResult
-from faceattr.training import export
+from faceattr.models import deployed
 from faceattr.inference.detect import Detection
 from faceattr.inference.video import FaceTracker, VideoPredictor, iou, match, motion, thumbnail
 
@@ -172,7 +172,7 @@ def test_window_without_gui_exits_2_saying_how_to_get_one(monkeypatch: pytest.Mo
 
 def test_without_model_or_default_exits_2_asking_for_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setattr(export, "DEFAULT_MODEL", tmp_path / "default.safetensors")
+    monkeypatch.setattr(deployed, "DEFAULT_MODEL", tmp_path / "default.safetensors")
     assert webcam_demo.main(["0", "--headless"]) == 2
     error = capsys.readouterr().err
     assert "no default model is installed" in error and "--model PATH" in error
