@@ -291,7 +291,8 @@ def evaluate_checkpoint(checkpoint_path: str | Path, overrides: list[str] | tupl
     chosen = range(len(config.data.sources)) if sources is None else _source_indices(config.data.sources, sources)
     labels = [f"data.sources[{i}] ({source_label(config.data.sources[i])})" for i in chosen]
     predictions = _validation_predictions(model, config, chosen if sources is not None else None, labels, device)
-    meta = {"checkpoint": str(checkpoint_path), "split": "val", "epoch": -1 if model.epoch is None else int(model.epoch),
+    epoch = -1 if model.epoch is None else int(model.epoch)
+    meta = {"checkpoint": str(checkpoint_path), "split": "val", "epoch": epoch,
             "backbone": config.model.backbone, "image_size": config.data.image_size,
             "sources": ", ".join(labels), "thresholds": "stored in the checkpoint"}
     evaluation = summarize(predictions, np.asarray(model.thresholds, dtype=np.float64), meta,
@@ -331,7 +332,7 @@ def calibrate_checkpoint(checkpoint_path: str | Path, out_path: str | Path, devi
     calibrated = DeployedModel.from_training(model.build_network(), thresholds, config, epoch, evaluation,
                                              temperatures, offsets)
     # The crop is the one the weights were trained on, whatever sources calibrated them.
-    save_checkpoint(calibrated.replace(crop=model.crop).to_checkpoint(), out_path)
+    save_checkpoint(dataclasses.replace(calibrated, crop=model.crop).to_checkpoint(), out_path)
     return evaluation
 
 

@@ -5,10 +5,9 @@ A :class:`DeployedModel` is what the trainer deploys (``best.pt``), what an expo
 and evaluation read: network arguments and weights, input size, the crop of CelebA's aligned
 frame the model sees, and the decision fields (per-attribute thresholds on the calibrated
 probabilities ``sigmoid(logit / temperature + offset)``). It is validated when built, so a
-model file with impossible values is refused naming the file and the key.
-
-An export's description carries the sha256 of its weights file and a digest of its decision
-fields (:func:`decision_digest`), so a hand-edited threshold is caught as a replaced weight is.
+model file with impossible values is refused naming the file and the key. An export's
+description carries the sha256 of its weights and a digest of its decision fields
+(:func:`decision_digest`), so a hand-edited threshold is caught as replaced weights are.
 
 >>> model = DeployedModel.load()  # doctest: +SKIP
 >>> model.image_size, model.crop  # doctest: +SKIP
@@ -17,7 +16,6 @@ fields (:func:`decision_digest`), so a hand-edited threshold is caught as a repl
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -163,7 +161,7 @@ class DeployedModel:
         def fail(key: str, expected: str) -> CheckpointError:
             return CheckpointError(f"{where}: {key!r}: expected {expected}")
 
-        def normalise(name: str, value: Any) -> None:
+        def normalise(name: str, value: Any) -> None:  # the dataclass is frozen once built
             object.__setattr__(self, name, value)
 
         if not isinstance(self.model_args, Mapping) or "backbone" not in self.model_args:
@@ -307,8 +305,9 @@ class DeployedModel:
     def to_checkpoint(self) -> dict[str, Any]:
         """The plain dict ``best.pt`` holds (loadable with ``torch.load(weights_only=True)``).
 
-        >>> sorted(DeployedModel.from_training(FaceAttrNet("resnet10t"), [0.5] * 40, Config(), 0, {}).to_checkpoint())
-        ['attributes', 'config', 'crop', 'epoch', 'faceattr_version', 'metrics', 'model', 'model_args', 'offsets', 'temperatures', 'thresholds']
+        >>> checkpoint = DeployedModel.from_training(FaceAttrNet("resnet10t"), [0.5] * 40, Config(), 0, {}).to_checkpoint()
+        >>> checkpoint["crop"], checkpoint["thresholds"][0], len(checkpoint["model"]) > 0
+        ([0.051, 0.1665, 0.942, 0.894], 0.5, True)
         """
         return {"model_args": dict(self.model_args), "model": self.state_dict, "thresholds": list(self.thresholds),
                 "temperatures": list(self.temperatures), "offsets": list(self.offsets),
@@ -342,15 +341,6 @@ class DeployedModel:
                                   f"{error}") from error
         load_state_dict_checked(network, self.state_dict, source=f"{self.where} 'model'")
         return network.eval()
-
-    def replace(self, **changes: Any) -> DeployedModel:
-        """A copy with ``changes`` applied, validated again (e.g. new thresholds after calibration).
-
-        >>> model = DeployedModel.from_training(FaceAttrNet("resnet10t"), [0.5] * 40, Config(), 0, {})
-        >>> model.replace(thresholds=[0.4] * 40).thresholds[0]
-        0.4
-        """
-        return dataclasses.replace(self, **changes)
 
 
 def _is_number(value: Any) -> bool:
