@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from faceattr.models.checkpoint import deploy_state, save_checkpoint
+from faceattr.models.deployed import DeployedModel
+from faceattr.models.weights_io import save_checkpoint
 from faceattr.config import Config
 from faceattr.synthetic.fixtures import make_celeba, make_celebahq, make_scut
 from faceattr.models.net import FaceAttrNet
@@ -28,7 +29,8 @@ def untrained_checkpoint(path: Path, thresholds: list[float] | None = None) -> P
     torch.manual_seed(0)
     config = Config()
     config.data.image_size = 64
-    save_checkpoint(deploy_state(FaceAttrNet("resnet10t"), thresholds or [0.5] * 40, config, 0, {}), path)
+    save_checkpoint(DeployedModel.from_training(FaceAttrNet("resnet10t"), thresholds or [0.5] * 40, config, 0,
+                                                {}).to_checkpoint(), path)
     return path
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from faceattr.evaluation.calibration import (TEMPERATURE_RANGE, apply_calibration, cross_fitted_ece,
                                   expected_calibration_error, fit_calibration, logits_from_probabilities)
-from faceattr.models.checkpoint import stored_calibration
+from faceattr.models.deployed import DeployedModel
+from faceattr.models.net import FaceAttrNet
+from faceattr.config import Config
 from faceattr.errors import CheckpointError
 from faceattr.evaluation.evaluate import Predictions, summarize
 from faceattr.evaluation.report.markdown import format_summary, write_report
@@ -118,13 +122,16 @@ def test_summarize_without_temperatures_scores_the_probabilities_as_they_are() -
 
 
 def test_checkpoint_without_calibration_means_uncalibrated_and_bad_values_are_refused() -> None:
-    assert stored_calibration({"thresholds": [0.5] * 40}, "old.pt") == ([1.0] * 40, [0.0] * 40)
-    with pytest.raises(CheckpointError, match="old.pt.*temperatures"):
-        stored_calibration({"temperatures": [1.0] * 39}, "old.pt")
-    with pytest.raises(CheckpointError, match="temperatures"):
-        stored_calibration({"temperatures": [0.0] * 40}, "old.pt")
-    with pytest.raises(CheckpointError, match="offsets"):
-        stored_calibration({"offsets": ["x"] * 40}, "old.pt")
+    state = DeployedModel.from_training(FaceAttrNet("resnet10t"), [0.5] * 40, Config(), 1, {}).to_checkpoint()
+    del state["temperatures"], state["offsets"]
+    old = DeployedModel.from_checkpoint(state, Path("old.pt"))
+    assert (old.temperatures, old.offsets) == ((1.0,) * 40, (0.0,) * 40)
+    with pytest.raises(CheckpointError, match="old.pt: 'temperatures'"):
+        DeployedModel.from_checkpoint({**state, "temperatures": [1.0] * 39}, Path("old.pt"))
+    with pytest.raises(CheckpointError, match="'temperatures'"):
+        DeployedModel.from_checkpoint({**state, "temperatures": [0.0] * 40}, Path("old.pt"))
+    with pytest.raises(CheckpointError, match="'offsets'"):
+        DeployedModel.from_checkpoint({**state, "offsets": ["x"] * 40}, Path("old.pt"))
 
 
 def test_report_headline_gives_ece_before_and_after(tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""Tests of faceattr.models.checkpoint: atomic writes, weights-only loading, rebuilding the network."""
+"""Tests of faceattr.models.weights_io (atomic writes, weights-only loading) and of rebuilding the network."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from faceattr.models.checkpoint import (
-    load_checkpoint, load_weights, model_from_checkpoint, save_checkpoint, save_weights,
-)
+from faceattr.models.deployed import DeployedModel
+from faceattr.models.weights_io import load_checkpoint, load_weights, save_checkpoint, save_weights
 from faceattr.config import Config, config_to_dict
 from faceattr.errors import CheckpointError
 from faceattr.models import FaceAttrNet
@@ -101,10 +100,39 @@ def test_pickled_objects_are_refused_on_load(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "old.pt")
 
 
-def test_model_from_checkpoint_gives_identical_outputs(tmp_path: Path) -> None:
+class _Forbidden:
+    """Pickles as a call of os.system: what a malicious checkpoint would run on load."""
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return os.system, ("echo pwned",)
+
+
+def test_a_pickled_forbidden_global_is_named_without_advising_unsafe_loading(tmp_path: Path) -> None:
+    torch.save({"model": {}, "payload": _Forbidden()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(tmp_path / "evil.pt")
+    message = str(raised.value)
+    assert message.startswith(f"{tmp_path / 'evil.pt'}: not a readable checkpoint")
+    assert "system" in message  # posix.system on Linux, nt.system on Windows: os.system either way
+    assert "weights_only" not in message and "False" not in message
+
+
+def _checkpoint(net: FaceAttrNet) -> dict[str, Any]:
+    """What the trainer writes for ``net`` (thresholds 0.5, default config)."""
+    return DeployedModel.from_training(net, [0.5] * 40, Config(), 1, {}).to_checkpoint()
+
+
+def _rebuilt(checkpoint: dict[str, Any]) -> FaceAttrNet:
+    return DeployedModel.from_checkpoint(checkpoint, Path("best.pt")).build_network()
+
+
+def test_rebuilt_network_gives_identical_outputs(tmp_path: Path) -> None:
     net = _net().eval()
-    save_checkpoint({"model": net.state_dict(), "model_args": net.model_args}, tmp_path / "best.pt")
-    rebuilt = model_from_checkpoint(load_checkpoint(tmp_path / "best.pt")).eval()
+    save_checkpoint(_checkpoint(net), tmp_path / "best.pt")
+    rebuilt = DeployedModel.load(tmp_path / "best.pt").build_network()
+    assert not rebuilt.training
     with torch.no_grad():
         expected, actual = net(IMAGES), rebuilt(IMAGES)
     assert set(actual) == set(expected)
@@ -112,33 +140,31 @@ def test_model_from_checkpoint_gives_identical_outputs(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "module._orig_mod."])
-def test_model_from_checkpoint_strips_wrapper_prefixes(prefix: str) -> None:
+def test_rebuilt_network_strips_wrapper_prefixes(prefix: str) -> None:
     net = _net()
     wrapped = {prefix + key: value for key, value in net.state_dict().items()}
-    rebuilt = model_from_checkpoint({"model": wrapped, "model_args": net.model_args})
+    rebuilt = _rebuilt({**_checkpoint(net), "model": wrapped})
     assert torch.equal(rebuilt.beauty_head.fc.weight, net.beauty_head.fc.weight)
 
 
-@pytest.mark.parametrize("key", ["model_args", "model"])
-def test_model_from_checkpoint_names_a_missing_key(key: str) -> None:
-    net = _net()
-    checkpoint = {"model": net.state_dict(), "model_args": net.model_args}
+@pytest.mark.parametrize("key", ["model_args", "model", "thresholds", "config"])
+def test_a_missing_checkpoint_key_is_named(key: str) -> None:
+    checkpoint = _checkpoint(_net())
     del checkpoint[key]
-    with pytest.raises(CheckpointError, match=f"no '{key}' key"):
-        model_from_checkpoint(checkpoint)
+    with pytest.raises(CheckpointError, match=f"best.pt: lacks '{key}'"):
+        _rebuilt(checkpoint)
 
 
-def test_model_from_checkpoint_rejects_unknown_model_args() -> None:
-    with pytest.raises(CheckpointError, match="'model_args'.*unknown backbone 'resnet9000'"):
-        model_from_checkpoint({"model": {}, "model_args": {"backbone": "resnet9000"}})
+def test_unknown_model_args_are_refused() -> None:
+    with pytest.raises(CheckpointError, match="best.pt: 'model_args'.*unknown backbone 'resnet9000'"):
+        _rebuilt({**_checkpoint(_net()), "model": {}, "model_args": {"backbone": "resnet9000"}})
 
 
-def test_model_from_checkpoint_names_keys_that_do_not_fit() -> None:
-    net = _net()
-    state = net.state_dict()
-    del state["attribute_head.fc.bias"]
+def test_keys_that_do_not_fit_are_named() -> None:
+    checkpoint = _checkpoint(_net())
+    del checkpoint["model"]["attribute_head.fc.bias"]
     with pytest.raises(CheckpointError, match="missing keys: attribute_head.fc.bias"):
-        model_from_checkpoint({"model": state, "model_args": net.model_args})
+        _rebuilt(checkpoint)
 
 
 def test_weights_roundtrip_keeps_tensors_and_metadata(tmp_path: Path) -> None:

@@ -10,7 +10,10 @@ import pytest
 
 import faceattr
 from faceattr.attributes import ATTRIBUTE_INDEX
-from faceattr.training.export import DEFAULT_MODEL, MAX_WEIGHTS_BYTES, description_path, read_exported, sha256_of
+from faceattr.geometry import CELEBA_CROP
+from faceattr.models.deployed import DEFAULT_MODEL, FORMAT, DeployedModel, decision_digest, description_path
+from faceattr.models.weights_io import sha256_of
+from faceattr.training.export import MAX_WEIGHTS_BYTES
 
 ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 
@@ -18,10 +21,13 @@ ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 def test_default_model_is_installed_small_and_intact() -> None:
     assert 0 < DEFAULT_MODEL.stat().st_size <= MAX_WEIGHTS_BYTES
     description = json.loads(description_path(DEFAULT_MODEL).read_text())
+    assert description["format"] == FORMAT
     assert description["sha256"] == sha256_of(DEFAULT_MODEL)
-    state = read_exported(DEFAULT_MODEL)
-    assert len(state["thresholds"]) == len(state["temperatures"]) == len(state["offsets"]) == 40
-    assert state["metrics"]["attribute_means"]["balanced_accuracy"] > 0.75  # the validation figures travel with it
+    assert description["decision_sha256"] == decision_digest(description)
+    model = DeployedModel.load()
+    assert model.source == DEFAULT_MODEL and model.crop == CELEBA_CROP and model.image_size == 64
+    assert len(model.thresholds) == len(model.temperatures) == len(model.offsets) == 40
+    assert model.metrics["attribute_means"]["balanced_accuracy"] > 0.75  # the validation figures travel with it
 
 
 def test_default_model_finds_the_astronaut_and_her_smile() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from faceattr.models.checkpoint import load_checkpoint
+from faceattr.models.weights_io import load_checkpoint
 from faceattr.config import config_from_dict, load_config
 from faceattr.data.readers.celeba import read_celeba
 from faceattr.synthetic.fixtures import make_celeba, make_scut

@@ -65,7 +65,8 @@ def test_beauty_only_predictions_select_on_pearson():
 @pytest.fixture(scope="module")
 def two_source_checkpoint(tmp_path_factory):
     """An untrained checkpoint whose config holds a CelebA source (capped at 5 validation images) and a SCUT one."""
-    from faceattr.models.checkpoint import deploy_state, save_checkpoint
+    from faceattr.models.deployed import DeployedModel
+    from faceattr.models.weights_io import save_checkpoint
     from faceattr.config import config_from_dict
     from faceattr.synthetic.fixtures import make_celeba, make_scut
     from faceattr.models.net import FaceAttrNet
@@ -87,7 +88,8 @@ def two_source_checkpoint(tmp_path_factory):
                                "model": {"backbone": "resnet10t"}, "train": {"amp": False}})
     torch.manual_seed(0)
     thresholds = np.linspace(0.3, 0.7, 40).tolist()  # distinct stored thresholds, to see them used
-    save_checkpoint(deploy_state(FaceAttrNet("resnet10t"), thresholds, config, 1, {}), root / "run" / "best.pt")
+    save_checkpoint(DeployedModel.from_training(FaceAttrNet("resnet10t"), thresholds, config, 1, {}).to_checkpoint(),
+                    root / "run" / "best.pt")
     return root / "run" / "best.pt", sources
 
 
@@ -136,7 +138,7 @@ def test_each_source_writes_a_report_per_source_and_a_summary(two_source_checkpo
 
 
 def test_calibrating_a_checkpoint_fits_what_training_would_and_keeps_the_weights(two_source_checkpoint, tmp_path):
-    from faceattr.models.checkpoint import load_checkpoint
+    from faceattr.models.weights_io import load_checkpoint
     from faceattr.evaluation.evaluate import calibrate_checkpoint
 
     checkpoint, _ = two_source_checkpoint
@@ -156,7 +158,7 @@ def test_data_from_evaluates_and_calibrates_on_another_configs_sources(two_sourc
     """What a model trained on a pack needs: its recipe's original sources instead of the pack's."""
     from faceattr.config import data_overrides
     from faceattr.evaluation.evaluate import calibrate_checkpoint
-    from faceattr.models.checkpoint import load_checkpoint
+    from faceattr.models.weights_io import load_checkpoint
 
     checkpoint, sources = two_source_checkpoint
     recipe = tmp_path / "recipe.yaml"

@@ -12,7 +12,9 @@ import torch
 
 from faceattr import cli, load_model, predict
 from faceattr.training import export
-from faceattr.models.checkpoint import deploy_state, save_checkpoint
+from faceattr.models import deployed
+from faceattr.models.deployed import DeployedModel, description_path
+from faceattr.models.weights_io import save_checkpoint, sha256_of
 from faceattr.config import Config
 from faceattr.synthetic.drawing import draw_face, random_labels
 from faceattr.errors import CheckpointError
@@ -38,7 +40,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                                                          "roc": {"auc": 0.5, "fpr": [0.0, 1.0]}},
                "beauty_predictions": {"predicted": [3.0], "target": [2.0]}}
     path = tmp_path_factory.mktemp("run") / "best.pt"
-    save_checkpoint(deploy_state(FaceAttrNet("resnet10t"), THRESHOLDS, config, 7, metrics, TEMPERATURES, OFFSETS), path)
+    save_checkpoint(DeployedModel.from_training(FaceAttrNet("resnet10t"), THRESHOLDS, config, 7, metrics, TEMPERATURES,
+                                                OFFSETS).to_checkpoint(), path)
     return path
 
 
@@ -70,14 +73,17 @@ def probabilities(predictor: Predictor, faces: list[np.ndarray]) -> np.ndarray:
 def copy_pair(weights: Path, folder: Path) -> Path:
     """A copy of an exported pair in ``folder``, to damage without touching the original."""
     folder.mkdir(exist_ok=True)
-    for path in (weights, export.description_path(weights)):
+    for path in (weights, description_path(weights)):
         (folder / path.name).write_bytes(path.read_bytes())
     return folder / weights.name
 
 
 def test_description_holds_what_loading_and_users_need(checkpoint: Path, exported: Path) -> None:
-    description = json.loads(export.description_path(exported).read_text())
-    assert description["sha256"] == export.sha256_of(exported)
+    description = json.loads(description_path(exported).read_text())
+    assert description["format"] == "faceattr-exported-model/2"
+    assert description["sha256"] == sha256_of(exported)
+    assert description["decision_sha256"] == deployed.decision_digest(description)
+    assert description["crop"] == [0.051, 0.1665, 0.942, 0.894]
     assert (description["image_size"], description["dtype"], description["epoch"]) == (64, "float32", 7)
     assert description["thresholds"] == pytest.approx(THRESHOLDS)
     assert description["temperatures"] == pytest.approx(TEMPERATURES)
@@ -118,7 +124,29 @@ def test_tampered_weights_are_refused_naming_both_hashes(exported: Path, tmp_pat
         load_model(weights, device="cpu")
     message = str(raised.value)
     assert str(weights) in message and "checksum" in message
-    assert export.sha256_of(exported) in message and export.sha256_of(weights) in message
+    assert sha256_of(exported) in message and sha256_of(weights) in message
+
+
+def test_a_hand_edited_threshold_is_refused(exported: Path, tmp_path: Path) -> None:
+    weights = copy_pair(exported, tmp_path / "edited")
+    description = json.loads(description_path(weights).read_text())
+    description["thresholds"][0] = 0.9
+    description_path(weights).write_text(json.dumps(description))
+    with pytest.raises(CheckpointError, match=f"{description_path(weights)}: 'decision_sha256' does not match"):
+        load_model(weights, device="cpu")
+
+
+def test_a_format_1_export_is_still_read_with_celeba_crop(exported: Path, tmp_path: Path,
+                                                         faces: list[np.ndarray], original: Predictor) -> None:
+    weights = copy_pair(exported, tmp_path / "old")
+    description = json.loads(description_path(weights).read_text())
+    for key in ("crop", "decision_sha256"):
+        del description[key]
+    description["format"] = "faceattr-exported-model/1"
+    description_path(weights).write_text(json.dumps(description))
+    old = Predictor(weights, device="cpu")
+    assert old.crop == (0.051, 0.1665, 0.942, 0.894)
+    assert np.array_equal(probabilities(old, faces), probabilities(original, faces))
 
 
 def test_missing_description_or_weights_is_named(exported: Path, tmp_path: Path) -> None:
@@ -128,7 +156,7 @@ def test_missing_description_or_weights_is_named(exported: Path, tmp_path: Path)
         load_model(weights, device="cpu")
     alone = copy_pair(exported, tmp_path / "alone")
     export.description_path(alone).unlink()
-    with pytest.raises(CheckpointError, match=f"{export.description_path(alone)}: model description not found"):
+    with pytest.raises(CheckpointError, match=f"{description_path(alone)}: model description not found"):
         load_model(alone, device="cpu")
 
 
@@ -141,11 +169,37 @@ def test_export_over_the_size_limit_leaves_nothing(checkpoint: Path, tmp_path: P
     assert list(tmp_path.iterdir()) == []
 
 
+def test_export_over_the_size_limit_leaves_an_existing_pair_untouched(checkpoint: Path, exported: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = copy_pair(exported, tmp_path / "shipped")
+    before = {path.name: path.read_bytes() for path in (weights, description_path(weights))}
+    monkeypatch.setattr(export, "MAX_WEIGHTS_BYTES", exported.stat().st_size - 1)
+    with pytest.raises(CheckpointError, match="exceeds"):
+        export.export_model(checkpoint, weights, "float32")
+    assert {path.name: path.read_bytes() for path in weights.parent.iterdir()} == before  # no temporary files
+    assert DeployedModel.load(weights).thresholds == pytest.approx(THRESHOLDS)
+
+
+def test_export_replaces_an_existing_pair_leaving_no_temporary_files(checkpoint: Path, exported: Path,
+                                                                    tmp_path: Path) -> None:
+    weights = copy_pair(exported, tmp_path / "shipped")
+    description = export.export_model(checkpoint, weights, "float16")
+    assert sorted(path.name for path in weights.parent.iterdir()) == ["model.json", "model.safetensors"]
+    assert description["dtype"] == "float16" and DeployedModel.load(weights).description["dtype"] == "float16"
+
+
+def test_export_tool_refuses_the_package_folder_without_into_package(checkpoint: Path, capsys) -> None:
+    before = sha256_of(deployed.DEFAULT_MODEL)
+    assert export_model.main([str(checkpoint), "--check-count", "1"]) == 2
+    assert "--into-package" in capsys.readouterr().err
+    assert sha256_of(deployed.DEFAULT_MODEL) == before
+
+
 @pytest.fixture
 def no_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Points the default model at a file that does not exist, as before a model is installed."""
     missing = tmp_path / "weights" / "default.safetensors"
-    monkeypatch.setattr(export, "DEFAULT_MODEL", missing)
+    monkeypatch.setattr(deployed, "DEFAULT_MODEL", missing)
     _cached_predictor.cache_clear()
     return missing
 
@@ -166,7 +220,7 @@ def test_cli_without_model_or_default_exits_2_with_the_message(no_default: Path,
 @pytest.fixture
 def installed(exported: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Installs ``exported`` as the default model (by pointing the default path at it)."""
-    monkeypatch.setattr(export, "DEFAULT_MODEL", exported)
+    monkeypatch.setattr(deployed, "DEFAULT_MODEL", exported)
     _cached_predictor.cache_clear()
     yield exported
     _cached_predictor.cache_clear()
@@ -175,7 +229,7 @@ def installed(exported: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_predict_without_model_uses_the_default(installed: Path, original: Predictor, faces: list[np.ndarray]) -> None:
     [face] = predict(faces[0], aligned=True)
     assert face.probabilities == original.predict_aligned(faces[:1])[0].probabilities
-    assert _cached_predictor(export.DEFAULT_MODEL).checkpoint == installed
+    assert _cached_predictor(deployed.DEFAULT_MODEL).checkpoint == installed
 
 
 def test_cli_without_model_uses_the_default(installed: Path, original: Predictor, tmp_path: Path, capsys) -> None:
@@ -193,4 +247,5 @@ def test_export_tool_writes_a_loadable_pair(checkpoint: Path, tmp_path: Path, ca
     out = capsys.readouterr().out
     assert "max probability difference" in out and "float16" in out
     assert json.loads((tmp_path / "team.json").read_text())["dtype"] == "float16"
-    assert export.read_exported(tmp_path / "team.safetensors")["thresholds"] == pytest.approx(THRESHOLDS)
+    assert DeployedModel.load(tmp_path / "team.safetensors").thresholds == pytest.approx(THRESHOLDS)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["team.json", "team.safetensors"]

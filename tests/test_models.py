@@ -12,7 +12,7 @@ from timm.layers.cbam import CbamModule
 from torch import nn
 
 from faceattr.attributes import NUM_ATTRIBUTES
-from faceattr.models.checkpoint import save_weights
+from faceattr.models.weights_io import save_weights
 from faceattr.config import ModelConfig
 from faceattr.errors import CheckpointError
 from faceattr.models import BACKBONES, FaceAttrNet, build_model, create_backbone

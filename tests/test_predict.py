@@ -15,9 +15,10 @@ from conftest import untrained_checkpoint
 from PIL import Image
 
 from faceattr import ATTRIBUTES, FaceResult, ImageResult, Predictor, load_model, predict
-from faceattr.training import export
-from faceattr.inference.align import CELEBA_CROP
-from faceattr.models.checkpoint import deploy_state, load_checkpoint, model_from_checkpoint, save_checkpoint
+from faceattr.geometry import CELEBA_CROP
+from faceattr.models import deployed
+from faceattr.models.deployed import DeployedModel
+from faceattr.models.weights_io import save_checkpoint
 from faceattr.config import Config
 from faceattr.synthetic.drawing import draw_face, random_labels
 from faceattr.inference.detect import Detection, FaceDetector
@@ -279,7 +280,7 @@ def test_decompression_bomb_is_an_image_error(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_predict_without_model_or_default_asks_for_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(export, "DEFAULT_MODEL", tmp_path / "default.safetensors")
+    monkeypatch.setattr(deployed, "DEFAULT_MODEL", tmp_path / "default.safetensors")
     with pytest.raises(CheckpointError, match="no default model.*model=PATH"):
         predict(np.zeros((8, 8, 3), np.uint8))
 
@@ -291,8 +292,9 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = Config()
     config.data.image_size = 64
     path = tmp_path_factory.mktemp("calibrated") / "best.pt"
-    save_checkpoint(deploy_state(FaceAttrNet("resnet10t"), [0.5] * 40, config, 1, {},
-                                 np.linspace(0.5, 3.0, 40).tolist(), np.linspace(-1.0, 1.0, 40).tolist()), path)
+    save_checkpoint(DeployedModel.from_training(FaceAttrNet("resnet10t"), [0.5] * 40, config, 1, {},
+                                                np.linspace(0.5, 3.0, 40).tolist(),
+                                                np.linspace(-1.0, 1.0, 40).tolist()).to_checkpoint(), path)
     return path
 
 
@@ -305,12 +307,12 @@ def aligned_faces(count: int) -> list[np.ndarray]:
 def test_aligned_faces_get_the_evaluation_transform_and_the_calibration(calibrated: Path) -> None:
     faces = aligned_faces(3)
     results = Predictor(calibrated, device="cpu", batch_size=2).predict_aligned(faces)
-    state = load_checkpoint(calibrated)
-    model = model_from_checkpoint(state).eval()
+    stored = DeployedModel.load(calibrated)
+    model = stored.build_network()
     batch = torch.stack([eval_transform(64, CELEBA_CROP)(Image.fromarray(face)) for face in faces])
     with torch.no_grad():
         logits = model(batch)["attributes"]
-    expected = torch.sigmoid(logits / torch.tensor(state["temperatures"]) + torch.tensor(state["offsets"])).numpy()
+    expected = torch.sigmoid(logits / torch.tensor(stored.temperatures) + torch.tensor(stored.offsets)).numpy()
     assert np.allclose([list(r.probabilities.values()) for r in results], expected, atol=1e-6)
     assert all(r.box == (0.0, 0.0, 178.0, 218.0) and r.landmarks is None and r.score == 1.0 for r in results)
     assert [r.attributes for r in results] == [tuple(n for n, p in zip(ATTRIBUTES, row) if p >= 0.5)
@@ -333,11 +335,12 @@ def test_checkpoint_without_calibration_still_loads_uncalibrated(tmp_path: Path)
     torch.manual_seed(0)
     config = Config()
     config.data.image_size = 64
-    state = deploy_state(FaceAttrNet("resnet10t"), [0.5] * 40, config, 1, {})
-    del state["temperatures"], state["offsets"]  # as written before calibration existed
+    state = DeployedModel.from_training(FaceAttrNet("resnet10t"), [0.5] * 40, config, 1, {}).to_checkpoint()
+    del state["temperatures"], state["offsets"], state["crop"]  # as written before calibration existed
     save_checkpoint(state, tmp_path / "old.pt")
     predictor = Predictor(tmp_path / "old.pt", device="cpu")
     assert predictor.temperatures.tolist() == [1.0] * 40 and predictor.offsets.tolist() == [0.0] * 40
+    assert predictor.crop == CELEBA_CROP
 
 
 def test_predict_loads_each_checkpoint_once(checkpoint: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from faceattr.training import engine
-from faceattr.models.checkpoint import load_checkpoint
+from faceattr.models.weights_io import load_checkpoint
 from faceattr.config import load_config
 from faceattr.errors import ConfigError, FaceAttrError
 from faceattr.synthetic.fixtures import make_celeba, make_scut

@@ -15,7 +15,7 @@ import torch
 
 from faceattr import ATTRIBUTES, FaceResult
 from faceattr.errors import CheckpointError, ImageError
-from faceattr.training import export
+from faceattr.models import deployed
 from faceattr.inference.detect import Detection
 from faceattr.inference.video import FaceTracker, VideoPredictor, iou, match, motion, thumbnail
 
@@ -179,7 +179,7 @@ def test_options_name_each_bad_flag() -> None:
 
 
 def test_without_model_or_default_the_demo_asks_for_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(export, "DEFAULT_MODEL", tmp_path / "default.safetensors")
+    monkeypatch.setattr(deployed, "DEFAULT_MODEL", tmp_path / "default.safetensors")
     with pytest.raises(CheckpointError, match="no default model is installed.*--model PATH"):
         run_demo(DemoOptions("0", headless=True))
 

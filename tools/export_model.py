@@ -1,9 +1,12 @@
-"""Export a trained model for shipping: python tools/export_model.py runs/X/best.pt [--out faceattr/weights].
+"""Export a trained model for shipping: python tools/export_model.py runs/X/best.pt --out dist/.
 
-Writes OUT/NAME.safetensors (the weights) and OUT/NAME.json (model arguments, input size,
+Writes OUT/NAME.safetensors (the weights) and OUT/NAME.json (model arguments, input size, crop,
 thresholds, temperatures, attribute names, config, validation metrics, versions, source
-checkpoint and the sha256 of the weights). With the default --out and --name the pair is the
-package's default model, used by faceattr.predict(img) and `faceattr predict` without --model.
+checkpoint, the sha256 of the weights and a digest of the decision fields). With the default
+--out and --name the pair is the package's default model, used by faceattr.predict(img) and
+`faceattr predict` without --model: replacing it needs --into-package. Both files are written
+under temporary names and moved into place only once complete and within the size limit, so a
+refused export leaves the previous pair as it was.
 
 --dtype auto stores float16 weights when that moves no calibrated probability by more than
 --tolerance on the check images, else float32; the weights file must stay under 30 MB.
@@ -11,8 +14,8 @@ Check images are CelebA-style aligned crops (files or folders, e.g.
 ../shared/data/celeba/img_align_celeba); without them, drawn faces are used.
 
 Examples:
-    python tools/export_model.py runs/r18/best.pt
-    python tools/export_model.py runs/r18/best.pt --check-images ../shared/data/celeba/img_align_celeba
+    python tools/export_model.py runs/r18/best.pt --into-package
+    python tools/export_model.py runs/r18/best.pt --into-package --check-images ../shared/data/celeba/img_align_celeba
     python tools/export_model.py runs/r18/best.pt --out dist/ --name team_model --dtype float32
 """
 
@@ -31,7 +34,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Export a trained model (best.pt) as safetensors + JSON.",
                                      epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a best.pt written by tools/train.py")
-    parser.add_argument("--out", type=Path, default=WEIGHTS, help=f"output folder (default: {WEIGHTS})")
+    parser.add_argument("--out", type=Path, default=WEIGHTS,
+                        help=f"output folder (default: {WEIGHTS}, which needs --into-package)")
+    parser.add_argument("--into-package", action="store_true",
+                        help="allow writing into the package's faceattr/weights (replacing the shipped default model)")
     parser.add_argument("--name", default="default", help="file stem (default: default)")
     parser.add_argument("--dtype", choices=("auto", "float16", "float32"), default="auto", help="default: auto")
     parser.add_argument("--tolerance", type=float, default=0.01,
@@ -46,7 +52,7 @@ def check_images(paths: list[str], count: int) -> list:
     """Up to ``count`` RGB images from ``paths``, or drawn CelebA-style faces when none are given."""
     import numpy as np
 
-    from faceattr.cli import find_images
+    from faceattr.image import find_images
     from faceattr.synthetic.drawing import draw_face, random_labels
     from faceattr.image import load_image
 
@@ -61,12 +67,17 @@ def check_images(paths: list[str], count: int) -> list:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    from faceattr.models.checkpoint import load_checkpoint
-    from faceattr.training.export import export_model, half_precision_error, read_exported
+    from faceattr.models.deployed import DeployedModel
+    from faceattr.training.export import export_model, half_precision_error
 
+    if args.out.resolve() == WEIGHTS and not args.into_package:
+        print(f"error: --out {args.out} is the package's own weights folder: the pair written there replaces the "
+              "default model that faceattr ships; pass --into-package to do that, or --out another folder",
+              file=sys.stderr)
+        return 2
     try:
-        state = load_checkpoint(args.checkpoint)
-        error = half_precision_error(state, check_images(args.check_images, args.check_count))
+        model = DeployedModel.load(args.checkpoint)
+        error = half_precision_error(model, check_images(args.check_images, args.check_count))
         print(f"float16 weights vs float32 on {error['images']} images: max probability difference "
               f"{error['max_probability_difference']:.2e}, max beauty difference {error['max_beauty_difference']:.2e}, "
               f"{error['decisions_changed']} of {error['images'] * 40} attribute decisions changed")
@@ -75,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             dtype = "float16" if error["max_probability_difference"] <= args.tolerance else "float32"
         weights = args.out / f"{args.name}.safetensors"
         description = export_model(args.checkpoint, weights, dtype)
-        read_exported(weights)  # the pair just written loads and passes its checksum
+        DeployedModel.load(weights)  # the pair just written loads and passes its checksums
     except FaceAttrError as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from faceattr.errors import ConfigError, EvaluationError
 from faceattr.runtime import World, autocast, gather_in_rank_order
 from faceattr.evaluation.summary import evaluation_result
 from faceattr.evaluation.thresholds import fit_thresholds
+
+if TYPE_CHECKING:
+    from faceattr.models.deployed import DeployedModel
 
 logger = logging.getLogger(__name__)
 
@@ -262,22 +266,22 @@ def evaluate_checkpoint(checkpoint_path: str | Path, overrides: list[str] | tupl
     >>> evaluation, paths = evaluate_checkpoint("runs/r18/best.pt", sources=["scut"])  # doctest: +SKIP
     """
 
-    from faceattr.models.checkpoint import load_checkpoint
     from faceattr.config import config_from_dict
     from faceattr.evaluation.report.markdown import write_report
+    from faceattr.models.deployed import DeployedModel
 
     checkpoint_path = Path(checkpoint_path)
-    checkpoint = load_checkpoint(checkpoint_path)
-    config = config_from_dict(checkpoint["config"], overrides)
+    model = DeployedModel.load(checkpoint_path)
+    config = config_from_dict(model.config, overrides)
     chosen = range(len(config.data.sources)) if sources is None else _source_indices(config.data.sources, sources)
     labels = [f"data.sources[{i}] ({source_label(config.data.sources[i])})" for i in chosen]
-    predictions = _validation_predictions(checkpoint, config, chosen if sources is not None else None, labels, device)
-    meta = {"checkpoint": str(checkpoint_path), "split": "val", "epoch": int(checkpoint.get("epoch", -1)),
+    predictions = _validation_predictions(model, config, chosen if sources is not None else None, labels, device)
+    epoch = -1 if model.epoch is None else int(model.epoch)
+    meta = {"checkpoint": str(checkpoint_path), "split": "val", "epoch": epoch,
             "backbone": config.model.backbone, "image_size": config.data.image_size,
             "sources": ", ".join(labels), "thresholds": "stored in the checkpoint"}
-    evaluation = summarize(predictions, np.asarray(checkpoint["thresholds"], dtype=np.float64), meta,
-                           config.train.threshold_metric, temperatures=checkpoint.get("temperatures"),
-                           offsets=checkpoint.get("offsets"))
+    evaluation = summarize(predictions, np.asarray(model.thresholds, dtype=np.float64), meta,
+                           config.train.threshold_metric, temperatures=model.temperatures, offsets=model.offsets)
     default_dir = "report" if sources is None else "report_source" + "_".join(map(str, chosen))
     on = "" if sources is None else f" on {', '.join(labels)}"
     paths = write_report(evaluation, Path(out_dir) if out_dir else checkpoint_path.parent / default_dir,
@@ -299,7 +303,7 @@ def evaluate_each_source(checkpoint_path: str | Path, overrides: Sequence[str], 
     """
     from faceattr.config import config_from_dict
     from faceattr.evaluation.report.sources import source_row, sources_markdown
-    from faceattr.models.checkpoint import load_checkpoint
+    from faceattr.models.weights_io import load_checkpoint
 
     out = Path(out_dir)
     configured = config_from_dict(load_checkpoint(checkpoint_path)["config"], list(overrides)).data.sources
@@ -328,34 +332,36 @@ def calibrate_checkpoint(checkpoint_path: str | Path, out_path: str | Path, devi
     Returns:
         The evaluation dict stored in the new checkpoint.
     """
-    from faceattr.models.checkpoint import deploy_state, load_checkpoint, model_from_checkpoint, save_checkpoint
     from faceattr.config import config_from_dict
+    from faceattr.models.deployed import DeployedModel
+    from faceattr.models.weights_io import save_checkpoint
 
-    checkpoint = load_checkpoint(checkpoint_path)
-    config = config_from_dict(checkpoint["config"], list(overrides))
-    predictions = _validation_predictions(checkpoint, config, None, [], device)
+    model = DeployedModel.load(checkpoint_path)
+    config = config_from_dict(model.config, list(overrides))
+    predictions = _validation_predictions(model, config, None, [], device)
     temperatures, offsets, thresholds = calibrate_and_tune(predictions, config.train.threshold_metric)
-    epoch = int(checkpoint.get("epoch", -1))
+    epoch = -1 if model.epoch is None else int(model.epoch)
     meta = {"checkpoint": str(checkpoint_path), "split": "val", "epoch": epoch, "backbone": config.model.backbone,
             "image_size": config.data.image_size, "thresholds": "tuned on these images"}
     evaluation = summarize(predictions, thresholds, meta, config.train.threshold_metric,
                            temperatures=temperatures, offsets=offsets)
-    save_checkpoint(deploy_state(model_from_checkpoint(checkpoint), thresholds, config, epoch, evaluation,
-                                 temperatures, offsets), out_path)
+    calibrated = DeployedModel.from_training(model.build_network(), thresholds, config, epoch, evaluation,
+                                             temperatures, offsets)
+    # The crop is the one the weights were trained on, whatever sources calibrated them.
+    save_checkpoint(dataclasses.replace(calibrated, crop=model.crop).to_checkpoint(), out_path)
     return evaluation
 
 
-def _validation_predictions(checkpoint: dict, config: Config, chosen: Sequence[int] | None, labels: list[str],
-                            device: str) -> Predictions:
-    """The checkpoint's network on the validation images of the chosen sources (all when None)."""
+def _validation_predictions(deployed: DeployedModel, config: Config, chosen: Sequence[int] | None,
+                            labels: list[str], device: str) -> Predictions:
+    """The model's network on the validation images of the chosen sources (all when None)."""
     from torch.utils.data import ConcatDataset
 
-    from faceattr.models.checkpoint import model_from_checkpoint
     from faceattr.data.loader import build_data, build_loaders, evenly_spread
     from faceattr.runtime import select_device
 
     target = select_device(device)
-    model = model_from_checkpoint(checkpoint).to(target)
+    model = deployed.build_network().to(target)
     if chosen is None:
         bundle = build_data(config.data)
     else:

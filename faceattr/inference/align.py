@@ -25,9 +25,8 @@ import numpy as np
 
 from faceattr.errors import AlignmentError
 from faceattr.image import check_rgb, crop_box
-
-#: ``(width, height)`` of CelebA's official aligned crops (img_align_celeba).
-CELEBA_SIZE: tuple[int, int] = (178, 218)
+# Defined in a base module so that models and data use them without importing inference.
+from faceattr.geometry import CELEBA_CROP, CELEBA_SIZE
 
 #: The 5 landmarks of CelebA's aligned crops, in 178x218 crop pixels (x, y), MTCNN order.
 #: Median of facenet-pytorch MTCNN's landmarks on the first 500 images of img_align_celeba (a face
@@ -47,11 +46,6 @@ CELEBA_TEMPLATE: np.ndarray = np.array([
 #: official crop, 4 points give mean NCC 0.871 and median landmark error 2.22 px, 5 points
 #: 0.851 and 2.65 px (tools/measure_alignment.py).
 FIT_POINTS: tuple[int, ...] = (0, 1, 3, 4)
-
-#: The square the training configs cut from an aligned crop (fractions left, top, right,
-#: bottom; x 9-168, y 36-195 of 178x218), as in ``configs/base_shared_data.yaml``.
-CELEBA_CROP: tuple[float, float, float, float] = (0.051, 0.1665, 0.942, 0.894)
-
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """The least-squares similarity transform taking points ``src`` onto ``dst`` (Umeyama).

@@ -36,7 +36,8 @@ from faceattr.inference.align import align_crop
 from faceattr.inference.detect import FaceDetector
 from faceattr.inference.predictor import Predictor
 from faceattr.inference.webcam import DemoOptions, run_demo
-from faceattr.models.checkpoint import deploy_state, save_checkpoint
+from faceattr.models.deployed import DeployedModel
+from faceattr.models.weights_io import save_checkpoint
 from faceattr.models.net import FaceAttrNet
 
 TWO_PEOPLE = "faces/face_recognition/examples/two_people.jpg"
@@ -121,7 +122,7 @@ def build_checkpoint(backbone: str, path: Path) -> Path:
     torch.manual_seed(0)
     config = Config()
     config.data.image_size = IMAGE_SIZE
-    save_checkpoint(deploy_state(FaceAttrNet(backbone), [0.5] * 40, config, 0, {}), path)
+    save_checkpoint(DeployedModel.from_training(FaceAttrNet(backbone), [0.5] * 40, config, 0, {}).to_checkpoint(), path)
     return path
 
 

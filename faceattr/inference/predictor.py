@@ -5,7 +5,7 @@ warp each onto the training crop (:func:`~faceattr.inference.align.align_crop`),
 batches, calibrate its probabilities with the model's per-attribute temperatures and offsets,
 and apply the per-attribute thresholds stored with it. Images already aligned as CelebA's skip detection
 and alignment (:meth:`Predictor.predict_aligned`). Without a model named, the default model
-installed with the package is used (:mod:`faceattr.training.export`).
+installed with the package is used (:class:`~faceattr.models.deployed.DeployedModel`).
 
 >>> import faceattr
 >>> results = faceattr.predict("photo.jpg")  # doctest: +SKIP
@@ -26,15 +26,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from faceattr.inference.align import CELEBA_CROP, align_crop
+from faceattr.inference.align import align_crop
 from faceattr.attributes import ATTRIBUTES, BEAUTY_RANGE
-from faceattr.models.checkpoint import model_from_checkpoint, stored_calibration
+from faceattr.models.deployed import DeployedModel
 from faceattr.inference.detect import Detection, FaceDetector
-from faceattr.errors import CheckpointError, ConfigError, ImageError
-from faceattr.training.export import default_model, load_deploy_state
+from faceattr.errors import ConfigError, ImageError
 from faceattr.image import read_image, read_reduced, source_name
 from faceattr.inference.results import FaceResult, ImageResult  # re-exported: the public API's home is predictor
 from faceattr.data.transforms import eval_transform
+from faceattr.runtime import select_device
 
 logger = logging.getLogger(__name__)
 
@@ -77,14 +77,15 @@ class Predictor:
     Args:
         checkpoint: A checkpoint written by ``tools/train.py`` (``best.pt``), an exported model
             (a ``.safetensors`` with its ``.json`` beside it, see :mod:`faceattr.training.export`), or
-            ``None`` for the default model installed with the package.
+            ``None`` for the default model installed with the package; read by
+            :meth:`DeployedModel.load <faceattr.models.deployed.DeployedModel.load>`.
         device: ``"auto"`` (a GPU when there is one), ``"cpu"`` or ``"cuda"``.
         batch_size: Faces per network batch.
         detector: The face detector; MTCNN on ``device`` when ``None``.
 
     Raises:
-        CheckpointError: The model file is missing, unreadable, fails its checksum or lacks
-            thresholds or image size; or no default model is installed.
+        CheckpointError: The model file is missing, unreadable, fails its checksum, lacks a
+            key or holds an invalid value; or no default model is installed.
         ConfigError: ``batch_size`` < 1, or ``device`` names a GPU that is not there.
 
     >>> predictor = Predictor(device="cpu")  # doctest: +SKIP
@@ -96,24 +97,26 @@ class Predictor:
                  detector: FaceDetector | None = None):
         if batch_size < 1:
             raise ConfigError(f"batch_size: must be at least 1, got {batch_size}")
-        if device not in ("auto", "cpu") and not torch.cuda.is_available():
-            raise ConfigError(f"device: {device!r} was asked for but no CUDA GPU is available; use auto or cpu")
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
-                                   else "cpu" if device == "auto" else device)
-        self.batch_size = batch_size
-        state, self.checkpoint = load_deploy_state(checkpoint)
-        self.thresholds = self._thresholds(state)
-        self.temperatures, self.offsets = (torch.tensor(values, device=self.device)
-                                           for values in stored_calibration(state, self.checkpoint))
         try:
-            self.image_size = int(state["config"]["data"]["image_size"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(f"{self.checkpoint}: no config.data.image_size ({error!r}); "
-                                  "expected a checkpoint written by tools/train.py") from error
-        self.model = model_from_checkpoint(state).eval().to(self.device)
+            chosen = select_device(device)
+        except ConfigError as error:
+            raise ConfigError(f"device: {device!r} was asked for but no CUDA GPU is available; "
+                              "use auto or cpu") from error
+        # A named GPU ("cuda:1") is kept as named; select_device picks the first for "cuda".
+        self.device = chosen if device in ("auto", "cpu", "cuda") else torch.device(device)
+        self.batch_size = batch_size
+        deployed = DeployedModel.load(checkpoint)
+        self.checkpoint = deployed.source
+        self.thresholds = np.asarray(deployed.thresholds, dtype=np.float64)
+        self.temperatures = torch.tensor(deployed.temperatures, device=self.device)
+        self.offsets = torch.tensor(deployed.offsets, device=self.device)
+        self.image_size = deployed.image_size
+        #: The crop of CelebA's aligned frame the model was trained on, cut from every face.
+        self.crop = deployed.crop
+        self.model = deployed.build_network().to(self.device)
         # The transform that evaluation applies to CelebA's aligned images: one function, so the
         # aligned path cannot drift from what the model was trained and scored on.
-        self.aligned_transform = eval_transform(self.image_size, CELEBA_CROP)
+        self.aligned_transform = eval_transform(self.image_size, self.crop)
         self.detector = detector or FaceDetector("mtcnn", device=str(self.device))
         #: JPEGs are decoded reduced down to this longer side (see :func:`read_reduced`): what the
         #: detector sees is unchanged, and the smallest face it can find still fills the model's input.
@@ -122,17 +125,6 @@ class Predictor:
         self._run(np.zeros((1, self.image_size, self.image_size, 3), np.uint8))
         logger.info("loaded %s (%s, %d px) on %s", self.checkpoint, self.model.model_args["backbone"],
                     self.image_size, self.device)
-
-    def _thresholds(self, state: dict[str, Any]) -> np.ndarray:
-        """The checkpoint's 40 decision thresholds, checked against :data:`ATTRIBUTES`."""
-        names = state.get("attributes", list(ATTRIBUTES))
-        if list(names) != list(ATTRIBUTES):
-            raise CheckpointError(f"{self.checkpoint}: 'attributes' differ from faceattr.ATTRIBUTES")
-        thresholds = np.asarray(state.get("thresholds", ()), dtype=np.float64)
-        if thresholds.shape != (len(ATTRIBUTES),):
-            raise CheckpointError(f"{self.checkpoint}: 'thresholds': expected {len(ATTRIBUTES)} numbers, "
-                                  f"got shape {thresholds.shape}; expected a checkpoint written by tools/train.py")
-        return thresholds
 
     def __repr__(self) -> str:
         return (f"Predictor({str(self.checkpoint)!r}, device={str(self.device)!r}, "
@@ -157,7 +149,7 @@ class Predictor:
         """The attributes of faces already aligned as CelebA's ``img_align_celeba`` crops are.
 
         No detection: each image is one face, framed as CelebA's aligned images (178x218, or
-        any size with that geometry), cut with :data:`~faceattr.inference.align.CELEBA_CROP` and resized
+        any size with that geometry), cut with the model's crop (:attr:`crop`) and resized
         by the evaluation transform, exactly as training and evaluation prepare them.
 
         Args:
@@ -228,7 +220,7 @@ class Predictor:
             For each image, one :class:`FaceResult` per detection, in the same order. Every
             face of every image goes through the network in batches of ``batch_size``.
         """
-        crops = [align_crop(array, _landmarks(d), self.image_size)
+        crops = [align_crop(array, _landmarks(d), self.image_size, self.crop)
                  for array, found in zip(arrays, detections) for d in found]
         probabilities, beauty = self._run_batches(crops)
         results, row = [], 0
@@ -302,7 +294,7 @@ def predict(image: Any, model: str | Path | None = None, aligned: bool = False
     >>> [face.attributes for face in predict("photo.jpg")]  # doctest: +SKIP
     [('Male', 'Smiling', 'Young')]
     """
-    predictor = _cached_predictor(default_model() if model is None else Path(model).resolve())
+    predictor = _cached_predictor(DeployedModel.path_of(None) if model is None else Path(model).resolve())
     if isinstance(image, (list, tuple)):
         return predictor.predict_many(image, aligned=aligned)
     return predictor.predict_aligned([image]) if aligned else predictor.predict(image)

@@ -275,10 +275,10 @@ def run_demo(options: DemoOptions) -> DemoStats:
     """
     import cv2
 
-    from faceattr.training.export import default_model
+    from faceattr.models.deployed import DeployedModel
 
     if options.model is None:
-        default_model()  # where no default model is installed, say so before opening the camera
+        DeployedModel.path_of(None)  # where no default model is installed, say so before opening the camera
     # The source first: a wrong camera index or path is reported before seconds of model loading.
     capture = open_source(options.source)
     writer = None

@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from faceattr.errors import CheckpointError
+from faceattr.models.weights_io import load_state_dict_checked, read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -118,9 +119,6 @@ def create_backbone(name: str, weights: str | Path | None = None) -> nn.Module:
 
 def _load_backbone_weights(model: nn.Module, path: Path) -> None:
     """Loads ``path`` into ``model``, ignoring the classifier of a timm checkpoint."""
-    # Imported here because faceattr.models.checkpoint imports faceattr.models to rebuild networks.
-    from faceattr.models.checkpoint import load_state_dict_checked, read_state_dict
-
     if not path.is_file():
         raise CheckpointError(
             f"{path}: backbone weights file not found; faceattr never downloads weights, so "

@@ -18,7 +18,8 @@ import torch
 from tqdm import tqdm
 
 from faceattr.attributes import ATTRIBUTES
-from faceattr.models.checkpoint import deploy_state, load_checkpoint, save_checkpoint
+from faceattr.models.deployed import DeployedModel
+from faceattr.models.weights_io import load_checkpoint, save_checkpoint
 from faceattr.config import Config, OptimConfig, config_to_dict, save_config
 from faceattr.errors import CheckpointError, ConfigError
 from faceattr.evaluation.evaluate import calibrate_and_tune, predict_loader, summarize
@@ -288,7 +289,8 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
                                time.time() - started)
         state.history.append(record)
         if world.is_main:
-            deploy = deploy_state(eval_model, thresholds, config, epoch + 1, evaluation, temperatures, offsets)
+            deploy = DeployedModel.from_training(eval_model, thresholds, config, epoch + 1, evaluation, temperatures,
+                                                 offsets).to_checkpoint()
             if improved:
                 save_checkpoint(deploy, out / BEST)
             save_checkpoint({**deploy, "train": _train_state(model, ema, optimizer, scaler, loss_fn, state)},

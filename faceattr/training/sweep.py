@@ -136,7 +136,7 @@ def is_finished(run: Run) -> bool:
         ConfigError: The folder holds a finished run made with other settings (naming them),
             or one with more epochs than asked for.
     """
-    from faceattr.models.checkpoint import load_checkpoint
+    from faceattr.models.weights_io import load_checkpoint
     from faceattr.training.engine import BEST, LAST, changed_keys
 
     history = read_history(run.folder)
@@ -209,15 +209,15 @@ def execute(runs: Sequence[Run], config_path: str | Path, jobs: int = 1) -> None
 
 def run_row(folder: Path) -> dict:
     """The table's figures for one finished run, from its ``best.pt`` and ``metrics.jsonl``."""
-    from faceattr.models.checkpoint import load_checkpoint, model_from_checkpoint
+    from faceattr.models.deployed import DeployedModel
 
-    best = load_checkpoint(folder / "best.pt")
-    figures, history = headline_figures(best["metrics"]), read_history(folder)
+    best = DeployedModel.load(folder / "best.pt")
+    figures, history = headline_figures(best.metrics), read_history(folder)
     row = {key: None if figures[key] is None else float(figures[key]) for key in _EVALUATION_COLUMNS}
     row["epochs"] = len(history)
-    row["best_epoch"] = int(best["epoch"])
+    row["best_epoch"] = int(best.epoch)
     row["seconds"] = float(sum(record["seconds"] for record in history))
-    row["parameters"] = sum(p.numel() for p in model_from_checkpoint(best).parameters())
+    row["parameters"] = sum(p.numel() for p in best.build_network().parameters())
     return row
 
 

@@ -1,9 +1,10 @@
-"""Checkpoints: plain-dict training state and safetensors deploy files, written atomically.
+"""Weights files on disk: plain-dict checkpoints, safetensors files and state dicts, written atomically.
 
+Knows nothing of FaceAttrNet (what a checkpoint means is :mod:`faceattr.models.deployed`'s job), so
+backbones load pretrained weights through it without an import circle.
 A training checkpoint is a plain dict (tensors, numbers, strings, lists, dicts) that loads with
-``torch.load(weights_only=True)``; it holds the network as ``"model"`` (a state dict) and its
-constructor arguments as ``"model_args"``, so :func:`model_from_checkpoint` needs nothing else.
-A deploy file is a safetensors file of the network's tensors plus string metadata.
+``torch.load(weights_only=True)``; a weights file is a safetensors file of tensors plus string
+metadata.
 
 Every write goes to a temporary file in the destination folder which replaces the destination
 only once complete, so an interrupted save leaves the previous file intact.
@@ -11,22 +12,20 @@ only once complete, so an interrupted save leaves the previous file intact.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import torch
 from torch import Tensor, nn
 
-from faceattr.attributes import ATTRIBUTES
-from faceattr.config import Config, config_to_dict
 from faceattr.errors import CheckpointError
-from faceattr.models.net import FaceAttrNet
-from faceattr.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +40,31 @@ _CONTAINER_TYPES: tuple[type, ...] = (dict, OrderedDict, list, tuple)
 _MAX_KEYS_SHOWN = 5
 
 
+def write_temporary(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Calls ``write(file)`` on a new temporary file in ``path``'s folder, synced to disk; returns it.
+
+    The caller moves it onto ``path`` with ``os.replace`` (atomic within one folder) or deletes
+    it; if ``write`` fails, the temporary file is removed. The folder is created if needed.
+
+    >>> import os, tempfile
+    >>> temporary = write_temporary(os.path.join(tempfile.mkdtemp(), "a.bin"), lambda file: file.write(b"ok"))
+    >>> temporary.name.startswith(".a.bin."), temporary.read_bytes()
+    (True, b'ok')
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temporary, "xb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
     """Calls ``write(file)`` on a temporary file next to ``path``, then moves it onto ``path``.
 
@@ -52,14 +76,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
     >>> open(path, "rb").read()
     b'ok'
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temporary = write_temporary(path, write)
     try:
-        with open(temporary, "xb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -109,60 +127,20 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
 
 
 def _describe_load_error(error: Exception) -> str:
-    """The informative line of a torch.load error (the weights-only refusal is a long text)."""
+    """Why torch.load failed, in one line.
+
+    A weights-only refusal names the blocked global (e.g. ``posix.system``, which is
+    ``os.system``); torch's advice to load with weights_only disabled is left out, since that
+    would run whatever code the file carries.
+    """
     message = str(error)
-    marker = "WeightsUnpickler error:"
-    if marker in message:
-        return message.split(marker, 1)[1].strip().splitlines()[0]
-    lines = message.strip().splitlines()
+    blocked = re.search(r"GLOBAL (\S+)", message)
+    if blocked:
+        return (f"it pickles the global {blocked.group(1)}, which safe loading refuses "
+                "(unpickling it could run arbitrary code)")
+    lines = [line.strip() for line in message.splitlines() if line.strip()
+             and "weights_only" not in line and "Weights only load failed" not in line]
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-
-
-def deploy_state(model: nn.Module, thresholds: Sequence[float], config: Config, epoch: int,
-                 metrics: dict[str, Any], temperatures: Sequence[float] | None = None,
-                 offsets: Sequence[float] | None = None) -> dict[str, Any]:
-    """What inference needs, as ``best.pt`` holds it: weights, constructor arguments, thresholds,
-    per-attribute calibration, config (``config.data.image_size`` is the input size) and
-    validation metrics. The thresholds apply to the calibrated probabilities
-    ``sigmoid(logit / temperature + offset)``; ``None`` stores temperatures 1.0 and offsets 0.0
-    (no calibration).
-
-    >>> from faceattr.models.net import FaceAttrNet
-    >>> state = deploy_state(FaceAttrNet("resnet10t"), [0.5] * 40, Config(), epoch=0, metrics={})
-    >>> sorted(state)[:3], state["config"]["data"]["image_size"], state["temperatures"][0]
-    (['attributes', 'config', 'epoch'], 128, 1.0)
-    """
-    temperatures = [1.0] * len(ATTRIBUTES) if temperatures is None else temperatures
-    offsets = [0.0] * len(ATTRIBUTES) if offsets is None else offsets
-    return {"model_args": dict(model.model_args), "model": model.state_dict(),
-            "thresholds": [float(t) for t in thresholds], "temperatures": [float(t) for t in temperatures],
-            "offsets": [float(o) for o in offsets],
-            "attributes": list(ATTRIBUTES), "config": config_to_dict(config), "epoch": epoch, "metrics": metrics,
-            "faceattr_version": __version__}
-
-
-def stored_calibration(state: Mapping[str, Any], source: str | Path) -> tuple[list[float], list[float]]:
-    """A deploy state's 40 temperatures and 40 logit offsets; 1.0 and 0.0 each where absent
-    (a checkpoint written before calibration).
-
-    Args:
-        state: A checkpoint dict (or an exported model's description).
-        source: Its file, for the error message.
-
-    Raises:
-        CheckpointError: ``temperatures`` is not 40 positive numbers, or ``offsets`` not 40 numbers.
-
-    >>> [values[:2] for values in stored_calibration({}, "old.pt")]
-    [[1.0, 1.0], [0.0, 0.0]]
-    """
-    found = []
-    for key, default, positive in (("temperatures", 1.0, True), ("offsets", 0.0, False)):
-        values = state.get(key, [default] * len(ATTRIBUTES))
-        if (not isinstance(values, (list, tuple)) or len(values) != len(ATTRIBUTES)
-                or not all(isinstance(v, (int, float)) and (v > 0 or not positive) for v in values)):
-            raise CheckpointError(f"{source}: {key!r}: expected {len(ATTRIBUTES)} {'positive ' * positive}numbers")
-        found.append([float(v) for v in values])
-    return found[0], found[1]
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -290,46 +268,25 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     return strip_wrapper_prefixes(state_dict)
 
 
-def model_from_checkpoint(checkpoint: Mapping[str, Any]) -> FaceAttrNet:
-    """Rebuilds the network stored in a training checkpoint.
-
-    The network is returned in training mode on the CPU; call ``.eval()`` for inference.
+def weights_bytes(model: nn.Module, metadata: dict[str, str]) -> bytes:
+    """A model's tensors and string metadata as the bytes of a safetensors file.
 
     Args:
-        checkpoint: A dict with ``"model_args"`` (the :attr:`FaceAttrNet.model_args`) and
-            ``"model"`` (its state dict, possibly from a DDP or torch.compile wrapper).
+        model: The network (DDP/torch.compile wrappers are unwrapped by key).
+        metadata: String key/value pairs stored in the file header.
 
-    Returns:
-        The network with the stored weights.
-
-    Raises:
-        CheckpointError: A key is missing, ``model_args`` do not build a network, or the
-            state dict does not fit it.
-
-    >>> net = FaceAttrNet("resnet10t")
-    >>> copy = model_from_checkpoint({"model_args": net.model_args, "model": net.state_dict()})
-    >>> torch.equal(copy.attribute_head.fc.weight, net.attribute_head.fc.weight)
-    True
+    >>> weights_bytes(nn.Linear(2, 1), {"format": "example"})[8:9]
+    b'{'
     """
-    for key in ("model_args", "model"):
-        if key not in checkpoint:
-            raise CheckpointError(
-                f"checkpoint has no {key!r} key (it has: {', '.join(map(str, checkpoint)) or 'none'}); "
-                "a faceattr checkpoint stores the network's constructor arguments as 'model_args' "
-                "and its state dict as 'model'")
-    model_args = checkpoint["model_args"]
-    if not isinstance(model_args, dict):
-        raise CheckpointError(f"checkpoint 'model_args': expected a dict, got {type(model_args).__name__}")
-    try:
-        model = FaceAttrNet(**model_args)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"checkpoint 'model_args' {model_args} do not build a FaceAttrNet: {error}") from error
-    load_state_dict_checked(model, strip_wrapper_prefixes(checkpoint["model"]), source="checkpoint 'model'")
-    return model
+    from safetensors.torch import save
+
+    tensors = {key: value.detach().cpu().contiguous()
+               for key, value in strip_wrapper_prefixes(model.state_dict()).items()}
+    return save(tensors, metadata)
 
 
 def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str]) -> None:
-    """Writes a model's tensors and string metadata as a safetensors deploy file, atomically.
+    """Writes a model's tensors and string metadata as a safetensors file, atomically.
 
     Args:
         model: The network (DDP/torch.compile wrappers are unwrapped by key).
@@ -343,11 +300,7 @@ def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str]) -
     >>> load_weights(path)[1]
     {'format': 'example'}
     """
-    from safetensors.torch import save
-
-    tensors = {key: value.detach().cpu().contiguous()
-               for key, value in strip_wrapper_prefixes(model.state_dict()).items()}
-    atomic_write(path, lambda file: file.write(save(tensors, metadata)))
+    atomic_write(path, lambda file: file.write(weights_bytes(model, metadata)))
     logger.debug("saved weights %s", path)
 
 
@@ -380,3 +333,19 @@ def load_weights(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from error
     return tensors, metadata
+
+
+def sha256_of(path: str | Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks.
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "empty")
+    >>> open(path, "wb").close()
+    >>> sha256_of(path)[:16]
+    'e3b0c44298fc1c14'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
