@@ -17,13 +17,13 @@ from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
 from faceattr.attributes import NUM_ATTRIBUTES
+from faceattr.config import BAD_SAMPLE_CHOICES
 from faceattr.data.records import FaceRecord
 from faceattr.errors import ConfigError, ImageError
 from faceattr.image import load_image
 
 logger = logging.getLogger(__name__)
 
-BAD_SAMPLE_CHOICES = ("error", "skip")
 
 class FaceDataset(Dataset):
     """Face records as training samples (see the module docstring for the sample dict).
