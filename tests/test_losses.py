@@ -188,6 +188,20 @@ def test_emd_matches_nima_formula_and_vanishes_on_the_target():
     assert float(loss(outputs, batch)["beauty"]) < 1e-5
 
 
+def test_emd_on_a_hand_computed_case():
+    # Two bins (scores 1 and 5); a target of 5 is (0, 1) up to exp(-32). Sample 0 predicts (1, 0):
+    # cumulative gap (1, 0), EMD sqrt((1 + 0) / 2). Sample 1 predicts (1/2, 1/2): gap (1/2, 0),
+    # EMD sqrt(1/8). Sample 2 has no beauty label and counts for nothing.
+    loss = MultiTaskLoss(LossConfig(attributes="bce", beauty="emd", beauty_weight=1.0), np.full(A, 0.5),
+                         "distribution", 2)
+    outputs = {"attributes": torch.zeros(3, A), "beauty": torch.zeros(3),
+               "beauty_logits": torch.tensor([[50.0, -50.0], [0.0, 0.0], [-50.0, 50.0]])}
+    batch = {"attributes": torch.zeros(3, A), "attribute_mask": torch.zeros(3, A, dtype=torch.bool),
+             "beauty": torch.tensor([5.0, 5.0, 1.0]), "beauty_mask": torch.tensor([True, True, False])}
+    expected = (0.5 ** 0.5 + 0.125 ** 0.5) / 2
+    assert float(loss(outputs, batch)["beauty"]) == pytest.approx(expected, rel=1e-5)
+
+
 def test_autocast_outputs_give_a_float32_loss_close_to_full_precision():
     batch, outputs = make_batch(), make_outputs()
     loss = make_loss(RATE, attributes="focal")
