@@ -20,7 +20,27 @@ import yaml
 
 from faceattr.errors import ConfigError
 
-SOURCE_KINDS = ("celeba", "celebahq", "scut", "csv")
+# The allowed values of the settings that name a kind of thing live here, the lowest layer that
+# checks them; the modules that act on them import them from here. Where a module maps names to
+# builders (faceattr.data.sources.READERS, faceattr.models.BACKBONES), a test keeps its keys equal
+# to the list here, which lets a config be checked without importing torch or timm.
+
+#: ``data.sources[].kind``: each has a reader in :data:`faceattr.data.sources.READERS`.
+SOURCE_KINDS: tuple[str, ...] = ("celeba", "celebahq", "scut", "csv")
+#: ``data.on_bad_sample``: what a corrupt image or label row does.
+BAD_SAMPLE_CHOICES: tuple[str, ...] = ("error", "skip")
+#: ``model.backbone``: each has a builder in :data:`faceattr.models.BACKBONES`.
+BACKBONE_NAMES: tuple[str, ...] = (
+    "resnet10t", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "se_resnet18", "se_resnet50", "se_resnet101", "gc_resnet18", "gc_resnet50", "gc_resnet101",
+    "cbam_resnet50", "eca_resnet50", "sk_resnet18", "sk_resnet34", "sk_resnet50",
+    "mobilenetv3_small_050", "mobilenetv3_small", "mobilenetv3_large", "efficientnet_b0",
+)
+#: ``model.beauty_head``: see :class:`faceattr.models.heads.BeautyHead`.
+BEAUTY_HEAD_KINDS: tuple[str, ...] = ("regression", "distribution")
+#: ``loss.attributes`` and ``loss.beauty``: see :class:`faceattr.training.losses.MultiTaskLoss`.
+ATTRIBUTE_LOSSES: tuple[str, ...] = ("bce", "weighted_bce", "focal", "ohem")
+BEAUTY_LOSSES: tuple[str, ...] = ("mse", "l1", "smooth_l1", "emd")
 
 
 @dataclass
@@ -229,10 +249,11 @@ THRESHOLD_METRICS: tuple[str, ...] = ("balanced_accuracy", "f1")
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.sources.kind": SOURCE_KINDS,
     "data.sources.split": ("official", "holdout"),
-    "data.on_bad_sample": ("error", "skip"),
-    "model.beauty_head": ("regression", "distribution"),
-    "loss.attributes": ("bce", "weighted_bce", "focal", "ohem"),
-    "loss.beauty": ("mse", "l1", "smooth_l1", "emd"),
+    "data.on_bad_sample": BAD_SAMPLE_CHOICES,
+    "model.backbone": BACKBONE_NAMES,
+    "model.beauty_head": BEAUTY_HEAD_KINDS,
+    "loss.attributes": ATTRIBUTE_LOSSES,
+    "loss.beauty": BEAUTY_LOSSES,
     "optim.optimizer": ("adamw", "sgd"),
     "optim.schedule": ("cosine", "step"),
     "train.device": ("auto", "cpu", "cuda"),
@@ -367,9 +388,8 @@ def _in_range(value: float, allowed: str) -> bool:
 def validate(config: Config) -> None:
     """Checks the values of a whole configuration: choices, ranges and combinations.
 
-    :func:`load_config` and :func:`config_from_dict` call it; code that builds a section
-    directly (e.g. :class:`faceattr.training.losses.MultiTaskLoss` from a :class:`LossConfig`) can
-    check it the same way.
+    :func:`load_config` and :func:`config_from_dict` call it, so a bad value (an unknown
+    ``model.backbone`` included) is refused before any data is read or model built.
 
     Raises:
         ConfigError: Naming the first key whose value is not allowed.

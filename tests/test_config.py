@@ -1,10 +1,12 @@
 """The YAML config: defaults, overrides, base files, and errors that name the key."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from faceattr.config import Config, config_from_dict, load_config, save_config
+from faceattr.config import BACKBONE_NAMES, SOURCE_KINDS, Config, config_from_dict, load_config, save_config
 from faceattr.errors import ConfigError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
@@ -51,6 +53,10 @@ def test_integers_are_accepted_where_numbers_are_expected():
     ({"train": {"amp": "yes"}}, [], "train.amp: expected true or false"),
     ({"data": {"batch_size": 0}}, [], "data.batch_size: must be > 0, got 0"),
     ({"loss": {"attributes": "hinge"}}, [], "loss.attributes: 'hinge' is not one of"),
+    ({"loss": {"beauty": "huber"}}, [], "loss.beauty: 'huber' is not one of"),
+    ({"model": {"beauty_head": "ordinal"}}, [], "model.beauty_head: 'ordinal' is not one of regression, distribution"),
+    ({"data": {"on_bad_sample": "ignore"}}, [], "data.on_bad_sample: 'ignore' is not one of error, skip"),
+    ({"loss": {"focal_alpha": "half"}}, [], "loss.focal_alpha: 'half' is not 'auto'"),
     ({"data": {"sources": [{"kind": "imagenet"}]}}, [], "data.sources[0].kind"),
     ({"data": {"sources": [{"kind": "scut", "fold": 5}]}}, [], "data.sources[0].fold"),
     ({"data": {"sources": [{"kind": "celeba", "crop": [0.5, 0, 0.2, 1]}]}}, [], "data.sources[0].crop"),
@@ -155,3 +161,29 @@ def test_path_settings_expand_environment_variables_and_home(monkeypatch):
     source = config.data.sources[0]
     assert (source.root, source.images) == ("/data/celeba", "/data/aligned")
     assert (config.data.holdout_groups, config.train.output_dir) == ("/home/ann/held.txt", "/home/ann/runs/x")
+
+
+def test_an_unknown_backbone_is_refused_when_the_config_is_read(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("model:\n  backbone: resnet19\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: model.backbone: 'resnet19' is not one of ")
+    assert "resnet18" in message and "gc_resnet101" in message
+
+
+def test_checking_a_config_imports_neither_torch_nor_timm():
+    code = ("import sys; from faceattr.config import config_from_dict; "
+            "config_from_dict({'model': {'backbone': 'gc_resnet101'}}); "
+            "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_each_name_the_config_accepts_has_a_builder():
+    from faceattr.data.sources import LAYOUTS, READERS
+    from faceattr.models import BACKBONES
+
+    assert tuple(BACKBONES) == BACKBONE_NAMES
+    assert tuple(READERS) == tuple(LAYOUTS) == SOURCE_KINDS

@@ -1,4 +1,4 @@
-"""The training engine end to end on generated data: outputs, resume, determinism, DDP, eval."""
+"""The training engine end to end on generated data: outputs, resume, determinism, DDP, eval, and each option."""
 
 import json
 import os
@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,10 +83,10 @@ def test_resume_after_a_kill_ends_where_the_uninterrupted_run_ends(data_root, tm
 
     real_epoch = engine.train_one_epoch
 
-    def dies_in_third_epoch(*args, **kwargs):
-        if args[9] == 2:  # (model, loss, loader, optimizer, scheduler, scaler, ema, device, config, epoch, ...)
+    def dies_in_third_epoch(*args, epoch, **kwargs):
+        if epoch == 2:
             raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
+        return real_epoch(*args, epoch=epoch, **kwargs)
 
     monkeypatch.setattr(engine, "train_one_epoch", dies_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
@@ -153,18 +154,18 @@ def test_a_beauty_only_run_selects_on_pearson(data_root, tmp_path):
     assert evaluation["attributes"] is None and evaluation["beauty"]["count"] == 10
 
 
-def test_eval_tool_reports_with_the_stored_thresholds(data_root, tmp_path):
+def test_evaluating_a_trained_checkpoint_reports_with_its_stored_thresholds(data_root, tmp_path):
+    from faceattr.errors import CheckpointError
+    from faceattr.evaluation.evaluate import evaluate_checkpoint
     from faceattr.training.engine import fit
 
-    sys.path.insert(0, str(REPO / "tools"))
-    import eval as eval_tool
-
     fit(tiny_config(data_root, tmp_path / "run", "optim.epochs=1"))
-    assert eval_tool.main([str(tmp_path / "run" / "best.pt"), "--out", str(tmp_path / "report")]) == 0
+    evaluate_checkpoint(tmp_path / "run" / "best.pt", out_dir=tmp_path / "report", device="cpu")
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     stored = load_checkpoint(tmp_path / "run" / "best.pt")["thresholds"]
     assert [report["attributes"][name]["threshold"] for name in report["attributes"]] == pytest.approx(stored)
-    assert eval_tool.main([str(tmp_path / "missing.pt")]) == 2
+    with pytest.raises(CheckpointError, match="missing.pt"):
+        evaluate_checkpoint(tmp_path / "missing.pt")
 
 
 def test_ddp_with_two_gloo_processes(data_root, tmp_path):
@@ -193,3 +194,120 @@ train: {amp: false, channels_last: false, max_steps_per_epoch: 3}
         data_root / "scut", folds=3).records)
     assert best["metrics"]["meta"]["images"] == val_images
     assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_ema_weights_are_the_ones_deployed_and_a_resume_restores_them_exactly(data_root, tmp_path, monkeypatch):
+    import faceattr.training.engine as engine
+
+    settings = ("train.ema_decay=0.5", "optim.epochs=2")
+    engine.fit(tiny_config(data_root, tmp_path / "straight", *settings))
+    last = load_checkpoint(tmp_path / "straight" / "last.pt")
+    ema, raw = last["train"]["ema"], last["train"]["model"]
+    assert not all(torch.equal(ema[key], raw[key]) for key in raw)  # decay 0.5 lags the raw weights
+    assert all(torch.equal(last["model"][key], ema[key]) for key in ema)  # the deploy part is the EMA
+
+    real_epoch = engine.train_one_epoch
+
+    def dies_in_second_epoch(*args, epoch, **kwargs):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(*args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(engine, "train_one_epoch", dies_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        engine.fit(tiny_config(data_root, tmp_path / "killed", *settings))
+    monkeypatch.setattr(engine, "train_one_epoch", real_epoch)
+    engine.fit(tiny_config(data_root, tmp_path / "killed", *settings), resume=True)
+    resumed = load_checkpoint(tmp_path / "killed" / "last.pt")["train"]["ema"]
+    for key in ema:
+        torch.testing.assert_close(resumed[key], ema[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_the_step_schedule_divides_the_rate_at_each_milestone_epoch(data_root, tmp_path):
+    from faceattr.training.engine import fit
+
+    # 3 steps an epoch, no warm-up: the rate after epoch e's last step is the one epoch e + 1 starts with.
+    fit(tiny_config(data_root, tmp_path / "run", "optim.schedule=step", "optim.milestones=[1, 2]",
+                    "optim.gamma=0.1", "optim.warmup_epochs=0", "optim.epochs=3"))
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [h["lr"] for h in history] == pytest.approx([0.001, 0.0001, 0.0001])
+
+
+def test_a_distribution_head_trains_with_the_emd_loss(data_root, tmp_path):
+    from faceattr.training.engine import fit
+
+    evaluation = fit(tiny_config(data_root, tmp_path / "run", "model.beauty_head=distribution", "model.beauty_bins=5",
+                                 "loss.beauty=emd", "optim.epochs=1", sources=("scut",)))
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["model_args"]["beauty_head"] == "distribution" and best["model"]["beauty_head.fc.weight"].shape[0] == 5
+    (record,) = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert 0 < record["train_beauty"] < 1  # an EMD between distributions over 5 bins is below 1
+    assert evaluation["beauty"]["count"] == 10 and 1 <= evaluation["beauty"]["mae"] + 1 <= 5
+
+
+def test_f1_thresholds_maximise_f1_on_the_validation_predictions(data_root, tmp_path):
+    from faceattr.data.loader import build_data, build_loaders
+    from faceattr.evaluation.calibration import apply_calibration
+    from faceattr.evaluation.evaluate import predict_loader
+    from faceattr.evaluation.thresholds import fit_thresholds
+    from faceattr.models import FaceAttrNet
+    from faceattr.training.engine import fit
+
+    config = tiny_config(data_root, tmp_path / "run", "train.threshold_metric=f1", "optim.epochs=1")
+    fit(config)
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    _, val_loader = build_loaders(build_data(config.data), config.data, config.train.seed)
+    network = FaceAttrNet(**best["model_args"])
+    network.load_state_dict(best["model"])
+    predictions = predict_loader(network.eval(), val_loader, torch.device("cpu"), amp=False)
+    probs = apply_calibration(predictions.logits, np.array(best["temperatures"]), np.array(best["offsets"]))
+    labels, mask = predictions.attribute_labels, predictions.attribute_mask
+    stored = np.array(best["thresholds"])
+    np.testing.assert_allclose(stored, fit_thresholds(probs, labels, mask, metric="f1"), atol=1e-6)
+
+    def f1(index: int, threshold: float) -> float:
+        known = mask[:, index]
+        called, truth = probs[known, index] >= threshold, labels[known, index] == 1
+        return 2 * (called & truth).sum() / max(called.sum() + truth.sum(), 1)
+
+    tuned = [i for i in range(40) if 0 < labels[mask[:, i], i].sum() < mask[:, i].sum()]
+    assert tuned  # the generated faces have attributes with both labels in validation
+    for i in tuned:
+        assert all(f1(i, stored[i]) >= f1(i, t) - 1e-12 for t in [*np.unique(probs[mask[:, i], i]), 0.5, 1.1])
+    assert not np.allclose(stored[tuned], fit_thresholds(probs, labels, mask)[tuned])  # not balanced accuracy's
+
+
+def test_skip_mode_trains_past_a_corrupt_image_and_leaves_it_out(tmp_path, caplog):
+    from faceattr.data.readers.celeba import read_celeba
+    from faceattr.training.engine import fit
+
+    make_celeba(tmp_path / "celeba", identities=12, images_per_identity=3, seed=1)
+    records = read_celeba(tmp_path / "celeba").records
+    corrupt = [next(r for r in records if r.split == split) for split in ("train", "val")]
+    for record in corrupt:
+        Path(record.path).write_bytes(b"not an image")
+    config = tiny_config(tmp_path, tmp_path / "run", "data.on_bad_sample=skip", "optim.epochs=1", sources=("celeba",))
+    with caplog.at_level("WARNING", logger="faceattr.data.dataset"):
+        evaluation = fit(config)
+    assert evaluation["meta"]["images"] == sum(r.split == "val" for r in records) - 1
+    skipped = {record.message.split(":")[0] for record in caplog.records if record.message.startswith("skipping")}
+    assert {f"skipping {corrupt[1].path}"} <= skipped
+
+
+def test_channels_last_changes_the_layout_not_the_training(data_root, tmp_path, monkeypatch):
+    import faceattr.training.engine as engine
+
+    real_step, layouts = engine.train_step, []
+
+    def noting_the_layout(parts, batch, config, **kwargs):
+        conv_weight = next(p for p in parts.model.parameters() if p.dim() == 4)
+        layouts.append(conv_weight.is_contiguous(memory_format=torch.channels_last))
+        return real_step(parts, batch, config, **kwargs)
+
+    monkeypatch.setattr(engine, "train_step", noting_the_layout)
+    for layout in ("false", "true"):
+        engine.fit(tiny_config(data_root, tmp_path / layout, f"train.channels_last={layout}", "optim.epochs=1"))
+    assert layouts == [False] * 3 + [True] * 3
+    contiguous, channels_last = final_weights(tmp_path / "false"), final_weights(tmp_path / "true")
+    for key in contiguous:  # the same arithmetic in another order: equal up to rounding
+        torch.testing.assert_close(channels_last[key], contiguous[key], rtol=1e-4, atol=1e-4, msg=key)

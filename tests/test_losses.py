@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss
 
 from faceattr.config import LossConfig
-from faceattr.errors import ConfigError
-from faceattr.training.losses import MultiTaskLoss, positive_rates, score_to_distribution
+from faceattr.training.losses import MultiTaskLoss, score_to_distribution
 
 B, A = 6, 40
 
@@ -45,22 +44,6 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
 
 
 RATE = np.linspace(0.05, 0.9, A)
-
-
-def test_positive_rates_count_known_labels_only():
-    labels = np.zeros((4, A))
-    labels[:, 0] = [1, 1, 0, 0]
-    mask = np.ones((4, A), bool)
-    mask[:2, 0] = [True, False]
-    assert positive_rates(labels, mask)[0] == pytest.approx(1 / 3)
-
-
-def test_positive_rates_default_half_without_labels_and_clip():
-    labels = np.ones((3, A))
-    mask = np.ones((3, A), bool)
-    mask[:, 1] = False
-    rates = positive_rates(labels, mask)
-    assert rates[1] == 0.5 and rates[0] == 0.99
 
 
 def test_bce_is_mean_over_known_pairs():
@@ -205,6 +188,20 @@ def test_emd_matches_nima_formula_and_vanishes_on_the_target():
     assert float(loss(outputs, batch)["beauty"]) < 1e-5
 
 
+def test_emd_on_a_hand_computed_case():
+    # Two bins (scores 1 and 5); a target of 5 is (0, 1) up to exp(-32). Sample 0 predicts (1, 0):
+    # cumulative gap (1, 0), EMD sqrt((1 + 0) / 2). Sample 1 predicts (1/2, 1/2): gap (1/2, 0),
+    # EMD sqrt(1/8). Sample 2 has no beauty label and counts for nothing.
+    loss = MultiTaskLoss(LossConfig(attributes="bce", beauty="emd", beauty_weight=1.0), np.full(A, 0.5),
+                         "distribution", 2)
+    outputs = {"attributes": torch.zeros(3, A), "beauty": torch.zeros(3),
+               "beauty_logits": torch.tensor([[50.0, -50.0], [0.0, 0.0], [-50.0, 50.0]])}
+    batch = {"attributes": torch.zeros(3, A), "attribute_mask": torch.zeros(3, A, dtype=torch.bool),
+             "beauty": torch.tensor([5.0, 5.0, 1.0]), "beauty_mask": torch.tensor([True, True, False])}
+    expected = (0.5 ** 0.5 + 0.125 ** 0.5) / 2
+    assert float(loss(outputs, batch)["beauty"]) == pytest.approx(expected, rel=1e-5)
+
+
 def test_autocast_outputs_give_a_float32_loss_close_to_full_precision():
     batch, outputs = make_batch(), make_outputs()
     loss = make_loss(RATE, attributes="focal")
@@ -216,16 +213,24 @@ def test_autocast_outputs_give_a_float32_loss_close_to_full_precision():
     assert float(result.detach()) == pytest.approx(float(reference.detach()), rel=2e-2)
 
 
-@pytest.mark.parametrize("change, key", [({"attributes": "hinge"}, "loss.attributes"),
-                                         ({"beauty": "huber"}, "loss.beauty"),
-                                         ({"beauty": "emd"}, "loss.beauty"),
-                                         ({"ohem_ratio": 0.0}, "loss.ohem_ratio"),
-                                         ({"focal_alpha": 1.5}, "loss.focal_alpha"),
-                                         ({"label_smoothing": 1.0}, "loss.label_smoothing"),
-                                         ({"adaptive_momentum": 1.0}, "loss.adaptive_momentum")])
-def test_bad_config_raises_naming_the_key(change, key):
-    with pytest.raises(ConfigError, match=key):
+@pytest.mark.parametrize("change, message", [({"attributes": "hinge"}, "attributes: 'hinge' is not one of bce"),
+                                             ({"beauty": "huber"}, "beauty: 'huber' is not one of mse"),
+                                             ({"beauty": "emd"}, "beauty: 'emd' needs the distribution"),
+                                             ({"ohem_ratio": 0.0}, r"ohem_ratio: must be in \(0, 1\]"),
+                                             ({"focal_alpha": 1.5}, "focal_alpha: must be in"),
+                                             ({"focal_alpha": "half"}, "focal_alpha: 'half'"),
+                                             ({"label_smoothing": 1.0}, "label_smoothing: must be in"),
+                                             ({"adaptive_momentum": 1.0}, "adaptive_momentum: must be in")])
+def test_bad_settings_raise_naming_the_setting(change, message):
+    with pytest.raises(ValueError, match=message):
         make_loss(**change)
+
+
+def test_an_unknown_head_or_too_few_bins_are_refused():
+    with pytest.raises(ValueError, match="beauty_head: 'ordinal'"):
+        make_loss(head="ordinal")
+    with pytest.raises(ValueError, match="beauty_bins: must be >= 2, got 1"):
+        make_loss(head="distribution", bins=1)
 
 
 def test_attribute_weights_start_at_one_and_are_saved():

@@ -17,13 +17,13 @@ from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
 from faceattr.attributes import NUM_ATTRIBUTES
+from faceattr.config import BAD_SAMPLE_CHOICES
 from faceattr.data.records import FaceRecord
 from faceattr.errors import ConfigError, ImageError
 from faceattr.image import load_image
 
 logger = logging.getLogger(__name__)
 
-BAD_SAMPLE_CHOICES = ("error", "skip")
 
 class FaceDataset(Dataset):
     """Face records as training samples (see the module docstring for the sample dict).
@@ -72,6 +72,7 @@ class FaceDataset(Dataset):
 def _label_tensors(record: FaceRecord) -> dict[str, torch.Tensor]:
     """The label part of a sample: ``attributes``, ``attribute_mask``, ``beauty``, ``beauty_mask``.
 
+    >>> from pathlib import Path
     >>> labels = _label_tensors(FaceRecord(Path("a.jpg"), "train", "g", "scut", beauty=3.5))
     >>> labels["beauty"].item(), labels["beauty_mask"].item(), labels["attribute_mask"].any().item()
     (3.5, True, False)
@@ -118,6 +119,7 @@ def labels_matrix(records: Sequence[FaceRecord]) -> tuple[np.ndarray, np.ndarray
     Returns:
         ``(labels, mask)``: float32 ``(N, 40)`` of 0/1 (0 where unknown) and bool ``(N, 40)``.
 
+    >>> from pathlib import Path
     >>> labels, mask = labels_matrix([FaceRecord(Path("a.jpg"), "train", "g", "scut", beauty=3.0)])
     >>> labels.shape, bool(mask.any())
     ((1, 40), False)

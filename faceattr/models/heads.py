@@ -6,8 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from faceattr.attributes import BEAUTY_RANGE, NUM_ATTRIBUTES
-
-BEAUTY_HEAD_KINDS: tuple[str, ...] = ("regression", "distribution")
+from faceattr.config import BEAUTY_HEAD_KINDS
 
 
 class AttributeHead(nn.Module):

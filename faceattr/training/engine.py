@@ -12,7 +12,6 @@ import random
 import time
 from collections import defaultdict
 from pathlib import Path
-
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -20,12 +19,13 @@ from tqdm import tqdm
 from faceattr.attributes import ATTRIBUTES
 from faceattr.models.deployed import DeployedModel
 from faceattr.models.weights_io import load_checkpoint, save_checkpoint
-from faceattr.config import Config, OptimConfig, config_to_dict, save_config
+from faceattr.config import Config, config_to_dict, save_config
 from faceattr.errors import CheckpointError, ConfigError
 from faceattr.evaluation.evaluate import calibrate_and_tune, predict_loader, summarize
 from faceattr.evaluation.summary import headline, headline_figures
-from faceattr.runtime import (World, all_ranks_have, autocast, broadcast_from_main, close_world, grad_scaler, init_world,
-                              select_device, share_buffers_from_main)
+from faceattr.runtime import (World, all_ranks_have, autocast, broadcast_from_main, close_world, init_world, select_device,
+                              share_buffers_from_main)
+from faceattr.training.parts import TrainingParts, build_training
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,25 @@ class RunState:
     best_epoch: int = -1
     epochs_without_improvement: int = 0
     history: list[dict] = dataclasses.field(default_factory=list)
+
+    def record_score(self, score: float, epoch: int) -> bool:
+        """Notes ``epoch``'s validation score; True when it is the best so far (a first NaN
+        never blocks a later real score).
+
+        >>> state = RunState()
+        >>> [state.record_score(s, e) for e, s in enumerate([float("nan"), 0.6, 0.5])]
+        [True, True, False]
+        >>> state.best_epoch, state.epochs_without_improvement
+        (1, 1)
+        """
+        improved = self.best_epoch < 0 or score > self.best_score or (
+            math.isnan(self.best_score) and not math.isnan(score))
+        if improved:
+            self.best_score, self.best_epoch, self.epochs_without_improvement = score, epoch, 0
+        else:
+            self.epochs_without_improvement += 1
+        self.epoch = epoch
+        return improved
 
 
 class NullWriter:
@@ -62,57 +81,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD through timm's factory (no weight decay on biases and norm layers)."""
-    from timm.optim import create_optimizer_v2
-
-    return create_optimizer_v2(model, opt=optim.optimizer, lr=optim.lr, weight_decay=optim.weight_decay,
-                               momentum=optim.momentum)
-
-
-def build_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, steps_per_epoch: int):
-    """timm's cosine or multi-step schedule with linear warm-up, stepped once per update."""
-    from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
-
-    warmup = round(optim.warmup_epochs * steps_per_epoch)
-    common = dict(warmup_t=warmup, warmup_lr_init=optim.lr * 1e-3, t_in_epochs=False)
-    if optim.schedule == "cosine":
-        return CosineLRScheduler(optimizer, t_initial=optim.epochs * steps_per_epoch, lr_min=optim.min_lr, **common)
-    return MultiStepLRScheduler(optimizer, decay_t=[m * steps_per_epoch for m in optim.milestones],
-                                decay_rate=optim.gamma, **common)
-
-
-def build_training(config: Config, positive_rate: np.ndarray, device: torch.device, steps_per_epoch: int) -> tuple:
-    """The network, loss, optimiser, schedule and loss scaler of a run, on ``device``.
-
-    Returns:
-        ``(model, loss_fn, optimizer, scheduler, scaler)``.
-    """
-    from faceattr.training.losses import MultiTaskLoss
-    from faceattr.models import build_model
-
-    model = build_model(config.model).to(device)
-    if config.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loss_fn = MultiTaskLoss(config.loss, positive_rate, config.model.beauty_head, config.model.beauty_bins).to(device)
-    optimizer = build_optimizer(model, config.optim)
-    scheduler = build_scheduler(optimizer, config.optim, steps_per_epoch)
-    return model, loss_fn, optimizer, scheduler, grad_scaler(device, config.train.amp)
-
-
-def train_step(model, loss_fn, batch: dict, optimizer, scaler, device: torch.device, config: Config) -> dict:
+def train_step(parts: TrainingParts, batch: dict, config: Config, *, device: torch.device) -> dict:
     """One optimisation step on a batch already on ``device``; returns the detached losses."""
     memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
     with autocast(device, config.train.amp):
-        outputs = model(batch["image"].contiguous(memory_format=memory_format))
-    losses = loss_fn(outputs, batch)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(losses["loss"]).backward()
+        outputs = parts.train_model(batch["image"].contiguous(memory_format=memory_format))
+    losses = parts.loss_fn(outputs, batch)
+    parts.optimizer.zero_grad(set_to_none=True)
+    parts.scaler.scale(losses["loss"]).backward()
     if config.optim.grad_clip > 0:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-    scaler.step(optimizer)
-    scaler.update()
+        parts.scaler.unscale_(parts.optimizer)
+        torch.nn.utils.clip_grad_norm_(parts.train_model.parameters(), config.optim.grad_clip)
+    parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
     return {key: value.detach() for key, value in losses.items()}
 
 
@@ -122,14 +103,19 @@ def steps_per_epoch(loader, config: Config) -> int:
     return min(len(loader), cap) if cap else len(loader)
 
 
-def train_one_epoch(model, loss_fn, loader, optimizer, scheduler, scaler, ema, device: torch.device,
-                    config: Config, epoch: int, step: int, world: World, writer) -> tuple[dict, int]:
+def train_one_epoch(parts: TrainingParts, loader, config: Config, *, epoch: int, step: int, device: torch.device,
+                    world: World = World(), writer=None) -> tuple[dict, int]:
     """One pass over the training loader, with a progress bar (images/s and ETA) on rank 0.
+
+    ``epoch`` (0-based) names the epoch in the progress bar; ``step`` is the global step
+    before it; ``writer`` (default: none) receives ``train/loss`` and ``train/lr`` every
+    ``train.log_every`` steps.
 
     Returns:
         Mean losses of the epoch and the global step after it.
     """
-    model.train()
+    writer = writer or NullWriter()
+    parts.train_model.train()
     steps = steps_per_epoch(loader, config)
     totals: dict[str, float] = defaultdict(float)
     batches = 0
@@ -144,17 +130,17 @@ def train_one_epoch(model, loss_fn, loader, optimizer, scheduler, scaler, ema, d
         if not present:
             continue
         batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-        losses = train_step(model, loss_fn, batch, optimizer, scaler, device, config)
+        losses = train_step(parts, batch, config, device=device)
         step += 1
-        scheduler.step_update(step)
-        if ema is not None:
-            ema.update(model, step=step)
+        parts.scheduler.step_update(step)
+        if parts.ema is not None:
+            parts.ema.update(parts.model, step=step)
         batches += 1
         for key, value in losses.items():
             totals[key] += float(value)
         progress.update(len(batch["image"]) * world.size)
         if step % config.train.log_every == 0:
-            lr = optimizer.param_groups[0]["lr"]
+            lr = parts.optimizer.param_groups[0]["lr"]
             progress.set_postfix(loss=f"{float(losses['loss']):.4f}", lr=f"{lr:.2e}")
             writer.add_scalar("train/loss", float(losses["loss"]), step)
             writer.add_scalar("train/lr", lr, step)
@@ -162,6 +148,25 @@ def train_one_epoch(model, loss_fn, loader, optimizer, scheduler, scaler, ema, d
     if batches == 0:
         raise RuntimeError(f"epoch {epoch + 1}: the training loader yielded no usable batch")
     return {key: value / batches for key, value in totals.items()}, step
+
+
+def validate_epoch(parts: TrainingParts, loader, config: Config, meta: dict, *, device: torch.device,
+                   world: World = World()) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    """Scores :attr:`TrainingParts.eval_model` on the validation loader, calibrates it and tunes
+    its thresholds on the same predictions.
+
+    Returns:
+        ``(evaluation, temperatures, offsets, thresholds)``: the evaluation dict of
+        :func:`faceattr.evaluation.evaluate.summarize` and the per-attribute calibration and
+        thresholds it was computed with.
+    """
+    # BatchNorm statistics and EMA weights drift apart per rank; score and save rank 0's.
+    share_buffers_from_main(parts.eval_model, world)
+    predictions = predict_loader(parts.eval_model, loader, device, world, config.train.amp, parts.loss_fn)
+    temperatures, offsets, thresholds = calibrate_and_tune(predictions, config.train.threshold_metric)
+    evaluation = summarize(predictions, thresholds, meta, config.train.threshold_metric,
+                           temperatures=temperatures, offsets=offsets)
+    return evaluation, temperatures, offsets, thresholds
 
 
 def _epoch_record(epoch: int, step: int, train_stats: dict, evaluation: dict, lr: float, seconds: float) -> dict:
@@ -209,49 +214,21 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
     from faceattr.evaluation.report.markdown import write_report
 
     out = Path(config.train.output_dir)
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite contradict each other")
-    if (out / LAST).exists() and not (resume or overwrite):
-        raise ConfigError(f"train.output_dir: {out} already holds a run ({LAST}); pass --resume to continue it, "
-                          "--overwrite to start it again, or choose another train.output_dir")
+    _check_run_folder(out, resume, overwrite)
     seed_everything(config.train.seed)
-
     bundle = build_data(config.data)
     if len(bundle.val) == 0:
         raise ConfigError("data.sources: no validation images in any source; runs are selected and their "
                           "thresholds tuned on validation (give a csv source a split column or a val_fraction)")
     train_loader, val_loader = build_loaders(bundle, config.data, config.train.seed, world.rank, world.size,
                                              device)
-    model, loss_fn, optimizer, scheduler, scaler = build_training(config, bundle.positive_rate, device,
-                                                                  steps_per_epoch(train_loader, config))
-    ema = None
-    if config.train.ema_decay > 0:
-        from timm.utils import ModelEmaV3
-
-        ema = ModelEmaV3(model, decay=config.train.ema_decay)
-
-    state = RunState()
-    # Rank 0 decides, so that every node agrees even without a shared filesystem.
-    resuming = broadcast_from_main(resume and (out / LAST).exists(), world)
-    if resuming:
-        state = _restore(out / LAST, config, device, model, ema, optimizer, scaler, loss_fn)
-        scheduler.step_update(state.step)
-        logger.info("resuming %s after epoch %d (step %d)", out, state.epoch + 1, state.step)
-    elif resume:
-        logger.warning("--resume: %s has no %s yet, starting from scratch", out, LAST)
+    parts = build_training(config, bundle.positive_rate, device, steps_per_epoch(train_loader, config))
+    state = _start_or_resume(out, config, parts, resume, device, world)
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(config, out / "config.yaml")
-
-    train_model = model
-    if world.is_distributed:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    writer = NullWriter()
-    if world.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tensorboard"), purge_step=state.step + 1 if state.step else None)
+    parts.distribute(world, device)
+    writer = _open_writer(out, state, world)
     logger.info("training %s on %s: %d training images in %d steps/epoch, %d validation images, %d process(es)",
                 config.model.backbone, device, len(bundle.train), steps_per_epoch(train_loader, config), len(bundle.val),
                 world.size)
@@ -265,38 +242,23 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
         started = time.time()
         seed_everything(config.train.seed + epoch)
         train_loader.sampler.set_epoch(epoch)
-        train_stats, state.step = train_one_epoch(train_model, loss_fn, train_loader, optimizer, scheduler, scaler,
-                                                  ema, device, config, epoch, state.step, world, writer)
-        eval_model = ema.module if ema is not None else model
-        # BatchNorm statistics and EMA weights drift apart per rank; score and save rank 0's.
-        share_buffers_from_main(eval_model, world)
-        predictions = predict_loader(eval_model, val_loader, device, world, config.train.amp, loss_fn)
-        temperatures, offsets, thresholds = calibrate_and_tune(predictions, config.train.threshold_metric)
-        evaluation = summarize(predictions, thresholds, {**meta, "epoch": epoch + 1}, config.train.threshold_metric,
-                               temperatures=temperatures, offsets=offsets)
-        if evaluation["attributes"] is not None:
-            loss_fn.update_attribute_weights(np.array(
-                [evaluation["attributes"][name]["balanced_accuracy"] for name in ATTRIBUTES]))
-        score = headline(evaluation)
-        improved = state.best_epoch < 0 or score > state.best_score or (
-            math.isnan(state.best_score) and not math.isnan(score))
-        if improved:
-            state.best_score, state.best_epoch, state.epochs_without_improvement = score, epoch, 0
-        else:
-            state.epochs_without_improvement += 1
-        state.epoch = epoch
-        record = _epoch_record(epoch, state.step, train_stats, evaluation, optimizer.param_groups[0]["lr"],
+        train_stats, state.step = train_one_epoch(parts, train_loader, config, epoch=epoch, step=state.step,
+                                                  device=device, world=world, writer=writer)
+        evaluation, temperatures, offsets, thresholds = validate_epoch(
+            parts, val_loader, config, {**meta, "epoch": epoch + 1}, device=device, world=world)
+        _adapt_attribute_weights(parts.loss_fn, evaluation)
+        improved = state.record_score(headline(evaluation), epoch)
+        record = _epoch_record(epoch, state.step, train_stats, evaluation, parts.optimizer.param_groups[0]["lr"],
                                time.time() - started)
         state.history.append(record)
         if world.is_main:
-            deploy = DeployedModel.from_training(eval_model, thresholds, config, epoch + 1, evaluation, temperatures,
-                                                 offsets).to_checkpoint()
+            deploy = DeployedModel.from_training(parts.eval_model, thresholds, config, epoch + 1, evaluation,
+                                                 temperatures, offsets).to_checkpoint()
             if improved:
                 save_checkpoint(deploy, out / BEST)
-            save_checkpoint({**deploy, "train": _train_state(model, ema, optimizer, scaler, loss_fn, state)},
-                            out / LAST)
+            save_checkpoint({**deploy, "train": {**parts.state_dict(), "state": dataclasses.asdict(state)}}, out / LAST)
             _write_history(state.history, out / "metrics.jsonl")
-            _log_epoch(writer, record, evaluation, loss_fn, state.step)
+            _log_epoch(writer, record, evaluation, parts.loss_fn, state.step)
             logger.info("epoch %d/%d: %s%s", epoch + 1, config.optim.epochs,
                         ", ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float)),
                         " (best)" if improved else "")
@@ -310,12 +272,43 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
     return best["metrics"]
 
 
-def _train_state(model, ema, optimizer, scaler, loss_fn, state: RunState) -> dict:
-    """Everything besides the deploy part that an exact resume needs (the schedule is a
-    function of the step, so it is rebuilt rather than stored)."""
-    return {"model": model.state_dict(), "ema": ema.module.state_dict() if ema is not None else None,
-            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "loss": loss_fn.state_dict(),
-            "state": dataclasses.asdict(state)}
+def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuses contradictory flags, and a folder that holds a run unless told what to do with it."""
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other")
+    if (out / LAST).exists() and not (resume or overwrite):
+        raise ConfigError(f"train.output_dir: {out} already holds a run ({LAST}); pass --resume to continue it, "
+                          "--overwrite to start it again, or choose another train.output_dir")
+
+
+def _start_or_resume(out: Path, config: Config, parts: TrainingParts, resume: bool, device: torch.device,
+                     world: World) -> RunState:
+    """A fresh :class:`RunState`, or the one of ``out/last.pt`` with ``parts`` restored from it."""
+    # Rank 0 decides, so that every node agrees even without a shared filesystem.
+    if broadcast_from_main(resume and (out / LAST).exists(), world):
+        state = _restore(out / LAST, config, device, parts)
+        parts.scheduler.step_update(state.step)
+        logger.info("resuming %s after epoch %d (step %d)", out, state.epoch + 1, state.step)
+        return state
+    if resume:
+        logger.warning("--resume: %s has no %s yet, starting from scratch", out, LAST)
+    return RunState()
+
+
+def _open_writer(out: Path, state: RunState, world: World):
+    """TensorBoard's writer on rank 0 (dropping events after ``state.step`` on resume), else a no-op."""
+    if not world.is_main:
+        return NullWriter()
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(out / "tensorboard"), purge_step=state.step + 1 if state.step else None)
+
+
+def _adapt_attribute_weights(loss_fn, evaluation: dict) -> None:
+    """Moves the loss towards the attributes that validated worst (when there are attribute labels)."""
+    if evaluation["attributes"] is not None:
+        loss_fn.update_attribute_weights(np.array(
+            [evaluation["attributes"][name]["balanced_accuracy"] for name in ATTRIBUTES]))
 
 
 #: Config keys that may change when a run is resumed; any other change would make the resumed
@@ -336,7 +329,7 @@ def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
             for key in changed_keys(old.get(name), new.get(name), f"{prefix}.{name}" if prefix else name)]
 
 
-def _restore(path: Path, config: Config, device: torch.device, model, ema, optimizer, scaler, loss_fn) -> RunState:
+def _restore(path: Path, config: Config, device: torch.device, parts: TrainingParts) -> RunState:
     """Loads a ``last.pt`` into the run's objects; refuses a config that differs where it matters."""
     checkpoint = load_checkpoint(path, map_location=device)
     if "train" not in checkpoint:
@@ -346,17 +339,11 @@ def _restore(path: Path, config: Config, device: torch.device, model, ema, optim
     if changed:
         raise ConfigError(f"--resume: the config differs from the run in {path.parent} at {', '.join(changed)}; "
                           f"only {', '.join(RESUMABLE_CHANGES)} may change when resuming")
-    train = checkpoint["train"]
     try:
-        model.load_state_dict(train["model"])
-        if ema is not None:
-            ema.module.load_state_dict(train["ema"])
-        optimizer.load_state_dict(train["optimizer"])
-        scaler.load_state_dict(train["scaler"])
-        loss_fn.load_state_dict(train["loss"])
+        parts.load_state_dict(checkpoint["train"])
     except (KeyError, RuntimeError, ValueError) as error:
         raise CheckpointError(f"{path}: cannot restore the training state: {error}") from error
-    return RunState(**train["state"])
+    return RunState(**checkpoint["train"]["state"])
 
 
 def _write_history(history: list[dict], path: Path) -> None:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from faceattr.attributes import BEAUTY_RANGE, NUM_ATTRIBUTES
-from faceattr.config import Config, LossConfig, ModelConfig, validate
+from faceattr.config import ATTRIBUTE_LOSSES, BEAUTY_HEAD_KINDS, BEAUTY_LOSSES, LossConfig
 
 logger = logging.getLogger(__name__)
 
@@ -26,33 +26,6 @@ WEIGHT_RANGE = (0.2, 5.0)
 #: Added to the balanced-accuracy error so a perfect attribute keeps a small weight.
 ERROR_FLOOR = 0.05
 SMOOTH_L1_BETA = 0.5
-
-
-def positive_rates(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Share of positives among the known labels of each attribute.
-
-    Args:
-        labels: ``(N, 40)`` 0/1 labels.
-        mask: ``(N, 40)`` bool, True where the label is known.
-
-    Returns:
-        ``(40,)`` float64 rates, 0.5 where no label is known, clipped to [0.01, 0.99] so the
-        class weights derived from them stay finite.
-
-    >>> labels = np.zeros((4, 40)); labels[:1, 0] = 1
-    >>> mask = np.ones((4, 40), bool); mask[:, 1] = False
-    >>> positive_rates(labels, mask)[:3].tolist()
-    [0.25, 0.5, 0.01]
-    """
-    labels = np.asarray(labels, dtype=np.float64)
-    mask = np.asarray(mask, dtype=bool)
-    if labels.shape != mask.shape or labels.ndim != 2 or labels.shape[1] != NUM_ATTRIBUTES:
-        raise ValueError(f"expected labels and mask of shape (N, {NUM_ATTRIBUTES}), "
-                         f"got {labels.shape} and {mask.shape}")
-    known = mask.sum(axis=0)
-    positives = np.where(mask, labels, 0.0).sum(axis=0)
-    rates = np.where(known > 0, positives / np.maximum(known, 1), 0.5)
-    return np.clip(rates, 0.01, 0.99)
 
 
 def score_to_distribution(score: Tensor, bins: int, sigma: float = 0.5) -> Tensor:
@@ -108,12 +81,15 @@ class MultiTaskLoss(torch.nn.Module):
     Args:
         config: Which losses and their parameters.
         positive_rate: ``(40,)`` positive rates of the training labels (see
-            :func:`positive_rates`), used by ``weighted_bce`` and ``focal`` with ``auto`` alpha.
+            :attr:`faceattr.data.loader.DataBundle.positive_rate`), used by ``weighted_bce``
+            and ``focal`` with ``auto`` alpha.
         beauty_head: ``regression`` or ``distribution``; ``emd`` needs ``distribution``.
         beauty_bins: Number of bins of the distribution head.
 
     Raises:
-        ConfigError: On an unknown loss name or a parameter out of range.
+        ValueError: On an unknown loss or head name, ``emd`` without the distribution head,
+            or a parameter out of range; the message names the parameter (a config file gets
+            the same checks, naming its key, from :func:`faceattr.config.validate`).
 
     >>> loss = MultiTaskLoss(LossConfig(attributes="bce", beauty="mse"), np.full(40, 0.5))
     >>> batch = {"attributes": torch.ones(2, 40), "attribute_mask": torch.ones(2, 40, dtype=torch.bool),
@@ -130,8 +106,7 @@ class MultiTaskLoss(torch.nn.Module):
     def __init__(self, config: LossConfig, positive_rate: np.ndarray | Tensor,
                  beauty_head: str = "regression", beauty_bins: int = 9) -> None:
         super().__init__()
-        # A LossConfig built in code gets the checks a config file gets.
-        validate(Config(model=ModelConfig(beauty_head=beauty_head, beauty_bins=beauty_bins), loss=config))
+        _check_settings(config, beauty_head, beauty_bins)
         self.config = config
         self.beauty_head = beauty_head
         self.beauty_bins = beauty_bins
@@ -253,6 +228,31 @@ class MultiTaskLoss(torch.nn.Module):
         weights.copy_(updated.clamp(*WEIGHT_RANGE))
         logger.info("attribute weights updated: min %.3f, max %.3f", float(weights.min()), float(weights.max()))
         return weights.clone()
+
+
+def _check_settings(config: LossConfig, beauty_head: str, beauty_bins: int) -> None:
+    """Raises ValueError naming the first setting the loss cannot work with."""
+    names = {"attributes": (config.attributes, ATTRIBUTE_LOSSES), "beauty": (config.beauty, BEAUTY_LOSSES),
+             "beauty_head": (beauty_head, BEAUTY_HEAD_KINDS)}
+    for name, (value, allowed) in names.items():
+        if value not in allowed:
+            raise ValueError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+    if config.beauty == "emd" and beauty_head != "distribution":
+        raise ValueError("beauty: 'emd' needs the distribution beauty head")
+    alpha = config.focal_alpha
+    if isinstance(alpha, str) and alpha != "auto":
+        raise ValueError(f"focal_alpha: {alpha!r} is not 'auto', a number or None")
+    bounds = {"ohem_ratio": (config.ohem_ratio, 0 < config.ohem_ratio <= 1, "in (0, 1]"),
+              "focal_alpha": (alpha, not isinstance(alpha, (int, float)) or 0 <= alpha <= 1, "in [0, 1]"),
+              "focal_gamma": (config.focal_gamma, config.focal_gamma >= 0, ">= 0"),
+              "label_smoothing": (config.label_smoothing, 0 <= config.label_smoothing < 1, "in [0, 1)"),
+              "beauty_weight": (config.beauty_weight, config.beauty_weight >= 0, ">= 0"),
+              "adaptive_power": (config.adaptive_power, config.adaptive_power >= 0, ">= 0"),
+              "adaptive_momentum": (config.adaptive_momentum, 0 <= config.adaptive_momentum < 1, "in [0, 1)"),
+              "beauty_bins": (beauty_bins, beauty_head != "distribution" or beauty_bins >= 2, ">= 2")}
+    for name, (value, within, allowed) in bounds.items():
+        if not within:
+            raise ValueError(f"{name}: must be {allowed}, got {value}")
 
 
 def _emd(predicted: Tensor, target: Tensor) -> Tensor:

@@ -18,13 +18,12 @@ from typing import TypeVar
 import numpy as np
 
 from faceattr.attributes import ATTRIBUTE_INDEX, ATTRIBUTES, NUM_ATTRIBUTES
+from faceattr.config import BAD_SAMPLE_CHOICES as ON_BAD_ROW
 from faceattr.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-ON_BAD_ROW = ("error", "skip")
 
 #: Warnings logged per file in ``skip`` mode; the rest only add to ``bad_rows``.
 MAX_ROW_WARNINGS = 10
