@@ -21,7 +21,7 @@ from typing import IO, Any
 from faceattr.attributes import ATTRIBUTES
 from faceattr.errors import FaceAttrError
 from faceattr.image import IMAGE_EXTENSIONS, find_images, read_image
-from faceattr.inference.results import FaceResult, ImageResult, ranked_attributes
+from faceattr.inference.results import ImageResult, ranked_attributes
 from faceattr.version import __version__
 
 logger = logging.getLogger(__name__)

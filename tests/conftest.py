@@ -1,5 +1,10 @@
-"""Shared test fixtures: the real data folder (skipped when absent), small generated datasets, quiet CPU settings."""
+"""Shared test fixtures: the real data folder (skipped when absent), small generated datasets, the tools run as
+scripts, quiet CPU settings."""
 
+import runpy
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,7 +16,8 @@ from faceattr.config import Config
 from faceattr.synthetic.fixtures import make_celeba, make_celebahq, make_scut
 from faceattr.models.net import FaceAttrNet
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 torch.set_num_threads(2)
 
@@ -22,6 +28,53 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@dataclass
+class ToolRun:
+    """What a tool run gave: its exit status and what it printed."""
+
+    status: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run_tool(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> Callable[..., ToolRun]:
+    """Runs ``python tools/NAME.py ARGS`` in this process, as Python runs a script (``runpy``,
+    ``__name__ == "__main__"``), so a tool's wiring is checked without paying for a new interpreter
+    and torch import each time."""
+
+    def run(name: str, *args: object) -> ToolRun:
+        script = REPO / "tools" / f"{name}.py"
+        monkeypatch.setattr(sys, "argv", [str(script), *map(str, args)])
+        capsys.readouterr()
+        status = 0
+        try:
+            runpy.run_path(str(script), run_name="__main__")
+        except SystemExit as stop:
+            if isinstance(stop.code, str):  # what the interpreter does with sys.exit("message")
+                print(stop.code, file=sys.stderr)
+            status = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+        printed = capsys.readouterr()
+        return ToolRun(status, printed.out, printed.err)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny.yaml``: a ResNet-10-T at 32 px on 30 drawn CelebA faces, one epoch of two steps."""
+    root = tmp_path_factory.mktemp("tiny")
+    make_celeba(root / "celeba", identities=10, images_per_identity=3, seed=2)
+    path = root / "tiny.yaml"
+    path.write_text(f"""
+data: {{sources: [{{kind: celeba, root: {root / 'celeba'}}}], image_size: 32, batch_size: 4, workers: 0}}
+model: {{backbone: resnet10t}}
+optim: {{epochs: 1}}
+train: {{output_dir: {root / 'run'}, amp: false, channels_last: false, max_steps_per_epoch: 2}}
+""")
+    return path
 
 
 def untrained_checkpoint(path: Path, thresholds: list[float] | None = None) -> Path:

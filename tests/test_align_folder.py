@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -190,23 +187,16 @@ def test_output_folder_equal_to_the_input_folder_is_refused(tmp_path: Path) -> N
         align_folder(tmp_path, tmp_path)
 
 
-def align_dataset(*args: object) -> subprocess.CompletedProcess:
-    """Runs ``python tools/align_dataset.py ARGS`` with this checkout's faceattr."""
-    repo = Path(__file__).resolve().parents[1]
-    return subprocess.run([sys.executable, str(repo / "tools" / "align_dataset.py"), *map(str, args)],
-                          capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(repo)}, timeout=600)
-
-
-def test_tool_exits_0_when_done_and_prints_the_counts(faceless, tmp_path: Path) -> None:
+def test_tool_exits_0_when_done_and_prints_the_counts(faceless, tmp_path: Path, run_tool) -> None:
     input_dir, _, _ = faceless
-    result = align_dataset(input_dir, tmp_path / "out", "--workers", "1")
-    assert result.returncode == 0, result.stderr
-    assert "aligned 0, no face 2, unreadable 3" in result.stdout and str(tmp_path / "out" / MANIFEST) in result.stdout
+    result = run_tool("align_dataset", input_dir, tmp_path / "out", "--workers", "1")
+    assert result.status == 0, result.err
+    assert "aligned 0, no face 2, unreadable 3" in result.out and str(tmp_path / "out" / MANIFEST) in result.out
 
 
-def test_tool_exits_2_naming_a_missing_input_folder(tmp_path: Path) -> None:
-    result = align_dataset(tmp_path / "nowhere", tmp_path / "out", "--workers", "1")
-    assert result.returncode == 2 and f"{tmp_path / 'nowhere'}: input folder not found" in result.stderr
+def test_tool_exits_2_naming_a_missing_input_folder(tmp_path: Path, run_tool) -> None:
+    result = run_tool("align_dataset", tmp_path / "nowhere", tmp_path / "out", "--workers", "1")
+    assert result.status == 2 and f"{tmp_path / 'nowhere'}: input folder not found" in result.err
     assert not (tmp_path / "out").exists()
 
 

@@ -5,27 +5,13 @@ import json
 
 import pytest
 
-from faceattr.synthetic.fixtures import make_celeba
 from faceattr.training.benchmark import benchmark_training, measure_throughput
 
 
-@pytest.fixture(scope="module")
-def config_file(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench")
-    make_celeba(root / "celeba", identities=6, images_per_identity=3, seed=3)
-    path = root / "tiny.yaml"
-    path.write_text(f"""
-data: {{sources: [{{kind: celeba, root: {root / 'celeba'}}}], image_size: 32, batch_size: 4, workers: 0}}
-model: {{backbone: resnet10t}}
-train: {{amp: false, channels_last: false, ema_decay: 0.9}}
-""")
-    return path
-
-
-def test_measure_gives_three_rates_and_the_serial_bound_and_leaves_the_config_alone(config_file):
+def test_measure_gives_three_rates_and_the_serial_bound_and_leaves_the_config_alone(tiny_config_file):
     from faceattr.config import load_config
 
-    config = load_config(config_file)
+    config = load_config(tiny_config_file, ["train.ema_decay=0.9"])  # the benchmark measures without the EMA
     before = copy.deepcopy(config)
     figures = measure_throughput(config, steps=2, warmup=1)
     assert config == before  # the loop's step cap is set on a copy
@@ -36,8 +22,8 @@ def test_measure_gives_three_rates_and_the_serial_bound_and_leaves_the_config_al
     assert figures["loop_vs_serial_bound"] == pytest.approx(loop / figures["serial_bound_images_per_s"])
 
 
-def test_benchmark_training_saves_the_row_and_a_table_named_after_the_config(config_file, tmp_path):
-    row, table, saved = benchmark_training(config_file, ["data.batch_size=2"], steps=2, warmup=1, out=tmp_path / "b")
+def test_benchmark_training_saves_the_row_and_a_table_named_after_the_config(tiny_config_file, tmp_path):
+    row, table, saved = benchmark_training(tiny_config_file, ["data.batch_size=2"], steps=2, warmup=1, out=tmp_path / "b")
     assert saved == tmp_path / "b" / "train_throughput_tiny"
     assert json.loads(saved.with_name(saved.name + ".json").read_text()) == row
     assert saved.with_name(saved.name + ".md").read_text() == table
@@ -45,9 +31,9 @@ def test_benchmark_training_saves_the_row_and_a_table_named_after_the_config(con
     assert table.splitlines()[2].startswith("| tiny.yaml data.batch_size=2 | resnet10t | 32 | 2 | 0 |")
 
 
-def test_a_bad_override_is_a_config_error_before_anything_runs(config_file, tmp_path):
+def test_a_bad_override_is_a_config_error_before_anything_runs(tiny_config_file, tmp_path):
     from faceattr.errors import ConfigError
 
     with pytest.raises(ConfigError, match="model.backbone: 'resnet19'"):
-        benchmark_training(config_file, ["model.backbone=resnet19"], out=tmp_path)
+        benchmark_training(tiny_config_file, ["model.backbone=resnet19"], out=tmp_path)
     assert not any(tmp_path.iterdir())

@@ -73,6 +73,23 @@ def test_an_existing_run_is_never_overwritten_silently(data_root, tmp_path):
     fit(config, overwrite=True)
 
 
+def fit_killed_in_epoch(number: int, config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs ``fit`` until epoch ``number`` (1-based) starts, then stops it as a kill would."""
+    import faceattr.training.engine as engine
+
+    real_epoch = engine.train_one_epoch
+
+    def dies(*args, epoch, **kwargs):
+        if epoch == number - 1:
+            raise KeyboardInterrupt
+        return real_epoch(*args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(engine, "train_one_epoch", dies)
+    with pytest.raises(KeyboardInterrupt):
+        engine.fit(config)
+    monkeypatch.setattr(engine, "train_one_epoch", real_epoch)
+
+
 @pytest.mark.parametrize("preload", [False, True])
 def test_resume_after_a_kill_ends_where_the_uninterrupted_run_ends(data_root, tmp_path, monkeypatch, preload):
     import faceattr.training.engine as engine
@@ -81,18 +98,8 @@ def test_resume_after_a_kill_ends_where_the_uninterrupted_run_ends(data_root, tm
     settings = ("data.workers=1", "model.drop_rate=0.2", f"data.preload={preload}")
     engine.fit(tiny_config(data_root, tmp_path / "straight", *settings))
 
-    real_epoch = engine.train_one_epoch
-
-    def dies_in_third_epoch(*args, epoch, **kwargs):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_epoch(*args, epoch=epoch, **kwargs)
-
-    monkeypatch.setattr(engine, "train_one_epoch", dies_in_third_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        engine.fit(tiny_config(data_root, tmp_path / "killed", *settings))
+    fit_killed_in_epoch(3, tiny_config(data_root, tmp_path / "killed", *settings), monkeypatch)
     assert load_checkpoint(tmp_path / "killed" / "last.pt")["epoch"] == 2
-    monkeypatch.setattr(engine, "train_one_epoch", real_epoch)
     engine.fit(tiny_config(data_root, tmp_path / "killed", *settings), resume=True)
 
     straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "killed")
@@ -206,17 +213,7 @@ def test_ema_weights_are_the_ones_deployed_and_a_resume_restores_them_exactly(da
     assert not all(torch.equal(ema[key], raw[key]) for key in raw)  # decay 0.5 lags the raw weights
     assert all(torch.equal(last["model"][key], ema[key]) for key in ema)  # the deploy part is the EMA
 
-    real_epoch = engine.train_one_epoch
-
-    def dies_in_second_epoch(*args, epoch, **kwargs):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real_epoch(*args, epoch=epoch, **kwargs)
-
-    monkeypatch.setattr(engine, "train_one_epoch", dies_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        engine.fit(tiny_config(data_root, tmp_path / "killed", *settings))
-    monkeypatch.setattr(engine, "train_one_epoch", real_epoch)
+    fit_killed_in_epoch(2, tiny_config(data_root, tmp_path / "killed", *settings), monkeypatch)
     engine.fit(tiny_config(data_root, tmp_path / "killed", *settings), resume=True)
     resumed = load_checkpoint(tmp_path / "killed" / "last.pt")["train"]["ema"]
     for key in ema:

@@ -2,9 +2,6 @@
 
 import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,14 +170,12 @@ def test_data_from_evaluates_and_calibrates_on_another_configs_sources(two_sourc
     assert stored["preload"] is False and stored["batch_size"] == 2
 
 
-def test_eval_tool_takes_each_source_and_data_from_and_prints_the_table(two_source_checkpoint, tmp_path):
+def test_eval_tool_takes_each_source_and_data_from_and_prints_the_table(two_source_checkpoint, tmp_path, run_tool):
     checkpoint, sources = two_source_checkpoint
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(json.dumps({"data": {"sources": sources[:2]}}))
-    tool = Path(__file__).resolve().parents[1] / "tools" / "eval.py"
-    result = subprocess.run([sys.executable, str(tool), str(checkpoint), "--each-source", "--data-from", str(recipe),
-                             "--out", str(tmp_path / "out"), "--device", "cpu"], capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "| 1 scut | 5 |" in result.stdout and "celeba:train_only" not in result.stdout  # the recipe's 2 sources
+    result = run_tool("eval", checkpoint, "--each-source", "--data-from", recipe, "--out", tmp_path / "out",
+                      "--device", "cpu")
+    assert result.status == 0, result.err
+    assert "| 1 scut | 5 |" in result.out and "celeba:train_only" not in result.out  # the recipe's 2 sources
     assert len(json.loads((tmp_path / "out" / "sources.json").read_text())) == 2

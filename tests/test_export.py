@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +20,6 @@ from faceattr.errors import CheckpointError
 from faceattr.models.net import FaceAttrNet
 from faceattr.inference.predictor import Predictor, _cached_predictor
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import export_model  # noqa: E402
 
 #: Calibration that differs per attribute, so that a loader dropping it changes the probabilities.
 TEMPERATURES = np.linspace(0.5, 3.0, 40).tolist()
@@ -188,10 +185,10 @@ def test_export_replaces_an_existing_pair_leaving_no_temporary_files(checkpoint:
     assert description["dtype"] == "float16" and DeployedModel.load(weights).description["dtype"] == "float16"
 
 
-def test_export_tool_refuses_the_package_folder_without_into_package(checkpoint: Path, capsys) -> None:
+def test_export_tool_refuses_the_package_folder_without_into_package(checkpoint: Path, run_tool) -> None:
     before = sha256_of(deployed.DEFAULT_MODEL)
-    assert export_model.main([str(checkpoint), "--check-count", "1"]) == 2
-    assert "--into-package" in capsys.readouterr().err
+    result = run_tool("export_model", checkpoint, "--check-count", "1")
+    assert result.status == 2 and "--into-package" in result.err
     assert sha256_of(deployed.DEFAULT_MODEL) == before
 
 
@@ -242,10 +239,10 @@ def test_cli_without_model_uses_the_default(installed: Path, original: Predictor
     assert result["faces"][0]["box"] == [0.0, 0.0, 178.0, 218.0]
 
 
-def test_export_tool_writes_a_loadable_pair(checkpoint: Path, tmp_path: Path, capsys) -> None:
-    assert export_model.main([str(checkpoint), "--out", str(tmp_path), "--name", "team", "--check-count", "4"]) == 0
-    out = capsys.readouterr().out
-    assert "max probability difference" in out and "float16" in out
+def test_export_tool_writes_a_loadable_pair(checkpoint: Path, tmp_path: Path, run_tool) -> None:
+    result = run_tool("export_model", checkpoint, "--out", tmp_path, "--name", "team", "--check-count", "4")
+    assert result.status == 0, result.err
+    assert "max probability difference" in result.out and "float16" in result.out
     assert json.loads((tmp_path / "team.json").read_text())["dtype"] == "float16"
     assert DeployedModel.load(tmp_path / "team.safetensors").thresholds == pytest.approx(THRESHOLDS)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["team.json", "team.safetensors"]

@@ -1,8 +1,6 @@
 """faceattr.training.sweep on generated data: variants, SCUT folds, skipping and resuming, early errors."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -133,11 +131,9 @@ def test_folds_without_a_scut_or_csv_source_are_refused(config_file, tmp_path, f
     assert fit_calls == []
 
 
-def test_the_tool_reports_a_refused_sweep_on_stderr_with_exit_status_2(config_file, tmp_path):
-    tool = Path(__file__).resolve().parents[1] / "tools" / "sweep.py"
-    result = subprocess.run([sys.executable, str(tool), str(config_file), "--out", str(tmp_path / "bad"),
-                             "--variant", "typo", "loss.atributes=bce"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "error: variant 'typo'" in result.stderr and "loss.atributes" in result.stderr
+def test_the_tool_reports_a_refused_sweep_on_stderr_with_exit_status_2(config_file, tmp_path, run_tool):
+    result = run_tool("sweep", config_file, "--out", tmp_path / "bad", "--variant", "typo", "loss.atributes=bce")
+    assert result.status == 2 and "error: variant 'typo'" in result.err and "loss.atributes" in result.err
 
 
 def test_folds_also_set_the_folds_of_csv_sources(config_file, tmp_path):

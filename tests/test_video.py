@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -190,13 +187,12 @@ def test_an_unreadable_source_is_named(tmp_path: Path) -> None:
         run_demo(DemoOptions(str(source), headless=True, model=str(tmp_path / "m.pt")))
 
 
-def test_demo_tool_exits_2_on_bad_options_or_an_unreadable_source(tmp_path: Path) -> None:
+def test_demo_tool_exits_2_on_bad_options_or_an_unreadable_source(tmp_path: Path, run_tool) -> None:
     source = tmp_path / "missing.mp4"
     for args, message in [(["0", "--headless", "--detect-every", "0"], "--detect-every must be at least 1"),
                           ([str(source), "--headless", "--model", str(tmp_path / "m.pt")], str(source))]:
-        result = subprocess.run([sys.executable, str(REPO / "tools" / "webcam_demo.py"), *args], capture_output=True,
-                                text=True, env=os.environ | {"PYTHONPATH": str(REPO)}, timeout=300)
-        assert result.returncode == 2 and result.stderr.startswith("webcam_demo: ") and message in result.stderr
+        result = run_tool("webcam_demo", *args)
+        assert result.status == 2 and result.err.startswith("webcam_demo: ") and message in result.err
 
 
 @pytest.fixture

@@ -135,53 +135,6 @@ class DemoOptions:
         return problems
 
 
-@dataclass
-class DemoStats:
-    """What a run did: frames, detector runs, time, and the faces (track ids) of each frame."""
-
-    frames: int = 0
-    detector_runs: int = 0
-    seconds: float = 0.0
-    track_ids: list[list[int]] = field(default_factory=list)
-
-    @property
-    def mean_fps(self) -> float:
-        """Frames per second over the whole run (reading, detection, classification, drawing, writing)."""
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-    def summary(self) -> str:
-        """The lines printed at the end of a run."""
-        tracks = len({i for ids in self.track_ids for i in ids})
-        with_faces = sum(1 for ids in self.track_ids if ids)
-        return (f"frames processed: {self.frames} ({with_faces} with faces, {tracks} face tracks)\n"
-                f"mean FPS: {self.mean_fps:.1f}\n"
-                f"detector runs / frames: {self.detector_runs} / {self.frames}")
-
-
-class FpsMeter:
-    """Frames per second over the last ``window`` frames.
-
-    >>> meter = FpsMeter(window=3)
-    >>> for t in (0.0, 0.1, 0.2, 0.3):
-    ...     meter.tick(t)
-    >>> round(meter.fps, 6)
-    10.0
-    """
-
-    def __init__(self, window: int = FPS_WINDOW):
-        self.times: deque[float] = deque(maxlen=window + 1)
-
-    def tick(self, now: float | None = None) -> None:
-        """Records that a frame was shown at ``now`` (default: ``time.perf_counter()``)."""
-        self.times.append(time.perf_counter() if now is None else now)
-
-    @property
-    def fps(self) -> float:
-        """The frame rate, 0 until two frames are recorded."""
-        elapsed = self.times[-1] - self.times[0] if len(self.times) > 1 else 0.0
-        return (len(self.times) - 1) / elapsed if elapsed > 0 else 0.0
-
-
 def gui_problem() -> str | None:
     """Why a window cannot be opened (no GUI in this OpenCV build, no display), or ``None`` if it can."""
     import cv2
