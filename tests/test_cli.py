@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -118,11 +120,26 @@ def test_folders_are_searched_recursively_sorted_by_extension(tmp_path, fake, mo
     assert [line.split("  ")[0] for line in out.splitlines()] == [str(p) for p in sorted(expected)]
 
 
+class TerminalIO(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 def test_images_go_to_the_predictor_in_batches_of_batch_size(tmp_path, fake, model, capsys) -> None:
     images = [photo(tmp_path / f"{i}.png") for i in range(5)]
     code, _, err = run(capsys, "predict", *images, "--model", model, "--batch-size", "2")
     assert code == 0 and fake[0].batches == [2, 2, 1]
-    assert "5/5" in err  # the progress bar, on stderr
+    assert err == ""  # stderr is no terminal here (a log file, a pipe): no progress bar in it
+
+
+def test_progress_bar_is_shown_on_a_terminal(tmp_path, fake, model) -> None:
+    images = [str(photo(tmp_path / f"{i}.png")) for i in range(3)]
+    terminal = TerminalIO()
+    args = cli.build_parser().parse_args(["predict", *images, "--model", str(model)])
+    assert cli.run_predict(args, io.StringIO(), terminal) == 0
+    assert "3/3" in terminal.getvalue()
 
 
 def test_annotated_copies_are_drawn_and_keep_folder_layout(tmp_path, fake, model, capsys) -> None:
@@ -272,3 +289,113 @@ def test_reduced_jpeg_is_annotated_at_full_size_where_its_faces_are(shared_data,
     x1, y1, _, y2 = (round(v) for v in document["faces"][0]["box"])
     edge = drawn[(y1 + y2) // 2, x1 - 1:x1 + 2].astype(int)
     assert (np.abs(edge - PALETTE[0]).max(axis=1) < 40).any()
+
+
+def test_a_missing_photo_is_reported_in_one_line(tmp_path, fake, model, capsys) -> None:
+    code, out, err = run(capsys, "predict", tmp_path / "missing.jpg", "--model", model)
+    assert (code, out) == (2, "")
+    assert err == f"faceattr: {tmp_path / 'missing.jpg'}: no such file or folder\n"
+
+
+def test_annotated_copies_never_go_into_an_input_folder(tmp_path, fake, model, capsys) -> None:
+    root = tmp_path / "photos"
+    source = photo(root / "a.png")
+    before = source.read_bytes()
+    for out_dir in (root, tmp_path, source):  # the input folder, a folder holding it, an input file
+        code, out, err = run(capsys, "predict", root, "--model", model, "--save-annotated", out_dir)
+        assert (code, out) == (2, "")
+        assert f"--save-annotated {out_dir}: holds inputs" in err
+    assert source.read_bytes() == before and sorted(os.listdir(root)) == ["a.png"]
+    assert not fake  # refused before the model is loaded
+
+
+def test_an_output_folder_inside_an_input_folder_is_not_read_back(tmp_path, fake, model, capsys) -> None:
+    root = tmp_path / "photos"
+    photo(root / "a.png")
+    for _ in range(2):
+        code, out, _ = run(capsys, "predict", root, "--model", model, "--save-annotated", root / "annotated")
+        assert code == 0 and len(out.splitlines()) == 1
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == ["a.png", "annotated",
+                                                                                "annotated/a.jpg"]
+
+
+def test_annotated_copies_replace_a_planted_link_not_its_target(tmp_path, fake, model, capsys) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out_dir = tmp_path / "drawn"
+    out_dir.mkdir()
+    (out_dir / "a.jpg").symlink_to(victim)
+    assert run(capsys, "predict", photo(tmp_path / "a.png"), "--model", model, "--save-annotated", out_dir)[0] == 0
+    assert victim.read_text() == "precious"
+    assert Image.open(out_dir / "a.jpg").size == (80, 60)
+
+
+def test_long_names_that_collide_are_shortened_and_kept_apart(tmp_path, fake, model, capsys) -> None:
+    name = "n" * 251 + ".png"  # 255 characters, the most a name may have; a second copy would be n..._2.jpg
+    images = [photo(tmp_path / "x" / name), photo(tmp_path / "y" / name), photo(tmp_path / "z" / ("n" * 250 + ".png"))]
+    out_dir = tmp_path / "drawn"
+    code, _, err = run(capsys, "predict", *images, "--model", model, "--save-annotated", out_dir)
+    assert code == 0, err
+    written = sorted(os.listdir(out_dir))
+    assert len(written) == 3 and all(len(n) <= 255 and n.endswith(".jpg") for n in written)
+
+
+def test_an_output_that_cannot_be_written_fails_that_file_only(tmp_path, fake, model, capsys) -> None:
+    out_dir = tmp_path / "drawn"
+    (out_dir / "a.jpg").mkdir(parents=True)  # a folder where a's copy would go
+    images = [photo(tmp_path / "a.png"), photo(tmp_path / "b.png")]
+    code, out, err = run(capsys, "predict", *images, "--model", model, "--save-annotated", out_dir)
+    assert code == 1
+    assert len(out.splitlines()) == 2 and (out_dir / "b.jpg").is_file()
+    assert f"faceattr: {images[0]}: cannot write {out_dir / 'a.jpg'}:" in err
+
+
+def test_a_name_that_is_not_utf8_is_written_with_its_byte_escaped(tmp_path, fake, model, capsys) -> None:
+    folder = os.fsencode(tmp_path)
+    strange = os.fsdecode(folder + b"/caf\xe9.jpg")
+    photo(Path(strange))
+    table = tmp_path / "out.csv"
+    code, out, err = run(capsys, "predict", strange, photo(tmp_path / "b.jpg"), "--model", model,
+                         "--csv", table, "--json")
+    assert code == 0, err
+    shown = f"{tmp_path}/caf\\xe9.jpg"
+    assert [document["source"] for document in json.loads(out)] == [shown, str(tmp_path / "b.jpg")]
+    assert [row["path"] for row in csv.DictReader(table.open(encoding="utf-8"))] == [shown, str(tmp_path / "b.jpg")]
+    code, out, err = run(capsys, "predict", strange, "--model", model, "--save-annotated", tmp_path / "drawn")
+    assert out.startswith(shown) and os.listdir(os.fsencode(tmp_path / "drawn")) == [b"caf\xe9.jpg"]
+
+
+def test_an_internal_error_has_its_own_exit_status(tmp_path, fake, model, monkeypatch, capsys) -> None:
+    def broken(self, images, aligned=False):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(FakePredictor, "predict_many", broken)
+    code, _, err = run(capsys, "predict", photo(tmp_path / "a.jpg"), "--model", model)
+    assert code == cli.EXIT_INTERNAL == 70
+    assert "RuntimeError: a bug" in err and err.endswith("faceattr: internal error (a bug in faceattr): a bug\n")
+
+
+def test_csv_naming_an_input_is_refused_before_it_is_touched(tmp_path, fake, model, capsys) -> None:
+    source = photo(tmp_path / "a.png")
+    before = source.read_bytes()
+    code, _, err = run(capsys, "predict", tmp_path, "--model", model, "--csv", source)
+    assert code == 2 and f"--csv {source}: is one of the inputs" in err
+    assert source.read_bytes() == before and not fake
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_escaped(tmp_path, fake, model, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    names = ["=HYPERLINK(1).png", "+1.png", "-x.png", "@SUM.png", "\tx.png", "plain.png"]
+    for name in names:
+        photo(tmp_path / name)
+    assert run(capsys, "predict", *names, "--model", model, "--csv", "out.csv")[0] == 0
+    paths = [row["path"] for row in csv.DictReader(open("out.csv", encoding="utf-8"))]
+    assert paths == ["'" + name for name in names[:-1]] + ["plain.png"]
+    assert cli.spreadsheet_safe("-3.5") == "-3.5"  # numbers (a box off the photo's edge) stay numbers
+    assert cli.main(["predict", "--help"]) == 0
+    assert "formula" in capsys.readouterr().out
+
+
+def test_help_says_which_links_are_followed(capsys) -> None:
+    assert cli.main(["predict", "--help"]) == 0
+    assert "links to folders are followed" in " ".join(capsys.readouterr().out.split())
