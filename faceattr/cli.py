@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from faceattr.attributes import ATTRIBUTES
 from faceattr.errors import FaceAttrError
+from faceattr.files import fit_name, write_exclusive
 from faceattr.image import IMAGE_EXTENSIONS, find_images, read_image
 from faceattr.inference.results import ImageResult, ranked_attributes
 from faceattr.version import __version__
@@ -27,14 +30,23 @@ from faceattr.version import __version__
 logger = logging.getLogger(__name__)
 
 EXIT_OK = 0  # every input was read (with or without faces)
-EXIT_UNREADABLE = 1  # some inputs could not be read; the others were processed
-EXIT_USAGE = 2  # bad arguments, unreadable model file, or no images found
+EXIT_UNREADABLE = 1  # some inputs could not be read, or their outputs not written; the others were processed
+EXIT_USAGE = 2  # bad arguments, unreadable model file, refused outputs, or no images found
+# sysexits.h's EX_SOFTWARE ("internal software error"): a status scripts and service managers
+# know, and far from the small numbers a later version may give to ordinary outcomes.
+EXIT_INTERNAL = 70  # an error faceattr did not foresee: a bug (traceback on stderr)
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 EXIT_CODES = f"""exit status:
   {EXIT_OK}  every input was read (whether or not faces were found)
-  {EXIT_UNREADABLE}  some inputs could not be read (each error on stderr); the others were processed
-  {EXIT_USAGE}  usage error, missing or unreadable model file, or no images found (message on stderr)"""
+  {EXIT_UNREADABLE}  some inputs could not be read or their outputs not written (each error on stderr); the others
+     were processed
+  {EXIT_USAGE}  usage error, missing or unreadable model file, an output that would overwrite an input, or no
+     images found (message on stderr)
+  {EXIT_INTERNAL} internal error: a bug in faceattr (traceback on stderr)"""
+
+#: First characters that make a spreadsheet take a cell as a formula (OWASP, "CSV Injection").
+FORMULA_PREFIXES: frozenset[str] = frozenset("=+-@\t\r")
 
 #: CSV columns before the 40 attribute probabilities.
 CSV_HEADER: tuple[str, ...] = ("path", "face", "x1", "y1", "x2", "y2", "score", "beauty")
@@ -95,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     predict.add_argument("paths", nargs="+", metavar="PATH",
                          help="image files, or folders searched recursively for "
-                              + " ".join(sorted(IMAGE_EXTENSIONS)) + " files")
+                              + " ".join(sorted(IMAGE_EXTENSIONS)) + " files; links to files and links to folders "
+                              "are followed, a link back to a folder already searched is skipped with a warning")
     predict.add_argument("--model", metavar="MODEL",
                          help="a best.pt written by tools/train.py or a .safetensors written by tools/export_model.py "
                               "(default: the model installed with faceattr)")
@@ -104,9 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
                               "geometry at any size): no detection, one face per image")
     predict.add_argument("--json", action="store_true", help="print one JSON list of per-image results instead")
     predict.add_argument("--csv", type=Path, metavar="FILE",
-                         help="also write one row per face: path, face, box, score, beauty, 40 probabilities")
+                         help="also write one row per face: path, face, box, score, beauty, 40 probabilities; "
+                              "a cell that a spreadsheet would run as a formula (first character = + - @ tab or "
+                              "carriage return, not a number) gets a ' in front; refused if FILE is an input")
     predict.add_argument("--save-annotated", type=Path, metavar="DIR",
-                         help="also write each photo with boxes, landmarks, beauty and top attributes drawn, as DIR/NAME.jpg")
+                         help="also write each photo with boxes, landmarks, beauty and top attributes drawn, as "
+                              "DIR/NAME.jpg (names too long for the file system are shortened with a hash); "
+                              "refused if DIR is or holds an input; a DIR inside an input folder is not searched")
     predict.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
     predict.add_argument("--batch-size", type=_positive, default=32, metavar="N", help="default: 32")
     predict.add_argument("--top", type=_non_negative, default=3, metavar="K",
@@ -143,11 +160,42 @@ def csv_rows(result: ImageResult) -> list[list[str]]:
     return rows
 
 
+def printable(text: str) -> str:
+    """``text`` with the bytes of a file name that are not UTF-8 shown as ``\\xNN`` escapes.
+
+    On POSIX a file name is bytes; Python keeps the undecodable ones as lone surrogates, which
+    no UTF-8 output (the terminal, the CSV, JSON parsers) accepts. Outputs name such a file
+    ``caf\\xe9.jpg``: readable, valid UTF-8, and the bytes are still there to see.
+
+    >>> import os
+    >>> printable(os.fsdecode(b"caf\\xe9.jpg")), printable("café.jpg")
+    ('caf\\\\xe9.jpg', 'café.jpg')
+    """
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """``cell`` with a ``'`` in front if a spreadsheet would run it as a formula (CSV injection).
+
+    Numbers stay as they are: a box's ``-3.5`` is a number to a spreadsheet, not a formula.
+
+    >>> spreadsheet_safe("=HYPERLINK(1).jpg"), spreadsheet_safe("-3.5"), spreadsheet_safe("a.jpg")
+    ("'=HYPERLINK(1).jpg", '-3.5', 'a.jpg')
+    """
+    if cell[:1] not in FORMULA_PREFIXES:
+        return cell
+    try:
+        float(cell)
+    except ValueError:
+        return "'" + cell
+    return cell
+
+
 class _AnnotatedWriter:
     """Writes annotated copies under one folder, keeping each folder input's subfolders, never overwriting a name twice."""
 
     def __init__(self, folder: Path, roots: Sequence[Path], top: int):
-        self.folder, self.roots, self.top = folder, [root.resolve() for root in roots], top
+        self.folder, self.roots, self.top = folder.resolve(), [root.resolve() for root in roots], top
         self.used: set[Path] = set()
 
     def target(self, source: Path) -> Path:
@@ -158,35 +206,60 @@ class _AnnotatedWriter:
             if resolved.is_relative_to(root):
                 relative = resolved.relative_to(root)
                 break
-        target = self.folder / relative.with_suffix(".jpg")
-        stem, number = target.stem, 1
+        stem, number = relative.stem, 1
+        target = self.folder / relative.parent / fit_name(stem + ".jpg")
         # Two inputs with one name (a.png and a.jpg, or two folders' 1.jpg) must not overwrite each other.
         while target in self.used:
             number += 1
-            target = target.with_name(f"{stem}_{number}.jpg")
+            target = target.with_name(fit_name(f"{stem}_{number}.jpg"))
         self.used.add(target)
         return target
 
-    def write(self, result: ImageResult) -> None:
-        """Draws ``result``'s faces on its photo and saves it."""
+    def write(self, result: ImageResult, target: Path) -> None:
+        """Draws ``result``'s faces on its photo and saves it as ``target``.
+
+        Raises:
+            OSError: The photo cannot be read again, or ``target`` cannot be written.
+        """
         from PIL import Image
 
         from faceattr.inference.annotate import annotate
 
-        source = Path(result.source)
         # The predictor's own reader, so the photo is turned and converted exactly as when its
         # faces were found; at full size, the size of the faces' coordinates, even where the
         # predictor decoded a large JPEG reduced: an annotated copy keeps the photo's resolution.
-        drawn = annotate(read_image(source), result.faces, self.top)
-        target = self.target(source)
+        drawn = Image.fromarray(annotate(read_image(Path(result.source)), result.faces, self.top))
         target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(drawn).save(target, quality=92)
+        if not target.parent.resolve().is_relative_to(self.folder):
+            raise OSError(f"{target.parent} links out of {self.folder}")
+        write_exclusive(target, lambda file: drawn.save(file, format="JPEG", quality=92))
 
 
 def _batches(items: Sequence[Path], size: int) -> Iterable[Sequence[Path]]:
     """``items`` in consecutive slices of ``size``."""
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def _input_at_or_inside(folder: Path, paths: Iterable[str | Path]) -> Path | None:
+    """The first of ``paths`` that is ``folder`` or lies inside it, links resolved; else ``None``."""
+    resolved = folder.resolve()
+    return next((Path(path) for path in paths if Path(path).resolve().is_relative_to(resolved)), None)
+
+
+def _refused_output(args: argparse.Namespace, images: Sequence[Path]) -> str | None:
+    """Why an output would overwrite or be read back as an input, or ``None`` if none would."""
+    if args.save_annotated is not None:
+        # The paths given too: an input folder that is the output folder was left out of ``images``.
+        inside = _input_at_or_inside(args.save_annotated, [*args.paths, *images])
+        if inside is not None:
+            return (f"--save-annotated {args.save_annotated}: is or holds an input ({inside}); "
+                    "annotated copies go to a folder outside the inputs or inside an input folder")
+    if args.csv is not None:
+        table = args.csv.resolve()
+        if any(image.resolve() == table for image in images):
+            return f"--csv {args.csv}: is one of the inputs; it would be overwritten"
+    return None
 
 
 def run_predict(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
@@ -198,11 +271,18 @@ def run_predict(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    images, missing = find_images(args.paths)
+    excluded = [] if args.save_annotated is None else [args.save_annotated]
+    images, missing = find_images(args.paths, exclude=excluded)
+    refusal = _refused_output(args, images)
+    if refusal is not None:
+        stderr.write(f"faceattr: {printable(refusal)}\n")
+        return EXIT_USAGE
     for message in missing:
-        stderr.write(f"faceattr: {message}\n")
+        stderr.write(f"faceattr: {printable(message)}\n")
     if not images:
-        stderr.write("faceattr: no images found in " + ", ".join(args.paths) + "\n")
+        searched = [printable(str(path)) for path in args.paths if Path(path).exists()]
+        if searched:  # a path that does not exist was named just above
+            stderr.write("faceattr: no images found in " + ", ".join(searched) + "\n")
         return EXIT_USAGE
     if args.model is not None and not Path(args.model).is_file():
         stderr.write(f"faceattr: {args.model}: model file not found\n")
@@ -221,29 +301,38 @@ def run_predict(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
     writer = None if csv_file is None else csv.writer(csv_file)
     if writer is not None:
         writer.writerow([*CSV_HEADER, *ATTRIBUTES])
-    unreadable = len(missing)
+    failed = len(missing)
     documents = []
     try:
         # Log records go through tqdm.write, so warnings do not break the progress bar's line.
+        # No bar where stderr is a log file or a pipe: its redrawn lines would only clutter it.
         with logging_redirect_tqdm(), tqdm(total=len(images), unit="image", file=stderr,
-                                           disable=len(images) < 2) as progress:
+                                           disable=len(images) < 2 or not stderr.isatty()) as progress:
             # Batches of the predictor's size: results (and the bar) move as the work does.
             for batch in _batches(images, args.batch_size):
                 for result in predictor.predict_many([str(path) for path in batch], aligned=args.aligned):
+                    shown = dataclasses.replace(result, source=printable(result.source),
+                                                error=None if result.error is None else printable(result.error))
                     if args.json:
-                        documents.append(result.to_dict())
-                    if result.error is not None:
-                        unreadable += 1
+                        documents.append(shown.to_dict())
+                    if shown.error is not None:
+                        failed += 1
                         # The predictor's messages usually name the input already.
-                        where = "" if result.source in result.error else f"{result.source}: "
-                        progress.write(f"faceattr: {where}{result.error}", file=stderr)
+                        where = "" if shown.source in shown.error else f"{shown.source}: "
+                        progress.write(f"faceattr: {where}{shown.error}", file=stderr)
                         continue
                     if not args.json:
-                        stdout.write("".join(line + "\n" for line in format_result(result)))
+                        stdout.write("".join(line + "\n" for line in format_result(shown)))
                     if writer is not None:
-                        writer.writerows(csv_rows(result))
+                        writer.writerows([[spreadsheet_safe(cell) for cell in row] for row in csv_rows(shown)])
                     if annotated is not None:
-                        annotated.write(result)
+                        target = annotated.target(Path(result.source))
+                        try:
+                            annotated.write(result, target)
+                        except OSError as error:  # this copy only: the other photos go on
+                            failed += 1
+                            progress.write(f"faceattr: {shown.source}: cannot write {printable(str(target))}: "
+                                           f"{printable(error.strerror or str(error))}", file=stderr)
                 progress.update(len(batch))
     finally:
         if csv_file is not None:
@@ -251,7 +340,7 @@ def run_predict(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
     if args.json:
         json.dump(documents, stdout, indent=2)
         stdout.write("\n")
-    return EXIT_UNREADABLE if unreadable else EXIT_OK
+    return EXIT_UNREADABLE if failed else EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,6 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("faceattr: interrupted\n")
         return EXIT_INTERRUPTED
+    except Exception as error:  # not foreseen, so a bug: its traceback for the report, and its own status
+        traceback.print_exc(file=sys.stderr)
+        sys.stderr.write(f"faceattr: internal error (a bug in faceattr): {printable(str(error))}\n")
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ crop (:func:`crop_box`) and the expansion of paths into image files (:func:`find
 from __future__ import annotations
 
 import io
+import logging
 import math
 import warnings
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,8 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
 from faceattr.errors import ConfigError, ImageError
+
+logger = logging.getLogger(__name__)
 
 #: The file extensions taken as images when a folder is searched (any case).
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
@@ -277,15 +280,19 @@ def load_image(path: str | Path) -> Image.Image:
     return open_image(path, str(path))[0]
 
 
-def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
+def find_images(paths: Iterable[str | Path], exclude: Iterable[str | Path] = ()) -> tuple[list[Path], list[str]]:
     """Expands the command line's paths into image files.
 
     A file is taken whatever its extension (the user named it); a folder contributes the files
-    inside it, recursively and sorted, whose extension is in :data:`IMAGE_EXTENSIONS`
-    (case-insensitive).
+    inside it, at any depth and sorted, whose extension is in :data:`IMAGE_EXTENSIONS`
+    (case-insensitive). Links to files and folders are followed; a link back to a folder already
+    searched from the same path (a loop) is skipped with a warning naming it, and so is a
+    broken link with an image extension.
 
     Args:
         paths: Files and folders.
+        exclude: Folders left out of the search wherever they are reached, through links too
+            (the command's own output folder inside an input folder).
 
     Returns:
         The image files, in command-line order, and one message per path that does not exist.
@@ -293,13 +300,50 @@ def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
     >>> find_images(["no/such/photo.jpg"])
     ([], ['no/such/photo.jpg: no such file or folder'])
     """
+    excluded = {_folder_key(folder) for folder in map(Path, exclude) if folder.is_dir()}
     images: list[Path] = []
     missing: list[str] = []
     for path in map(Path, paths):
         if path.is_dir():
-            images.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()))
+            images.extend(sorted(_images_below(path, excluded)))
         elif path.is_file():
             images.append(path)
         else:
             missing.append(f"{path}: no such file or folder")
     return images, missing
+
+
+def _folder_key(folder: Path) -> tuple[int, int]:
+    """What identifies a folder however it is reached (through links, ``..``, bind mounts)."""
+    status = folder.stat()
+    return status.st_dev, status.st_ino
+
+
+def _images_below(root: Path, excluded: set[tuple[int, int]]) -> list[Path]:
+    """The image files under ``root``, unsorted; an explicit stack, so no depth is too deep."""
+    images: list[Path] = []
+    searched: set[tuple[int, int]] = set()
+    folders = [root]
+    while folders:
+        folder = folders.pop()
+        try:
+            key = _folder_key(folder)
+            if key in excluded:
+                continue
+            if key in searched:
+                logger.warning("%s: skipped, a link to a folder already searched", folder)
+                continue
+            searched.add(key)
+            entries = list(folder.iterdir())
+        except OSError as error:
+            logger.warning("%s: skipped, cannot be searched (%s)", folder, error.strerror or error)
+            continue
+        for entry in entries:
+            if entry.is_dir():
+                folders.append(entry)
+            elif entry.suffix.lower() in IMAGE_EXTENSIONS:
+                if entry.is_file():
+                    images.append(entry)
+                elif entry.is_symlink():
+                    logger.warning("%s: skipped, a broken link", entry)
+    return images

@@ -304,7 +304,7 @@ def test_annotated_copies_never_go_into_an_input_folder(tmp_path, fake, model, c
     for out_dir in (root, tmp_path, source):  # the input folder, a folder holding it, an input file
         code, out, err = run(capsys, "predict", root, "--model", model, "--save-annotated", out_dir)
         assert (code, out) == (2, "")
-        assert f"--save-annotated {out_dir}: holds inputs" in err
+        assert f"--save-annotated {out_dir}: is or holds an input" in err
     assert source.read_bytes() == before and sorted(os.listdir(root)) == ["a.png"]
     assert not fake  # refused before the model is loaded
 
@@ -388,7 +388,7 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_escaped(tmp_path, fake, mode
     names = ["=HYPERLINK(1).png", "+1.png", "-x.png", "@SUM.png", "\tx.png", "plain.png"]
     for name in names:
         photo(tmp_path / name)
-    assert run(capsys, "predict", *names, "--model", model, "--csv", "out.csv")[0] == 0
+    assert run(capsys, "predict", "--model", model, "--csv", "out.csv", "--", *names)[0] == 0
     paths = [row["path"] for row in csv.DictReader(open("out.csv", encoding="utf-8"))]
     assert paths == ["'" + name for name in names[:-1]] + ["plain.png"]
     assert cli.spreadsheet_safe("-3.5") == "-3.5"  # numbers (a box off the photo's edge) stay numbers
