@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("faceattr: interrupted\n")
         return EXIT_INTERRUPTED
-    except Exception as error:  # not foreseen, so a bug: its traceback for the report, and its own status
+    except Exception as error:  # noqa: BLE001 -- not foreseen, so a bug: its traceback, and its own status
         traceback.print_exc(file=sys.stderr)
         sys.stderr.write(f"faceattr: internal error (a bug in faceattr): {printable(str(error))}\n")
         return EXIT_INTERNAL

@@ -389,7 +389,7 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_escaped(tmp_path, fake, mode
     for name in names:
         photo(tmp_path / name)
     assert run(capsys, "predict", "--model", model, "--csv", "out.csv", "--", *names)[0] == 0
-    paths = [row["path"] for row in csv.DictReader(open("out.csv", encoding="utf-8"))]
+    paths = [row["path"] for row in csv.DictReader(Path("out.csv").read_text(encoding="utf-8").splitlines())]
     assert paths == ["'" + name for name in names[:-1]] + ["plain.png"]
     assert cli.spreadsheet_safe("-3.5") == "-3.5"  # numbers (a box off the photo's edge) stay numbers
     assert cli.main(["predict", "--help"]) == 0
