@@ -195,7 +195,7 @@ class _AnnotatedWriter:
     """Writes annotated copies under one folder, keeping each folder input's subfolders, never overwriting a name twice."""
 
     def __init__(self, folder: Path, roots: Sequence[Path], top: int):
-        self.folder, self.roots, self.top = folder.resolve(), [root.resolve() for root in roots], top
+        self.folder, self.roots, self.top = folder, [root.resolve() for root in roots], top
         self.used: set[Path] = set()
 
     def target(self, source: Path) -> Path:
@@ -230,7 +230,7 @@ class _AnnotatedWriter:
         # predictor decoded a large JPEG reduced: an annotated copy keeps the photo's resolution.
         drawn = Image.fromarray(annotate(read_image(Path(result.source)), result.faces, self.top))
         target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.parent.resolve().is_relative_to(self.folder):
+        if not target.parent.resolve().is_relative_to(self.folder.resolve()):
             raise OSError(f"{target.parent} links out of {self.folder}")
         write_exclusive(target, lambda file: drawn.save(file, format="JPEG", quality=92))
 

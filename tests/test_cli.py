@@ -399,3 +399,16 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_escaped(tmp_path, fake, mode
 def test_help_says_which_links_are_followed(capsys) -> None:
     assert cli.main(["predict", "--help"]) == 0
     assert "links to folders are followed" in " ".join(capsys.readouterr().out.split())
+
+
+def test_annotated_copies_never_go_through_a_linked_subfolder(tmp_path, fake, model, capsys) -> None:
+    victim = tmp_path / "victim"
+    (victim / "a.jpg").parent.mkdir()
+    (victim / "a.jpg").write_text("precious")
+    out_dir = tmp_path / "drawn"
+    out_dir.mkdir()
+    (out_dir / "sub").symlink_to(victim, target_is_directory=True)
+    source = photo(tmp_path / "photos" / "sub" / "a.png")
+    code, _, err = run(capsys, "predict", tmp_path / "photos", "--model", model, "--save-annotated", out_dir)
+    assert code == 1 and (victim / "a.jpg").read_text() == "precious"
+    assert f"faceattr: {source}: cannot write {out_dir / 'sub' / 'a.jpg'}: {out_dir / 'sub'} links out of" in err
