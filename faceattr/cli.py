@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Iterable, Sequence
@@ -373,6 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("faceattr: interrupted\n")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of stdout went away (``faceattr predict ... | head``): stop quietly, as a shell
+        # pipeline expects; stdout is pointed at devnull so that Python's flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as error:  # noqa: BLE001 -- not foreseen, so a bug: its traceback, and its own status
         traceback.print_exc(file=sys.stderr)
         sys.stderr.write(f"faceattr: internal error (a bug in faceattr): {printable(str(error))}\n")

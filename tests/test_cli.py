@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -412,3 +414,12 @@ def test_annotated_copies_never_go_through_a_linked_subfolder(tmp_path, fake, mo
     code, _, err = run(capsys, "predict", tmp_path / "photos", "--model", model, "--save-annotated", out_dir)
     assert code == 1 and (victim / "a.jpg").read_text() == "precious"
     assert f"faceattr: {source}: cannot write {out_dir / 'sub' / 'a.jpg'}: {out_dir / 'sub'} links out of" in err
+
+
+def test_a_closed_pipe_on_stdout_ends_the_run_quietly() -> None:
+    """`faceattr predict ... | head`: the reader leaving is not a bug (no traceback, no status 70)."""
+    script = ("import sys\nfrom faceattr import cli\n"
+              "def closed(*args):\n    raise BrokenPipeError\n"
+              "cli.run_predict = closed\nsys.exit(cli.main(['predict', 'photo.jpg']))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == cli.EXIT_OK and result.stderr == ""
