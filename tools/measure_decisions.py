@@ -39,8 +39,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pairs-from", type=Path, metavar="CELEBA",
                         help="derive the exclusive pairs from this CelebA folder's training labels and rewrite "
                              f"{PAIRS_MODULE.name}")
-    parser.add_argument("--max-rate", type=float, default=0.03, help="co-occurrence rate below which a pair is "
-                                                                     "exclusive (default: 0.03)")
+    parser.add_argument("--max-rate", type=float, default=0.035, help="co-occurrence rate below which a pair is "
+                                                                     "exclusive (default: 0.035)")
     parser.add_argument("--update", type=Path, metavar="WEIGHTS",
                         help="fit the policies on all the validation faces and rewrite this export (.safetensors)")
     parser.add_argument("--default", choices=DECISION_POLICIES, help="with --update: the default policy")
