@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from faceattr.attributes import ATTRIBUTES
+from faceattr.config import DECISION_POLICIES
 from faceattr.errors import FaceAttrError
 from faceattr.files import fit_name, write_exclusive
 from faceattr.image import IMAGE_EXTENSIONS, find_images, read_image
@@ -49,11 +50,21 @@ EXIT_CODES = f"""exit status:
 #: First characters that make a spreadsheet take a cell as a formula (OWASP, "CSV Injection").
 FORMULA_PREFIXES: frozenset[str] = frozenset("=+-@\t\r")
 
+#: Present attributes drawn per face by ``--save-annotated`` when ``--top`` is not given.
+DRAWN_ATTRIBUTES = 3
+
 #: CSV columns before the 40 attribute probabilities.
 CSV_HEADER: tuple[str, ...] = ("path", "face", "x1", "y1", "x2", "y2", "score", "beauty")
 
+#: CSV columns after the probabilities: the decision policy, then each attribute's decision (1 present, 0 absent).
+CSV_DECISION_HEADER: tuple[str, ...] = ("decision", *(f"{name}_present" for name in ATTRIBUTES))
 
-def load_predictor(checkpoint: str | Path | None, device: str, batch_size: int) -> Any:
+#: Every CSV column, in order.
+CSV_COLUMNS: tuple[str, ...] = (*CSV_HEADER, *ATTRIBUTES, *CSV_DECISION_HEADER)
+
+
+def load_predictor(checkpoint: str | Path | None, device: str, batch_size: int, decision: str | None = None,
+                   threshold: float | None = None) -> Any:
     """Builds a :class:`faceattr.inference.predictor.Predictor` (imported here: it brings torch and the detector).
 
     Args:
@@ -61,6 +72,8 @@ def load_predictor(checkpoint: str | Path | None, device: str, batch_size: int) 
             for the default model installed with the package.
         device: ``auto``, ``cpu`` or ``cuda``.
         batch_size: Faces per network batch.
+        decision: The decision policy (``None``: the model's default).
+        threshold: The probability policy's cut-off.
 
     Returns:
         The predictor.
@@ -68,10 +81,11 @@ def load_predictor(checkpoint: str | Path | None, device: str, batch_size: int) 
     Raises:
         CheckpointError: The model file is missing, corrupt or incompatible, or no default
             model is installed.
+        ConfigError: The decision policy is unknown to the model, or the threshold is bad.
     """
     from faceattr.inference.predictor import Predictor
 
-    return Predictor(checkpoint, device=device, batch_size=batch_size)
+    return Predictor(checkpoint, device=device, batch_size=batch_size, decision=decision, threshold=threshold)
 
 
 def _positive(text: str) -> int:
@@ -79,6 +93,14 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _probability(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
     return value
 
 
@@ -104,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser(
         "predict", help="find the faces in photos and predict their attributes and beauty",
         description="Finds the faces in photos and predicts their attributes and beauty score. Default output: "
-                    "one line per face (path, face number, box, beauty, present attributes), or 'no face'.",
+                    "one line per face (path, face number, box, beauty, present attributes with their "
+                    "probabilities, most probable first), or 'no face'.",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     predict.add_argument("paths", nargs="+", metavar="PATH",
                          help="image files, or folders searched recursively for "
@@ -118,26 +141,44 @@ def build_parser() -> argparse.ArgumentParser:
                               "geometry at any size): no detection, one face per image")
     predict.add_argument("--json", action="store_true", help="print one JSON list of per-image results instead")
     predict.add_argument("--csv", type=Path, metavar="FILE",
-                         help="also write one row per face: path, face, box, score, beauty, 40 probabilities; "
-                              "a cell that a spreadsheet would run as a formula (first character = + - @ tab or "
-                              "carriage return, not a number) gets a ' in front; refused if FILE is an input")
+                         help="also write one row per face: path, face, box, score, beauty, 40 probabilities, the "
+                              "decision policy, and 40 NAME_present columns (1 present, 0 absent); a cell that a "
+                              "spreadsheet would run as a formula (first character = + - @ tab or carriage return, "
+                              "not a number) gets a ' in front; refused if FILE is an input")
     predict.add_argument("--save-annotated", type=Path, metavar="DIR",
                          help="also write each photo with boxes, landmarks, beauty and top attributes drawn, as "
                               "DIR/NAME.jpg (names too long for the file system are shortened with a hash); "
                               "refused if DIR is or holds an input; a DIR inside an input folder is not searched")
     predict.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
     predict.add_argument("--batch-size", type=_positive, default=32, metavar="N", help="default: 32")
-    predict.add_argument("--top", type=_non_negative, default=3, metavar="K",
-                         help="present attributes drawn per face by --save-annotated, most probable first (default: 3)")
+    predict.add_argument("--decision", choices=DECISION_POLICIES, default=None,
+                         help="how attributes are judged present: f1 (thresholds maximising F1 on validation), "
+                              "probability (calibrated probability >= --threshold) or balanced (thresholds "
+                              "maximising balanced accuracy, the evaluation metric: long lists with many false "
+                              "rare attributes); default: the model's (probability >= 0.5 for the installed model)")
+    predict.add_argument("--threshold", type=_probability, metavar="P",
+                         help="the probability policy's cut-off (default 0.5); implies --decision probability")
+    predict.add_argument("--top", type=_non_negative, default=None, metavar="K",
+                         help="list at most K present attributes per face, most probable first (default: all; "
+                              "--save-annotated draws 3)")
     return parser
 
 
-def format_result(result: ImageResult) -> list[str]:
+def format_result(result: ImageResult, top: int | None = None) -> list[str]:
     """The default text lines of one image: one per face, or one ``no face`` line.
 
-    >>> face = FaceResult((10.4, 20.0, 50.0, 70.6), 0.99, None, {"Male": 0.9}, ("Male",), 3.123)
+    Each face's present attributes come most probable first, each with its probability.
+
+    Args:
+        result: The image's result.
+        top: List at most this many attributes per face; ``None``: all.
+
+    >>> from faceattr.inference.results import FaceResult
+    >>> face = FaceResult((10.4, 20.0, 50.0, 70.6), 0.99, None, {"Male": 0.96, "Young": 0.7}, ("Male", "Young"), 3.123)
     >>> format_result(ImageResult("a.jpg", [face]))
-    ['a.jpg  face 1  box (10,20,50,71)  beauty 3.12  Male']
+    ['a.jpg  face 1  box (10,20,50,71)  beauty 3.12  Male 0.96, Young 0.70']
+    >>> format_result(ImageResult("a.jpg", [face]), top=1)
+    ['a.jpg  face 1  box (10,20,50,71)  beauty 3.12  Male 0.96']
     >>> format_result(ImageResult("b.jpg", []))
     ['b.jpg  no face']
     """
@@ -146,18 +187,28 @@ def format_result(result: ImageResult) -> list[str]:
     lines = []
     for number, face in enumerate(result.faces, start=1):
         box = ",".join(str(round(float(v))) for v in face.box)
-        attributes = ", ".join(ranked_attributes(face)) or "-"
+        listed = ranked_attributes(face)[:top]
+        attributes = ", ".join(f"{name} {face.probabilities[name]:.2f}" for name in listed) or "-"
         lines.append(f"{result.source}  face {number}  box ({box})  beauty {face.beauty:.2f}  {attributes}")
     return lines
 
 
 def csv_rows(result: ImageResult) -> list[list[str]]:
-    """One CSV row per face of ``result``, in the columns of :data:`CSV_HEADER` then :data:`ATTRIBUTES`."""
+    """One CSV row per face of ``result``, in the columns of :data:`CSV_COLUMNS`.
+
+    >>> from faceattr.inference.results import FaceResult
+    >>> face = FaceResult((1, 2, 3, 4), 0.9, None, dict.fromkeys(ATTRIBUTES, 0.2) | {"Male": 0.9}, ("Male",), 3.0, "f1")
+    >>> row = dict(zip(CSV_COLUMNS, csv_rows(ImageResult("a.jpg", [face]))[0]))
+    >>> row["Male"], row["decision"], row["Male_present"], row["Young_present"]
+    ('0.9000', 'f1', '1', '0')
+    """
     rows = []
     for number, face in enumerate(result.faces, start=1):
         box = [f"{float(v):.1f}" for v in face.box]
         probabilities = [f"{face.probabilities[name]:.4f}" for name in ATTRIBUTES]
-        rows.append([result.source, str(number), *box, f"{face.score:.4f}", f"{face.beauty:.3f}", *probabilities])
+        present = face.present()
+        rows.append([result.source, str(number), *box, f"{face.score:.4f}", f"{face.beauty:.3f}", *probabilities,
+                     face.decision or "", *("1" if present[name] else "0" for name in ATTRIBUTES)])
     return rows
 
 
@@ -288,20 +339,20 @@ def run_predict(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
     if args.model is not None and not Path(args.model).is_file():
         stderr.write(f"faceattr: {args.model}: model file not found\n")
         return EXIT_USAGE
-    predictor = load_predictor(args.model, args.device, args.batch_size)
+    predictor = load_predictor(args.model, args.device, args.batch_size, args.decision, args.threshold)
     annotated = None
     try:
         if args.save_annotated is not None:
             args.save_annotated.mkdir(parents=True, exist_ok=True)
             annotated = _AnnotatedWriter(args.save_annotated, [Path(p) for p in args.paths if Path(p).is_dir()],
-                                         args.top)
+                                         DRAWN_ATTRIBUTES if args.top is None else args.top)
         csv_file = None if args.csv is None else open(args.csv, "w", newline="", encoding="utf-8")
     except OSError as error:
         stderr.write(f"faceattr: cannot write output: {error}\n")
         return EXIT_USAGE
     writer = None if csv_file is None else csv.writer(csv_file)
     if writer is not None:
-        writer.writerow([*CSV_HEADER, *ATTRIBUTES])
+        writer.writerow(CSV_COLUMNS)
     failed = len(missing)
     documents = []
     try:
@@ -323,7 +374,7 @@ def run_predict(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
                         progress.write(f"faceattr: {where}{shown.error}", file=stderr)
                         continue
                     if not args.json:
-                        stdout.write("".join(line + "\n" for line in format_result(shown)))
+                        stdout.write("".join(line + "\n" for line in format_result(shown, args.top)))
                     if writer is not None:
                         writer.writerows([[spreadsheet_safe(cell) for cell in row] for row in csv_rows(shown)])
                     if annotated is not None:

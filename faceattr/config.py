@@ -245,6 +245,10 @@ class Config:
 #: them). Its one home is here, in base, so that the config imports nothing from evaluation.
 THRESHOLD_METRICS: tuple[str, ...] = ("balanced_accuracy", "f1")
 
+#: The decision policies a deployed model may offer (:mod:`faceattr.evaluation.decision` fits and
+#: applies them); here so that the deployed model checks them without importing evaluation.
+DECISION_POLICIES: tuple[str, ...] = ("balanced", "f1", "probability")
+
 #: Allowed values of each choice; a key through a list (``data.sources.kind``) is checked in every item.
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.sources.kind": SOURCE_KINDS,

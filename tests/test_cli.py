@@ -26,8 +26,11 @@ TWO_PEOPLE = "faces/face_recognition/examples/two_people.jpg"
 class FakePredictor:
     """One face in the middle of each photo, none in photos named ``blank*``; unreadable files give an error."""
 
-    def __init__(self, checkpoint: str | None, device: str, batch_size: int):
+    def __init__(self, checkpoint: str | None, device: str, batch_size: int, decision: str | None = None,
+                 threshold: float | None = None):
         self.checkpoint = checkpoint
+        self.decision = decision or ("probability" if threshold is not None else "f1")
+        self.threshold = threshold
         self.batches: list[int] = []
         self.aligned: list[bool] = []
 
@@ -43,7 +46,7 @@ class FakePredictor:
                 continue
             probabilities = {name: 0.1 for name in ATTRIBUTES} | {"Male": 0.7, "Smiling": 0.9}
             face = FaceResult((width / 4, height / 4, 3 * width / 4, 3 * height / 4), 0.99,
-                              ((width / 2, height / 2),) * 5, probabilities, ("Male", "Smiling"), 3.456)
+                              ((width / 2, height / 2),) * 5, probabilities, ("Smiling", "Male"), 3.456, self.decision)
             faces = [] if Path(source).name.startswith("blank") else [face]
             results.append(ImageResult(source, faces, None, width, height))
         return results
@@ -54,8 +57,9 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> list[FakePredictor]:
     """Replaces the real predictor; the list receives each one the command builds."""
     made: list[FakePredictor] = []
 
-    def load(checkpoint: str | None, device: str, batch_size: int) -> FakePredictor:
-        made.append(FakePredictor(checkpoint, device, batch_size))
+    def load(checkpoint: str | None, device: str, batch_size: int, decision: str | None = None,
+             threshold: float | None = None) -> FakePredictor:
+        made.append(FakePredictor(checkpoint, device, batch_size, decision, threshold))
         return made[-1]
 
     monkeypatch.setattr(cli, "load_predictor", load)
@@ -87,8 +91,29 @@ def test_text_output_has_one_line_per_face_and_no_face_lines(tmp_path, fake, mod
     face, blank = photo(tmp_path / "a.jpg"), photo(tmp_path / "blank.png")
     code, out, _ = run(capsys, "predict", face, blank, "--model", model)
     assert code == 0
-    assert out.splitlines() == [f"{face}  face 1  box (20,15,60,45)  beauty 3.46  Smiling, Male",
+    assert out.splitlines() == [f"{face}  face 1  box (20,15,60,45)  beauty 3.46  Smiling 0.90, Male 0.70",
                                 f"{blank}  no face"]
+
+
+def test_top_lists_at_most_k_attributes_most_probable_first(tmp_path, fake, model, capsys) -> None:
+    face = photo(tmp_path / "a.jpg")
+    code, out, _ = run(capsys, "predict", face, "--model", model, "--top", "1")
+    assert code == 0 and out.splitlines() == [f"{face}  face 1  box (20,15,60,45)  beauty 3.46  Smiling 0.90"]
+
+
+@pytest.mark.parametrize("argv, decision, threshold", [
+    ([], None, None), (["--decision", "balanced"], "balanced", None), (["--decision", "f1"], "f1", None),
+    (["--threshold", "0.7"], None, 0.7), (["--decision", "probability", "--threshold", "0.3"], "probability", 0.3)])
+def test_decision_and_threshold_reach_the_predictor(tmp_path, fake, model, capsys, argv, decision, threshold) -> None:
+    assert run(capsys, "predict", photo(tmp_path / "a.jpg"), "--model", model, *argv)[0] == 0
+    assert (fake[0].decision, fake[0].threshold) == (decision or ("probability" if threshold else "f1"), threshold)
+
+
+@pytest.mark.parametrize("argv", [["--decision", "strict"], ["--threshold", "1.5"], ["--threshold", "0"]])
+def test_bad_decision_or_threshold_is_a_usage_error(tmp_path, fake, model, capsys, argv) -> None:
+    code, _, err = run(capsys, "predict", photo(tmp_path / "a.jpg"), "--model", model, *argv)
+    assert code == 2 and ("invalid choice" in err or "between 0 and 1" in err)
+    assert not fake
 
 
 def test_json_output_is_one_document_with_every_image(tmp_path, fake, model, capsys) -> None:
@@ -99,6 +124,8 @@ def test_json_output_is_one_document_with_every_image(tmp_path, fake, model, cap
     assert code == 1
     assert [d["source"] for d in documents] == [str(face), str(broken)]
     assert documents[0]["faces"][0]["beauty"] == pytest.approx(3.456)
+    assert documents[0]["faces"][0]["decision"] == "f1"
+    assert documents[0]["faces"][0]["present"] == {name: name in ("Male", "Smiling") for name in ATTRIBUTES}
     assert documents[1]["error"].startswith("cannot decode")
 
 
@@ -108,8 +135,10 @@ def test_csv_has_a_row_per_face_with_all_probabilities(tmp_path, fake, model, ca
     assert run(capsys, "predict", *images, "--model", model, "--csv", table)[0] == 0
     rows = list(csv.DictReader(table.open(encoding="utf-8")))
     assert [row["path"] for row in rows] == [str(images[0]), str(images[1])]
-    assert list(rows[0]) == [*cli.CSV_HEADER, *ATTRIBUTES]
+    assert list(rows[0]) == [*cli.CSV_HEADER, *ATTRIBUTES, "decision", *(f"{name}_present" for name in ATTRIBUTES)]
     assert (rows[0]["face"], rows[0]["x1"], rows[0]["Smiling"], rows[0]["Bald"]) == ("1", "20.0", "0.9000", "0.1000")
+    assert (rows[0]["decision"], rows[0]["Smiling_present"], rows[0]["Male_present"], rows[0]["Bald_present"]) == (
+        "f1", "1", "1", "0")
 
 
 def test_folders_are_searched_recursively_sorted_by_extension(tmp_path, fake, model, capsys) -> None:
@@ -199,7 +228,7 @@ def test_aligned_flag_reaches_the_predictor(tmp_path, fake, model, capsys) -> No
 
 
 def test_bad_model_file_exits_2_without_traceback(tmp_path, model, monkeypatch, capsys) -> None:
-    def refuse(checkpoint: str, device: str, batch_size: int) -> None:
+    def refuse(checkpoint: str, device: str, batch_size: int, *policy: object) -> None:
         raise CheckpointError(f"{checkpoint}: not a readable checkpoint")
 
     monkeypatch.setattr(cli, "load_predictor", refuse)
@@ -276,7 +305,7 @@ def test_reduced_jpeg_is_annotated_at_full_size_where_its_faces_are(shared_data,
     from faceattr.inference.predictor import Predictor
 
     # A detector that sees 512 px: the predictor decodes this 2048 px JPEG at half size.
-    monkeypatch.setattr(cli, "load_predictor", lambda checkpoint, device, batch_size: Predictor(
+    monkeypatch.setattr(cli, "load_predictor", lambda checkpoint, device, batch_size, *policy: Predictor(
         checkpoint, device=device, batch_size=batch_size, detector=FaceDetector(max_side=512)))
     image = tmp_path / "big.jpg"
     Image.open(shared_data / TWO_PEOPLE).convert("RGB").resize((2048, 1202)).save(image, quality=95)

@@ -77,7 +77,7 @@ def copy_pair(weights: Path, folder: Path) -> Path:
 
 def test_description_holds_what_loading_and_users_need(checkpoint: Path, exported: Path) -> None:
     description = json.loads(description_path(exported).read_text())
-    assert description["format"] == "faceattr-exported-model/2"
+    assert description["format"] == "faceattr-exported-model/3"
     assert description["sha256"] == sha256_of(exported)
     assert description["decision_sha256"] == deployed.decision_digest(description)
     assert description["crop"] == [0.051, 0.1665, 0.942, 0.894]
@@ -226,7 +226,7 @@ def installed(exported: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_predict_without_model_uses_the_default(installed: Path, original: Predictor, faces: list[np.ndarray]) -> None:
     [face] = predict(faces[0], aligned=True)
     assert face.probabilities == original.predict_aligned(faces[:1])[0].probabilities
-    assert _cached_predictor(deployed.DEFAULT_MODEL).checkpoint == installed
+    assert _cached_predictor(deployed.DEFAULT_MODEL, None, None).checkpoint == installed
 
 
 def test_cli_without_model_uses_the_default(installed: Path, original: Predictor, tmp_path: Path, capsys) -> None:

@@ -20,6 +20,7 @@ from faceattr.evaluation.calibration import (apply_calibration, cross_fitted_ece
 from faceattr.config import Config, SourceConfig
 from faceattr.errors import ConfigError, EvaluationError
 from faceattr.runtime import World, autocast, gather_in_rank_order
+from faceattr.evaluation.decision import DEFAULT_DECISION, fit_policies
 from faceattr.evaluation.summary import evaluation_result
 from faceattr.evaluation.thresholds import fit_thresholds
 
@@ -123,18 +124,23 @@ def tune_thresholds(predictions: Predictions, metric: str) -> np.ndarray:
                           predictions.attribute_mask, metric=metric)
 
 
-def calibrate_and_tune(predictions: Predictions, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def calibrate_and_tune(predictions: Predictions, metric: str
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Fits each attribute's calibration on these predictions, then tunes its threshold on the
-    calibrated probabilities, the ones a deployed model gives.
+    calibrated probabilities, the ones a deployed model gives, and the decision policies' thresholds.
 
     Returns:
-        Temperatures, offsets and thresholds, 40 each.
+        Temperatures, offsets and thresholds (maximising ``metric``: the ``balanced`` policy),
+        40 each, and the other stored policies' thresholds by name
+        (:func:`~faceattr.evaluation.decision.fit_policies`; ``{"f1": (40,)}``).
     """
     temperatures, offsets = fit_calibration(predictions.logits, predictions.attribute_labels,
                                             predictions.attribute_mask)
     calibrated = dataclasses.replace(
         predictions, attribute_probs=apply_calibration(predictions.logits, temperatures, offsets))
-    return temperatures, offsets, tune_thresholds(calibrated, metric)
+    fitted = fit_policies(calibrated.attribute_probs, calibrated.attribute_labels, calibrated.attribute_mask)
+    policies = {name: values for name, values in fitted.items() if name != "balanced"}
+    return temperatures, offsets, tune_thresholds(calibrated, metric), policies
 
 
 def cross_fitted_means(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray, metric: str) -> dict[str, float]:
@@ -322,7 +328,7 @@ def evaluate_each_source(checkpoint_path: str | Path, overrides: Sequence[str], 
 
 def calibrate_checkpoint(checkpoint_path: str | Path, out_path: str | Path, device: str = "auto",
                          overrides: Sequence[str] = ()) -> dict:
-    """Fits a checkpoint's calibration and thresholds again on its validation data, as training does.
+    """Fits a checkpoint's calibration, thresholds and decision policies again on its validation data, as training does.
 
     For checkpoints trained before calibration existed, or to re-fit after changing the
     validation sources with ``overrides`` (``key=value`` changes to the stored config, kept in
@@ -339,14 +345,14 @@ def calibrate_checkpoint(checkpoint_path: str | Path, out_path: str | Path, devi
     model = DeployedModel.load(checkpoint_path)
     config = config_from_dict(model.config, list(overrides))
     predictions = _validation_predictions(model, config, None, [], device)
-    temperatures, offsets, thresholds = calibrate_and_tune(predictions, config.train.threshold_metric)
+    temperatures, offsets, thresholds, policies = calibrate_and_tune(predictions, config.train.threshold_metric)
     epoch = -1 if model.epoch is None else int(model.epoch)
     meta = {"checkpoint": str(checkpoint_path), "split": "val", "epoch": epoch, "backbone": config.model.backbone,
             "image_size": config.data.image_size, "thresholds": "tuned on these images"}
     evaluation = summarize(predictions, thresholds, meta, config.train.threshold_metric,
                            temperatures=temperatures, offsets=offsets)
     calibrated = DeployedModel.from_training(model.build_network(), thresholds, config, epoch, evaluation,
-                                             temperatures, offsets)
+                                             temperatures, offsets, policies, DEFAULT_DECISION)
     # The crop is the one the weights were trained on, whatever sources calibrated them.
     save_checkpoint(dataclasses.replace(calibrated, crop=model.crop).to_checkpoint(), out_path)
     return evaluation

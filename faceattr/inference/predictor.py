@@ -3,7 +3,8 @@
 The pipeline: read the image (:func:`read_reduced`: large JPEGs are decoded at a reduced size), find faces (:class:`~faceattr.inference.detect.FaceDetector`),
 warp each onto the training crop (:func:`~faceattr.inference.align.align_crop`), run the network in
 batches, calibrate its probabilities with the model's per-attribute temperatures and offsets,
-and apply the per-attribute thresholds stored with it. Images already aligned as CelebA's skip detection
+and list the present attributes by a decision policy (:mod:`faceattr.evaluation.decision`: the
+model's default unless one is named), most probable first. Images already aligned as CelebA's skip detection
 and alignment (:meth:`Predictor.predict_aligned`). Without a model named, the default model
 installed with the package is used (:class:`~faceattr.models.deployed.DeployedModel`).
 
@@ -31,6 +32,7 @@ from faceattr.attributes import ATTRIBUTES, BEAUTY_RANGE
 from faceattr.models.deployed import DeployedModel
 from faceattr.inference.detect import Detection, FaceDetector
 from faceattr.errors import ConfigError, ImageError
+from faceattr.evaluation.decision import decide, policy_thresholds
 from faceattr.image import read_image, read_reduced, source_name
 from faceattr.inference.results import FaceResult, ImageResult  # re-exported: the public API's home is predictor
 from faceattr.data.transforms import eval_transform
@@ -82,11 +84,21 @@ class Predictor:
         device: ``"auto"`` (a GPU when there is one), ``"cpu"`` or ``"cuda"``.
         batch_size: Faces per network batch.
         detector: The face detector; MTCNN on ``device`` when ``None``.
+        decision: The decision policy that lists the present attributes: ``balanced``
+            (thresholds maximising balanced accuracy: long lists, many false for rare
+            attributes), ``f1`` (thresholds maximising F1) or ``probability`` (calibrated
+            probability at least ``threshold``); ``None``: the model's default
+            (``probability`` when ``threshold`` is given). Exclusive pairs (Bald and Black_Hair,
+            No_Beard and Goatee...) are never listed both.
+        threshold: The ``probability`` policy's cut-off in (0, 1); ``None``: 0.5.
 
     Raises:
         CheckpointError: The model file is missing, unreadable, fails its checksum, lacks a
             key or holds an invalid value; or no default model is installed.
-        ConfigError: ``batch_size`` < 1, or ``device`` names a GPU that is not there.
+        ConfigError: ``batch_size`` < 1, ``device`` names a GPU that is not there, an unknown
+            ``decision``, one the model was not fitted with (a model from before policies has
+            ``balanced`` and ``probability`` only), or a ``threshold`` outside (0, 1) or with
+            another policy.
 
     >>> predictor = Predictor(device="cpu")  # doctest: +SKIP
     >>> predictor.predict("photo.jpg")[0].beauty  # doctest: +SKIP
@@ -94,7 +106,7 @@ class Predictor:
     """
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "auto", batch_size: int = 32,
-                 detector: FaceDetector | None = None):
+                 detector: FaceDetector | None = None, decision: str | None = None, threshold: float | None = None):
         if batch_size < 1:
             raise ConfigError(f"batch_size: must be at least 1, got {batch_size}")
         try:
@@ -107,7 +119,9 @@ class Predictor:
         self.batch_size = batch_size
         deployed = DeployedModel.load(checkpoint)
         self.checkpoint = deployed.source
-        self.thresholds = np.asarray(deployed.thresholds, dtype=np.float64)
+        #: The decision policy listing each face's present attributes, and its 40 thresholds.
+        self.decision = decision or ("probability" if threshold is not None else deployed.default_decision)
+        self.thresholds = policy_thresholds(self.decision, deployed.fitted_thresholds(), threshold)
         self.temperatures = torch.tensor(deployed.temperatures, device=self.device)
         self.offsets = torch.tensor(deployed.offsets, device=self.device)
         self.image_size = deployed.image_size
@@ -128,7 +142,7 @@ class Predictor:
 
     def __repr__(self) -> str:
         return (f"Predictor({str(self.checkpoint)!r}, device={str(self.device)!r}, "
-                f"batch_size={self.batch_size}, detector={self.detector!r})")
+                f"batch_size={self.batch_size}, detector={self.detector!r}, decision={self.decision!r})")
 
     def predict(self, image: Any) -> list[FaceResult]:
         """The faces in one input, best detector score first.
@@ -250,28 +264,33 @@ class Predictor:
     def _result(self, detection: Detection, probabilities: np.ndarray, beauty: float) -> FaceResult:
         landmarks = None if detection.landmarks is None else tuple(
             (float(x), float(y)) for x, y in detection.landmarks)
+        present = decide(probabilities[None, :], self.thresholds)[0]
+        # Most probable first (a stable sort: ties keep ATTRIBUTES order).
+        listed = sorted(np.flatnonzero(present), key=lambda column: -probabilities[column])
         return FaceResult(
             box=tuple(float(v) for v in detection.box), score=float(detection.score), landmarks=landmarks,
             probabilities={name: float(p) for name, p in zip(ATTRIBUTES, probabilities)},
-            attributes=tuple(name for name, p, t in zip(ATTRIBUTES, probabilities, self.thresholds) if p >= t),
-            beauty=float(beauty))
+            attributes=tuple(ATTRIBUTES[column] for column in listed), beauty=float(beauty), decision=self.decision)
 
 
-def load_model(checkpoint: str | Path | None = None, device: str = "auto") -> Predictor:
+def load_model(checkpoint: str | Path | None = None, device: str = "auto", decision: str | None = None,
+               threshold: float | None = None) -> Predictor:
     """Loads a model for prediction: the installed default, a ``best.pt`` or an exported ``.safetensors``.
 
-    >>> predictor = load_model(device="cpu")  # doctest: +SKIP
+    ``decision`` and ``threshold`` choose the decision policy, as for :class:`Predictor`.
+
+    >>> predictor = load_model(device="cpu", decision="probability", threshold=0.6)  # doctest: +SKIP
     """
-    return Predictor(checkpoint, device=device)
+    return Predictor(checkpoint, device=device, decision=decision, threshold=threshold)
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
-def _cached_predictor(checkpoint: Path) -> Predictor:
-    return load_model(checkpoint)
+def _cached_predictor(checkpoint: Path, decision: str | None, threshold: float | None) -> Predictor:
+    return load_model(checkpoint, decision=decision, threshold=threshold)
 
 
-def predict(image: Any, model: str | Path | None = None, aligned: bool = False
-            ) -> list[FaceResult] | list[ImageResult]:
+def predict(image: Any, model: str | Path | None = None, aligned: bool = False, decision: str | None = None,
+            threshold: float | None = None) -> list[FaceResult] | list[ImageResult]:
     """Predicts the attributes and beauty of the faces in one input or a list of inputs.
 
     The model of each path is loaded once and kept for later calls.
@@ -282,6 +301,9 @@ def predict(image: Any, model: str | Path | None = None, aligned: bool = False
             ``tools/export_model.py``; ``None``: the default model installed with the package.
         aligned: The inputs are faces aligned as CelebA's (see :meth:`Predictor.predict_aligned`):
             no detection, one face each.
+        decision: The decision policy listing the present attributes (``balanced``, ``f1`` or
+            ``probability``); ``None``: the model's default (see :class:`Predictor`).
+        threshold: The ``probability`` policy's cut-off; ``None``: 0.5.
 
     Returns:
         For one input, its faces (:class:`FaceResult`); for a list, one :class:`ImageResult`
@@ -289,12 +311,14 @@ def predict(image: Any, model: str | Path | None = None, aligned: bool = False
 
     Raises:
         CheckpointError: ``model`` is not usable, or is ``None`` and no default model is installed.
+        ConfigError: An unknown ``decision``, one the model lacks, or a bad ``threshold``.
         ImageError: A single input cannot be read (in a list, its result carries the error).
 
     >>> [face.attributes for face in predict("photo.jpg")]  # doctest: +SKIP
     [('Male', 'Smiling', 'Young')]
     """
-    predictor = _cached_predictor(DeployedModel.path_of(None) if model is None else Path(model).resolve())
+    predictor = _cached_predictor(DeployedModel.path_of(None) if model is None else Path(model).resolve(),
+                                  decision, None if threshold is None else float(threshold))
     if isinstance(image, (list, tuple)):
         return predictor.predict_many(image, aligned=aligned)
     return predictor.predict_aligned([image]) if aligned else predictor.predict(image)

@@ -25,12 +25,15 @@ class FaceResult:
         landmarks: Five ``(x, y)`` points (eyes, nose, mouth corners, MTCNN order), or ``None``
             when the detector gives none.
         probabilities: Each attribute's probability, in :data:`faceattr.ATTRIBUTES` order.
-        attributes: The attributes whose probability reaches their checkpoint threshold.
+        attributes: The present attributes, most probable first: those the decision policy
+            lists (:mod:`faceattr.evaluation.decision`).
         beauty: The beauty score, clipped to 1-5.
+        decision: The decision policy that chose ``attributes`` (``balanced``, ``f1`` or
+            ``probability``), ``None`` where unknown.
 
-    >>> face = FaceResult((0.0, 0.0, 9.0, 9.0), 0.99, None, {"Smiling": 0.8}, ("Smiling",), 3.2)
-    >>> face.to_dict()["attributes"]
-    ['Smiling']
+    >>> face = FaceResult((0.0, 0.0, 9.0, 9.0), 0.99, None, {"Smiling": 0.8, "Male": 0.1}, ("Smiling",), 3.2, "f1")
+    >>> face.to_dict()["attributes"], face.to_dict()["present"], face.to_dict()["decision"]
+    (['Smiling'], {'Smiling': True, 'Male': False}, 'f1')
     """
 
     box: tuple[float, float, float, float]
@@ -39,13 +42,28 @@ class FaceResult:
     probabilities: dict[str, float]
     attributes: tuple[str, ...]
     beauty: float
+    decision: str | None = None
+
+    def present(self) -> dict[str, bool]:
+        """Each attribute's decision, present (True) or absent, in :attr:`probabilities` order.
+
+        >>> FaceResult((0, 0, 1, 1), 1.0, None, {"Male": 0.7, "Young": 0.2}, ("Male",), 3.0).present()
+        {'Male': True, 'Young': False}
+        """
+        listed = set(self.attributes)
+        return {name: name in listed for name in self.probabilities}
 
     def to_dict(self) -> dict[str, Any]:
-        """The face as plain lists, dicts, strings and floats (JSON-ready)."""
+        """The face as plain lists, dicts, strings and floats (JSON-ready).
+
+        Keys: ``box``, ``score``, ``landmarks``, ``probabilities``, ``attributes`` (present, most
+        probable first), ``present`` (each attribute's decision, :meth:`present`), ``decision``
+        (the policy) and ``beauty``.
+        """
         return {"box": list(self.box), "score": self.score,
                 "landmarks": None if self.landmarks is None else [list(point) for point in self.landmarks],
                 "probabilities": dict(self.probabilities), "attributes": list(self.attributes),
-                "beauty": self.beauty}
+                "present": self.present(), "decision": self.decision, "beauty": self.beauty}
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from faceattr.attributes import ATTRIBUTES
-from faceattr.config import Config, config_to_dict
+from faceattr.config import DECISION_POLICIES, Config, config_to_dict
 from faceattr.errors import CheckpointError
 from faceattr.geometry import CELEBA_CROP
 from faceattr.models.net import FaceAttrNet
@@ -44,11 +44,15 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL: Path = Path(__file__).resolve().parents[1] / "weights" / "default.safetensors"
 
 #: The ``format`` of an export's JSON description, written by ``tools/export_model.py``.
-FORMAT = "faceattr-exported-model/2"
+FORMAT = "faceattr-exported-model/3"
 
 #: The first format, still read: no ``crop`` (so :data:`~faceattr.geometry.CELEBA_CROP`) and no
 #: digest of the decision fields, only of the weights.
 FORMAT_1 = "faceattr-exported-model/1"
+
+#: The format before decision policies: no ``policy_thresholds`` nor ``default_decision``, so
+#: ``balanced`` only; still read, its ``decision_sha256`` over :data:`DECISION_FIELDS_2`.
+FORMAT_2 = "faceattr-exported-model/2"
 
 #: The input sizes accepted: the predictor allocates an ``image_size``-square batch when it loads.
 IMAGE_SIZE_RANGE: tuple[int, int] = (16, 1024)
@@ -60,8 +64,13 @@ IMAGE_SIZE_RANGE: tuple[int, int] = (16, 1024)
 MAX_ABS_OFFSET = 20.0
 
 #: The fields that decide a model's answers; an export's ``decision_sha256`` covers them.
-DECISION_FIELDS: tuple[str, ...] = ("model_args", "image_size", "crop", "attributes", "thresholds",
-                                    "temperatures", "offsets")
+DECISION_FIELDS_2: tuple[str, ...] = ("model_args", "image_size", "crop", "attributes", "thresholds",
+                                      "temperatures", "offsets")
+DECISION_FIELDS: tuple[str, ...] = (*DECISION_FIELDS_2, "policy_thresholds", "default_decision")
+
+#: The policies whose thresholds a model stores beside its (balanced) ``thresholds``; ``probability``
+#: needs none.
+STORED_POLICIES: tuple[str, ...] = tuple(p for p in DECISION_POLICIES if p not in ("balanced", "probability"))
 
 _CHECKPOINT_KEYS = ("model_args", "model", "thresholds", "config")
 _DESCRIPTION_KEYS = ("format", "sha256", "model_args", "image_size", "attributes", "thresholds", "temperatures",
@@ -77,14 +86,14 @@ def description_path(weights: str | Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
-def decision_digest(fields: Mapping[str, Any]) -> str:
-    """The sha256 of the canonical JSON (sorted keys, no spaces) of the :data:`DECISION_FIELDS`.
+def decision_digest(fields: Mapping[str, Any], keys: Sequence[str] = DECISION_FIELDS) -> str:
+    """The sha256 of the canonical JSON (sorted keys, no spaces) of the decision fields ``keys``.
 
     >>> decision_digest({"model_args": {}, "image_size": 64, "crop": [0, 0, 1, 1], "attributes": [],
-    ...                  "thresholds": [], "temperatures": [], "offsets": []})[:12]
+    ...                  "thresholds": [], "temperatures": [], "offsets": []}, DECISION_FIELDS_2)[:12]
     'b09a7687fc54'
     """
-    canonical = json.dumps({key: fields[key] for key in DECISION_FIELDS}, sort_keys=True,
+    canonical = json.dumps({key: fields[key] for key in keys}, sort_keys=True,
                            separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -118,10 +127,15 @@ class DeployedModel:
         image_size: Side of the square network input, 16-1024 px.
         crop: ``(left, top, right, bottom)`` fractions of CelebA's aligned 178x218 frame that
             the model sees, resized to ``image_size``.
-        thresholds: 40 decision thresholds on calibrated probabilities, each in (0, 1).
+        thresholds: 40 decision thresholds on calibrated probabilities, each in (0, 1): the
+            ``balanced`` policy's (balanced accuracy, the headline metric).
         temperatures: 40 positive calibration temperatures.
         offsets: 40 calibration logit offsets, within +-:data:`MAX_ABS_OFFSET`.
         attributes: The attribute names, :data:`faceattr.ATTRIBUTES`.
+        policy_thresholds: The other fitted policies' 40 thresholds each, by name (of
+            :data:`STORED_POLICIES`); ``{}`` for a model fitted before policies existed.
+        default_decision: The policy users get when they name none (of
+            :data:`~faceattr.config.DECISION_POLICIES`, with its thresholds stored).
         config: The training config, as a dict.
         metrics: The validation evaluation (an export keeps a summary of it).
         epoch: Epochs trained, if known.
@@ -147,6 +161,8 @@ class DeployedModel:
     temperatures: tuple[float, ...] = field(repr=False)
     offsets: tuple[float, ...] = field(repr=False)
     attributes: tuple[str, ...] = field(default=ATTRIBUTES, repr=False)
+    policy_thresholds: dict[str, tuple[float, ...]] = field(default_factory=dict, repr=False)
+    default_decision: str = "balanced"
     config: dict[str, Any] = field(default_factory=dict, repr=False)
     metrics: dict[str, Any] = field(default_factory=dict, repr=False)
     epoch: int | None = None
@@ -175,6 +191,16 @@ class DeployedModel:
         normalise("attributes", tuple(self.attributes))
         # Open interval: a threshold of 0 would list every attribute, 1 none.
         normalise("thresholds", _numbers(self.thresholds, lambda v: 0 < v < 1, "in (0, 1)", where, "thresholds"))
+        if not isinstance(self.policy_thresholds, Mapping) or not set(self.policy_thresholds) <= set(STORED_POLICIES):
+            raise fail("policy_thresholds", f"a dict with keys among {', '.join(STORED_POLICIES)}, "
+                                            f"got {self.policy_thresholds!r}")
+        normalise("policy_thresholds", {
+            name: _numbers(values, lambda v: 0 < v < 1, "in (0, 1)", where, f"policy_thresholds.{name}")
+            for name, values in sorted(self.policy_thresholds.items())})
+        offered = ("balanced", "probability", *self.policy_thresholds)
+        if self.default_decision not in offered:
+            raise fail("default_decision", f"one of the policies the model offers ({', '.join(offered)}), "
+                                           f"got {self.default_decision!r}")
         normalise("temperatures", _numbers(self.temperatures, lambda v: v > 0, "> 0", where, "temperatures"))
         normalise("offsets", _numbers(self.offsets, lambda v: abs(v) <= MAX_ABS_OFFSET,
                                       f"within +-{MAX_ABS_OFFSET:g}", where, "offsets"))
@@ -265,6 +291,8 @@ class DeployedModel:
                                   "expected a best.pt written by tools/train.py") from error
         return cls(model_args=state["model_args"], state_dict=state["model"], image_size=image_size,
                    crop=state.get("crop", CELEBA_CROP), thresholds=state["thresholds"],
+                   policy_thresholds=state.get("policy_thresholds", {}),
+                   default_decision=state.get("default_decision", "balanced"),
                    temperatures=state.get("temperatures", (1.0,) * len(ATTRIBUTES)),
                    offsets=state.get("offsets", (0.0,) * len(ATTRIBUTES)),
                    attributes=state.get("attributes", ATTRIBUTES), config=state["config"],
@@ -275,7 +303,9 @@ class DeployedModel:
     @classmethod
     def from_training(cls, model: nn.Module, thresholds: Sequence[float], config: Config, epoch: int,
                       metrics: dict[str, Any], temperatures: Sequence[float] | None = None,
-                      offsets: Sequence[float] | None = None) -> DeployedModel:
+                      offsets: Sequence[float] | None = None,
+                      policy_thresholds: Mapping[str, Sequence[float]] | None = None,
+                      default_decision: str = "balanced") -> DeployedModel:
         """The model a training run deploys: the network, its fitted decisions and config.
 
         Args:
@@ -287,6 +317,8 @@ class DeployedModel:
             metrics: The validation evaluation.
             temperatures: 40 temperatures; ``None``: 1.0 (no calibration).
             offsets: 40 logit offsets; ``None``: 0.0.
+            policy_thresholds: The other fitted policies' thresholds (e.g. ``{"f1": ...}``).
+            default_decision: The policy users get by default.
 
         >>> DeployedModel.from_training(FaceAttrNet("resnet10t"), [0.5] * 40, Config(), 0, {}).crop
         (0.051, 0.1665, 0.942, 0.894)
@@ -294,9 +326,13 @@ class DeployedModel:
         # The threshold tuner pads beyond the scores when calling every face positive (or
         # none) scores best, which may give exactly 0 (or above 1); the nearest value inside
         # (0, 1) makes the same decision on every probability but exactly 0 (or 1).
-        inside = [min(max(float(t), math.ulp(0.0)), math.nextafter(1.0, 0.0)) for t in thresholds]
+        def inside(values: Sequence[float]) -> list[float]:
+            return [min(max(float(t), math.ulp(0.0)), math.nextafter(1.0, 0.0)) for t in values]
+
         return cls(model_args=model.model_args, state_dict=model.state_dict(), image_size=config.data.image_size,
-                   crop=training_crop(config), thresholds=inside,
+                   crop=training_crop(config), thresholds=inside(thresholds),
+                   policy_thresholds={name: inside(values) for name, values in (policy_thresholds or {}).items()},
+                   default_decision=default_decision,
                    temperatures=[1.0] * len(ATTRIBUTES) if temperatures is None else [float(t) for t in temperatures],
                    offsets=[0.0] * len(ATTRIBUTES) if offsets is None else [float(o) for o in offsets],
                    config=config_to_dict(config), metrics=metrics, epoch=epoch,
@@ -312,7 +348,17 @@ class DeployedModel:
         return {"model_args": dict(self.model_args), "model": self.state_dict, "thresholds": list(self.thresholds),
                 "temperatures": list(self.temperatures), "offsets": list(self.offsets),
                 "attributes": list(self.attributes), "config": self.config, "epoch": self.epoch,
-                "metrics": self.metrics, "faceattr_version": self.trained_with_faceattr, "crop": list(self.crop)}
+                "metrics": self.metrics, "faceattr_version": self.trained_with_faceattr, "crop": list(self.crop),
+                "policy_thresholds": {name: list(values) for name, values in self.policy_thresholds.items()},
+                "default_decision": self.default_decision}
+
+    def fitted_thresholds(self) -> dict[str, tuple[float, ...]]:
+        """Every fitted policy's thresholds by name: ``balanced`` (:attr:`thresholds`) and the stored ones.
+
+        >>> sorted(DeployedModel.from_training(FaceAttrNet("resnet10t"), [0.5] * 40, Config(), 0, {}).fitted_thresholds())
+        ['balanced']
+        """
+        return {"balanced": self.thresholds, **self.policy_thresholds}
 
     def decision_fields(self) -> dict[str, Any]:
         """The :data:`DECISION_FIELDS` as JSON values (lists, not tuples).
@@ -322,7 +368,9 @@ class DeployedModel:
         """
         return {"model_args": dict(self.model_args), "image_size": self.image_size, "crop": list(self.crop),
                 "attributes": list(self.attributes), "thresholds": list(self.thresholds),
-                "temperatures": list(self.temperatures), "offsets": list(self.offsets)}
+                "temperatures": list(self.temperatures), "offsets": list(self.offsets),
+                "policy_thresholds": {name: list(values) for name, values in self.policy_thresholds.items()},
+                "default_decision": self.default_decision}
 
     def build_network(self) -> FaceAttrNet:
         """The network with the stored weights, in eval mode on the CPU.
@@ -373,10 +421,11 @@ def _read_export(weights: Path) -> DeployedModel:
         raise CheckpointError(f"{described}: not a readable model description ({error})") from error
     if not isinstance(description, dict):
         raise CheckpointError(f"{described}: expected a JSON object written by tools/export_model.py")
-    if description.get("format") not in (FORMAT, FORMAT_1):
+    digested = {FORMAT: DECISION_FIELDS, FORMAT_2: DECISION_FIELDS_2}.get(description.get("format"))
+    if description.get("format") != FORMAT_1 and digested is None:
         raise CheckpointError(f"{described}: 'format' {description.get('format')!r} is not {FORMAT!r} "
-                              f"(nor the older {FORMAT_1!r})")
-    required = _DESCRIPTION_KEYS + (("crop", "decision_sha256") if description["format"] == FORMAT else ())
+                              f"(nor the older {FORMAT_2!r} or {FORMAT_1!r})")
+    required = _DESCRIPTION_KEYS + (() if digested is None else ("crop", "decision_sha256", *digested))
     missing = [key for key in required if key not in description]
     if missing:
         raise CheckpointError(f"{described}: lacks {', '.join(map(repr, missing))}; expected a file written by "
@@ -392,12 +441,13 @@ def _read_export(weights: Path) -> DeployedModel:
     model = DeployedModel(
         model_args=description["model_args"], state_dict=tensors, image_size=description["image_size"],
         crop=description.get("crop", CELEBA_CROP), thresholds=description["thresholds"],
-        temperatures=description["temperatures"], offsets=description["offsets"],
+        policy_thresholds=description.get("policy_thresholds", {}),
+        default_decision=description.get("default_decision", "balanced"), temperatures=description["temperatures"], offsets=description["offsets"],
         attributes=description["attributes"], config=description["config"], metrics=description.get("metrics") or {},
         epoch=description.get("epoch"), faceattr_version=description.get("faceattr_version"),
         trained_with_faceattr=description.get("trained_with_faceattr"), source=weights, description=description)
     # Validated first, so that a non-finite or impossible value is named rather than reported as a mismatch.
-    if description["format"] == FORMAT and decision_digest(description) != description["decision_sha256"]:
+    if digested is not None and decision_digest(description, digested) != description["decision_sha256"]:
         raise CheckpointError(f"{described}: 'decision_sha256' does not match the decision fields "
-                              f"({', '.join(DECISION_FIELDS)}): they were edited after export; export again")
+                              f"({', '.join(digested)}): they were edited after export; export again")
     return model

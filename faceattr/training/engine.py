@@ -21,6 +21,7 @@ from faceattr.models.deployed import DeployedModel
 from faceattr.models.weights_io import load_checkpoint, save_checkpoint
 from faceattr.config import Config, config_to_dict, save_config
 from faceattr.errors import CheckpointError, ConfigError
+from faceattr.evaluation.decision import DEFAULT_DECISION
 from faceattr.evaluation.evaluate import calibrate_and_tune, predict_loader, summarize
 from faceattr.evaluation.summary import headline, headline_figures
 from faceattr.runtime import (World, all_ranks_have, autocast, broadcast_from_main, close_world, init_world, select_device,
@@ -151,22 +152,23 @@ def train_one_epoch(parts: TrainingParts, loader, config: Config, *, epoch: int,
 
 
 def validate_epoch(parts: TrainingParts, loader, config: Config, meta: dict, *, device: torch.device,
-                   world: World = World()) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+                   world: World = World()) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Scores :attr:`TrainingParts.eval_model` on the validation loader, calibrates it and tunes
-    its thresholds on the same predictions.
+    its thresholds and decision policies on the same predictions.
 
     Returns:
-        ``(evaluation, temperatures, offsets, thresholds)``: the evaluation dict of
-        :func:`faceattr.evaluation.evaluate.summarize` and the per-attribute calibration and
-        thresholds it was computed with.
+        ``(evaluation, temperatures, offsets, thresholds, policies)``: the evaluation dict of
+        :func:`faceattr.evaluation.evaluate.summarize`, the per-attribute calibration and
+        thresholds it was computed with, and the other decision policies' thresholds by name
+        (:func:`faceattr.evaluation.evaluate.calibrate_and_tune`).
     """
     # BatchNorm statistics and EMA weights drift apart per rank; score and save rank 0's.
     share_buffers_from_main(parts.eval_model, world)
     predictions = predict_loader(parts.eval_model, loader, device, world, config.train.amp, parts.loss_fn)
-    temperatures, offsets, thresholds = calibrate_and_tune(predictions, config.train.threshold_metric)
+    temperatures, offsets, thresholds, policies = calibrate_and_tune(predictions, config.train.threshold_metric)
     evaluation = summarize(predictions, thresholds, meta, config.train.threshold_metric,
                            temperatures=temperatures, offsets=offsets)
-    return evaluation, temperatures, offsets, thresholds
+    return evaluation, temperatures, offsets, thresholds, policies
 
 
 def _epoch_record(epoch: int, step: int, train_stats: dict, evaluation: dict, lr: float, seconds: float) -> dict:
@@ -244,7 +246,7 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
         train_loader.sampler.set_epoch(epoch)
         train_stats, state.step = train_one_epoch(parts, train_loader, config, epoch=epoch, step=state.step,
                                                   device=device, world=world, writer=writer)
-        evaluation, temperatures, offsets, thresholds = validate_epoch(
+        evaluation, temperatures, offsets, thresholds, policies = validate_epoch(
             parts, val_loader, config, {**meta, "epoch": epoch + 1}, device=device, world=world)
         _adapt_attribute_weights(parts.loss_fn, evaluation)
         improved = state.record_score(headline(evaluation), epoch)
@@ -253,7 +255,7 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
         state.history.append(record)
         if world.is_main:
             deploy = DeployedModel.from_training(parts.eval_model, thresholds, config, epoch + 1, evaluation,
-                                                 temperatures, offsets).to_checkpoint()
+                                                 temperatures, offsets, policies, DEFAULT_DECISION).to_checkpoint()
             if improved:
                 save_checkpoint(deploy, out / BEST)
             save_checkpoint({**deploy, "train": {**parts.state_dict(), "state": dataclasses.asdict(state)}}, out / LAST)

@@ -17,9 +17,11 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -63,14 +65,39 @@ def export_model(checkpoint: str | Path, weights: str | Path, dtype: str = "floa
     >>> export_model("runs/r18/best.pt", "dist/team.safetensors")["dtype"]  # doctest: +SKIP
     'float16'
     """
-    weights, checkpoint = Path(weights), Path(checkpoint)
+    checkpoint = Path(checkpoint)
+    return export_deployed(DeployedModel.load(checkpoint), weights, dtype, checkpoint.name)
+
+
+def export_deployed(model: DeployedModel, weights: str | Path, dtype: str = "float16",
+                    source_checkpoint: str | None = None) -> dict[str, Any]:
+    """Writes a loaded :class:`DeployedModel` as an exported model, as :func:`export_model` does.
+
+    For a model changed in memory, e.g. an export given new decision policies
+    (``tools/measure_decisions.py --update``) without touching its weights.
+
+    Args:
+        model: The model.
+        weights: The ``.safetensors`` file to write.
+        dtype: ``float16`` or ``float32``.
+        source_checkpoint: The name of the ``best.pt`` it came from (``None``: the model's own record of it).
+
+    Raises:
+        CheckpointError: As :func:`export_model`.
+
+    >>> export_deployed(DeployedModel.load(), "dist/copy.safetensors")["format"]  # doctest: +SKIP
+    'faceattr-exported-model/3'
+    """
+    weights = Path(weights)
+    if source_checkpoint is None:
+        source_checkpoint = (model.description or {}).get("source_checkpoint") or (
+            model.source.name if model.source else None)
     if weights.suffix != ".safetensors":
         raise CheckpointError(f"{weights}: an exported model's weights file must end in .safetensors")
     if dtype not in DTYPES:
         raise CheckpointError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     from faceattr.evaluation.report.markdown import jsonable
 
-    model = DeployedModel.load(checkpoint)
     network = model.build_network().to(DTYPES[dtype])
     metadata = {"format": FORMAT, "dtype": dtype}
     temporary_weights = write_temporary(weights, lambda file: file.write(weights_bytes(network, metadata)))
@@ -87,7 +114,7 @@ def export_model(checkpoint: str | Path, weights: str | Path, dtype: str = "floa
             "dtype": dtype, **decisions, "decision_sha256": decision_digest(decisions),
             "config": model.config, "metrics": compact_evaluation(model.metrics), "epoch": model.epoch,
             "faceattr_version": __version__, "trained_with_faceattr": model.trained_with_faceattr,
-            "source_checkpoint": checkpoint.name}
+            "source_checkpoint": source_checkpoint}
         text = json.dumps(jsonable(description), indent=1, allow_nan=False) + "\n"
         temporary_description = write_temporary(description_path(weights),
                                                 lambda file: file.write(text.encode("utf-8")))
@@ -97,7 +124,7 @@ def export_model(checkpoint: str | Path, weights: str | Path, dtype: str = "floa
         for temporary in (temporary_weights, temporary_description):
             if temporary is not None:
                 temporary.unlink(missing_ok=True)
-    logger.info("exported %s to %s (%s, %.1f MB)", checkpoint, weights, dtype, size / 1e6)
+    logger.info("exported %s to %s (%s, %.1f MB)", source_checkpoint, weights, dtype, size / 1e6)
     return description
 
 
@@ -136,3 +163,37 @@ def half_precision_error(model: DeployedModel, images: Sequence[Image.Image]) ->
     return {"images": len(images), "max_probability_difference": float((p32 - p16).abs().max()),
             "max_beauty_difference": float((b32 - b16).abs().max()),
             "decisions_changed": int(((p32 >= thresholds) != (p16 >= thresholds)).sum())}
+
+
+def refit_decisions(weights: str | Path, probs: np.ndarray, labels: np.ndarray, mask: np.ndarray,
+                    default_decision: str | None = None) -> DeployedModel:
+    """Fits an export's decision policies on its validation predictions and rewrites it in place.
+
+    The weights, calibration and balanced ``thresholds`` are kept; only the other policies'
+    thresholds (:func:`~faceattr.evaluation.decision.fit_policies`) and, if given, the default
+    policy change. The export is rewritten in its own dtype through :func:`export_deployed`.
+
+    Args:
+        weights: The export's ``.safetensors``.
+        probs: ``(N, 40)`` its calibrated probabilities on validation faces.
+        labels: ``(N, 40)`` their labels.
+        mask: ``(N, 40)`` True where known.
+        default_decision: The new default policy; ``None`` keeps the model's.
+
+    Returns:
+        The rewritten model, loaded back.
+
+    Raises:
+        CheckpointError: The export is unusable or the default policy is not one it offers.
+
+    >>> refit_decisions("faceattr/weights/default.safetensors", probs, labels, mask, "f1")  # doctest: +SKIP
+    """
+    from faceattr.evaluation.decision import fit_policies
+
+    weights = Path(weights)
+    model = DeployedModel.load(weights)
+    fitted = fit_policies(probs, labels, mask)
+    refitted = replace(model, policy_thresholds={name: tuple(v) for name, v in fitted.items() if name != "balanced"},
+                       default_decision=default_decision or model.default_decision)
+    export_deployed(refitted, weights, (model.description or {}).get("dtype", "float16"))
+    return DeployedModel.load(weights)
