@@ -21,7 +21,7 @@ from typing import IO, Any
 from faceattr.attributes import ATTRIBUTES
 from faceattr.errors import FaceAttrError
 from faceattr.image import IMAGE_EXTENSIONS, find_images, read_image
-from faceattr.inference.results import ImageResult, ranked_attributes
+from faceattr.inference.results import OUTSIDE_NOTE, ImageResult, ranked_attributes
 from faceattr.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -129,7 +129,8 @@ def format_result(result: ImageResult) -> list[str]:
     for number, face in enumerate(result.faces, start=1):
         box = ",".join(str(round(float(v))) for v in face.box)
         attributes = ", ".join(ranked_attributes(face)) or "-"
-        lines.append(f"{result.source}  face {number}  box ({box})  beauty {face.beauty:.2f}  {attributes}")
+        note = f"  (crop {face.outside:.0%} outside the photo)" if face.outside > OUTSIDE_NOTE else ""
+        lines.append(f"{result.source}  face {number}  box ({box})  beauty {face.beauty:.2f}  {attributes}{note}")
     return lines
 
 

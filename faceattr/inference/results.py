@@ -13,6 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+#: :attr:`FaceResult.outside` above which the CLI adds a note to the face: with 13% of the crop
+#: outside the photo the default model scores as on whole photos, with 42% it loses 3 points of
+#: mean balanced accuracy on CelebA validation (docs/MODEL_CARD.md, "Faces at the edge of the photo").
+OUTSIDE_NOTE = 0.25
+
 
 @dataclass(frozen=True)
 class FaceResult:
@@ -27,6 +32,9 @@ class FaceResult:
         probabilities: Each attribute's probability, in :data:`faceattr.ATTRIBUTES` order.
         attributes: The attributes whose probability reaches their checkpoint threshold.
         beauty: The beauty score, clipped to 1-5.
+        outside: The share (0-1) of the model's crop of this face that lies outside the photo,
+            filled in by alignment's border mode rather than seen
+            (:func:`~faceattr.inference.align.crop_outside`); 0 for aligned inputs.
 
     >>> face = FaceResult((0.0, 0.0, 9.0, 9.0), 0.99, None, {"Smiling": 0.8}, ("Smiling",), 3.2)
     >>> face.to_dict()["attributes"]
@@ -39,13 +47,14 @@ class FaceResult:
     probabilities: dict[str, float]
     attributes: tuple[str, ...]
     beauty: float
+    outside: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The face as plain lists, dicts, strings and floats (JSON-ready)."""
         return {"box": list(self.box), "score": self.score,
                 "landmarks": None if self.landmarks is None else [list(point) for point in self.landmarks],
                 "probabilities": dict(self.probabilities), "attributes": list(self.attributes),
-                "beauty": self.beauty}
+                "beauty": self.beauty, "outside": self.outside}
 
 
 @dataclass(frozen=True)
