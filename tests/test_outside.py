@@ -15,6 +15,8 @@ from faceattr.image import crop_box
 from faceattr.inference import align
 from faceattr.inference.detect import Detection, FaceDetector
 from faceattr.inference.results import OUTSIDE_NOTE
+from faceattr.prep.alignment_check import measure_borders
+from faceattr.synthetic.fixtures import make_celeba
 
 #: CelebA's landmarks moved so that the model's crop sticks out of the photo's left edge by a
 #: quarter of its width and out of its top edge by half its height: 62.5% of it lies outside.
@@ -75,3 +77,23 @@ def test_the_cli_notes_faces_whose_crop_is_largely_outside(outside: float, note:
     face = FaceResult((0.0, 0.0, 9.0, 9.0), 0.99, None, {"Male": 0.9}, ("Male",), 3.0, outside)
     line, = format_result(ImageResult("a.jpg", [face]))
     assert line == f"a.jpg  face 1  box (0,0,9,9)  beauty 3.00  Male{note}"
+
+
+class CelebaFrameDetector(FaceDetector):
+    """A detector stand-in for centred cuts of CelebA-framed images: CelebA's landmarks, moved with the cut."""
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        cut = (np.array(CELEBA_SIZE) - [image.shape[1], image.shape[0]]) / 2
+        return [Detection((0.0, 0.0, 50.0, 50.0), 1.0, align.template() - np.round(cut))]
+
+
+def test_measure_borders_scores_every_mode_on_tight_cuts(checkpoint: Path, tmp_path: Path) -> None:
+    root = make_celeba(tmp_path, identities=12, images_per_identity=2, seed=3)
+    predictor = Predictor(checkpoint, device="cpu", detector=CelebaFrameDetector())
+    summary = measure_borders(predictor, root, keeps=(1.0, 0.6))
+    assert summary["found"] == summary["images"] > 0
+    whole, tight = summary["rows"][1.0], summary["rows"][0.6]
+    assert set(whole) == {*align.BORDER_MODES, "predictor"}
+    # Nothing is outside an untouched image, so every mode sees the same pixels.
+    assert summary["outside"][1.0] == 0.0 and len({whole[mode] for mode in align.BORDER_MODES}) == 1
+    assert summary["outside"][0.6] > 0.3 and all(0.0 <= score <= 1.0 for score in tight.values())
