@@ -208,13 +208,13 @@ def measure_borders(predictor: Any, root: Path, keeps: Sequence[float] = (1.0, 0
 
 
 def borders_markdown(summary: dict[str, Any]) -> str:
-    """:func:`measure_borders`' summary as a markdown table, the best mode of each row in bold."""
+    """:func:`measure_borders`' summary as a markdown table, the best mode of each row in bold (none where all are equal)."""
     lines = [f"Mean balanced accuracy on {summary['found']} of {summary['images']} CelebA validation images "
              f"(official crops, no detection: {summary['official']:.4f}); default border {DEFAULT_BORDER}.", "",
              "| kept | crop outside | " + " | ".join(BORDER_MODES) + " | predictor |",
              "|---|---|" + "---|" * (len(BORDER_MODES) + 1)]
     for keep, row in summary["rows"].items():
-        best = max(BORDER_MODES, key=row.get)
+        best = max(BORDER_MODES, key=row.get) if len({row[mode] for mode in BORDER_MODES}) > 1 else None
         cells = [f"**{row[mode]:.4f}**" if mode == best else f"{row[mode]:.4f}" for mode in BORDER_MODES]
         lines.append(f"| {float(keep):.0%} | {summary['outside'][keep]:.1%} | " + " | ".join(cells)
                      + f" | {row['predictor']:.4f} |")
