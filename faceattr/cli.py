@@ -26,7 +26,7 @@ from faceattr.config import DECISION_POLICIES
 from faceattr.errors import FaceAttrError
 from faceattr.files import fit_name, write_exclusive
 from faceattr.image import IMAGE_EXTENSIONS, find_images, read_image
-from faceattr.inference.results import ImageResult, ranked_attributes
+from faceattr.inference.results import OUTSIDE_NOTE, ImageResult, ranked_attributes
 from faceattr.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -189,7 +189,8 @@ def format_result(result: ImageResult, top: int | None = None) -> list[str]:
         box = ",".join(str(round(float(v))) for v in face.box)
         listed = ranked_attributes(face)[:top]
         attributes = ", ".join(f"{name} {face.probabilities[name]:.2f}" for name in listed) or "-"
-        lines.append(f"{result.source}  face {number}  box ({box})  beauty {face.beauty:.2f}  {attributes}")
+        note = f"  (crop {face.outside:.0%} outside the photo)" if face.outside > OUTSIDE_NOTE else ""
+        lines.append(f"{result.source}  face {number}  box ({box})  beauty {face.beauty:.2f}  {attributes}{note}")
     return lines
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceattr.inference.align import (CELEBA_CROP, CELEBA_SIZE, CELEBA_TEMPLATE, align_crop, align_face,
-                            similarity_transform, template)
+from faceattr.inference.align import (BORDER_MODES, CELEBA_CROP, CELEBA_SIZE, CELEBA_TEMPLATE, align_crop, align_face,
+                                      crop_outside, similarity_transform, template)
 from faceattr.errors import AlignmentError
 from faceattr.data.transforms import CropResize
 from faceattr.image import crop_box
@@ -124,3 +124,45 @@ def test_a_celeba_photo_aligned_with_mtcnn_matches_its_official_crop(shared_data
     ours, theirs = (alignment_check.grayscale(image)[top:bottom, left:right]
                     for image in (align_face(photo, landmarks), official))
     assert alignment_check.ncc(ours, theirs) > 0.9
+
+
+def edge_landmarks(columns_out: float, rows_out: float) -> np.ndarray:
+    """CelebA's landmarks in its own 178x218 frame, moved so that the model's crop sticks out of the
+    photo's left edge by ``columns_out`` and its top edge by ``rows_out`` of its width and height."""
+    left, top, right, bottom = crop_box(CELEBA_SIZE, CELEBA_CROP)
+    return template() - [left + columns_out * (right - left), top + rows_out * (bottom - top)]
+
+
+@pytest.mark.parametrize("columns_out, rows_out, expected", [
+    (0.0, 0.0, 0.0), (0.25, 0.0, 0.25), (0.0, 0.5, 0.5), (0.25, 0.5, 1 - 0.75 * 0.5), (-0.05, -0.1, 0.0)])
+def test_crop_outside_is_the_share_of_the_model_crop_beyond_the_photo(columns_out: float, rows_out: float,
+                                                                       expected: float) -> None:
+    assert crop_outside((218, 178, 3), edge_landmarks(columns_out, rows_out), 64) == pytest.approx(expected)
+
+
+def test_crop_outside_counts_the_pixels_a_constant_border_fills() -> None:
+    # A white photo warped with a black border: the black pixels are the ones from outside.
+    white = np.full((218, 178, 3), 255, np.uint8)
+    landmarks = edge_landmarks(0.3, 0.2)
+    black = (align_crop(white, landmarks, 64, border="constant") == 0).all(axis=2).mean()
+    assert black == pytest.approx(crop_outside(white.shape, landmarks, 64), abs=2 / 64)
+    assert black > 0.4
+
+
+def test_crop_outside_does_not_depend_on_the_photo_scale() -> None:
+    landmarks = edge_landmarks(0.3, 0.2)
+    assert crop_outside((109, 89), landmarks / 2, 64) == pytest.approx(crop_outside((218, 178), landmarks, 64),
+                                                                        abs=1 / 64)
+
+
+@pytest.mark.parametrize("border", BORDER_MODES)
+def test_each_border_mode_fills_the_outside_as_named(border: str) -> None:
+    photo = np.zeros((218, 178, 3), np.uint8)
+    photo[:, 26:36] = 200  # a bright band inside the dark edge: mirrored modes copy it outside, others do not
+    outside = align_crop(photo, edge_landmarks(0.3, 0.0), 64, border=border)[:, :15]
+    assert (outside.max() > 100) == (border in ("reflect", "reflect_101"))
+
+
+def test_unknown_border_mode_is_an_alignment_error_naming_it() -> None:
+    with pytest.raises(AlignmentError, match="border.*'wrap'"):
+        align_crop(np.zeros((50, 40, 3), np.uint8), CELEBA_TEMPLATE / 4, 32, border="wrap")

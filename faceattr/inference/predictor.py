@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from faceattr.inference.align import align_crop
+from faceattr.inference.align import align_crop, crop_outside
 from faceattr.attributes import ATTRIBUTES, BEAUTY_RANGE
 from faceattr.models.deployed import DeployedModel
 from faceattr.inference.detect import Detection, FaceDetector
@@ -234,12 +234,14 @@ class Predictor:
             For each image, one :class:`FaceResult` per detection, in the same order. Every
             face of every image goes through the network in batches of ``batch_size``.
         """
-        crops = [align_crop(array, _landmarks(d), self.image_size, self.crop)
-                 for array, found in zip(arrays, detections) for d in found]
+        faces = [(array, _landmarks(d)) for array, found in zip(arrays, detections) for d in found]
+        crops = [align_crop(array, points, self.image_size, self.crop) for array, points in faces]
+        outside = [crop_outside(array.shape, points, self.image_size, self.crop) for array, points in faces]
         probabilities, beauty = self._run_batches(crops)
         results, row = [], 0
         for found in detections:
-            results.append([self._result(d, probabilities[row + k], beauty[row + k]) for k, d in enumerate(found)])
+            results.append([replace(self._result(d, probabilities[row + k], beauty[row + k]), outside=outside[row + k])
+                            for k, d in enumerate(found)])
             row += len(found)
         return results
 

@@ -13,6 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+#: :attr:`FaceResult.outside` above which the CLI adds a note to the face: with 13% of the crop
+#: outside the photo the default model scores as on whole photos, with 42% it loses 3 points of
+#: mean balanced accuracy on CelebA validation (docs/MODEL_CARD.md, "Faces at the edge of the photo").
+OUTSIDE_NOTE = 0.25
+
 
 @dataclass(frozen=True)
 class FaceResult:
@@ -30,6 +35,9 @@ class FaceResult:
         beauty: The beauty score, clipped to 1-5.
         decision: The decision policy that chose ``attributes`` (``balanced``, ``f1`` or
             ``probability``), ``None`` where unknown.
+        outside: The share (0-1) of the model's crop of this face that lies outside the photo,
+            filled in by alignment's border mode rather than seen
+            (:func:`~faceattr.inference.align.crop_outside`); 0 for aligned inputs.
 
     >>> face = FaceResult((0.0, 0.0, 9.0, 9.0), 0.99, None, {"Smiling": 0.8, "Male": 0.1}, ("Smiling",), 3.2, "f1")
     >>> face.to_dict()["attributes"], face.to_dict()["present"], face.to_dict()["decision"]
@@ -43,6 +51,7 @@ class FaceResult:
     attributes: tuple[str, ...]
     beauty: float
     decision: str | None = None
+    outside: float = 0.0
 
     def present(self) -> dict[str, bool]:
         """Each attribute's decision, present (True) or absent, in :attr:`probabilities` order.
@@ -58,12 +67,13 @@ class FaceResult:
 
         Keys: ``box``, ``score``, ``landmarks``, ``probabilities``, ``attributes`` (present, most
         probable first), ``present`` (each attribute's decision, :meth:`present`), ``decision``
-        (the policy) and ``beauty``.
+        (the policy), ``beauty`` and ``outside``.
         """
         return {"box": list(self.box), "score": self.score,
                 "landmarks": None if self.landmarks is None else [list(point) for point in self.landmarks],
                 "probabilities": dict(self.probabilities), "attributes": list(self.attributes),
-                "present": self.present(), "decision": self.decision, "beauty": self.beauty}
+                "present": self.present(), "decision": self.decision, "beauty": self.beauty,
+                "outside": self.outside}
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
-"""Measuring alignment against CelebA: its 5-point template from its crops, and how closely ours match them.
+"""Measuring alignment against CelebA: its 5-point template, how closely ours match its crops, border filling.
 
 :func:`derive_template` runs MTCNN on official aligned crops and takes each landmark's median
 (:data:`faceattr.inference.align.CELEBA_TEMPLATE`). :func:`measure` aligns in-the-wild
 img_celeba photos with :func:`faceattr.inference.align.align_face` and compares each with
 CelebA's own crop: landmark error, normalised cross-correlation over the training square, and
 the official crop's own spread around the template. tools/measure_alignment.py is the command.
+:func:`measure_borders` scores each border mode of the warp (:data:`BORDER_MODES`) on CelebA
+validation faces cut tight (:func:`tight_cut`); tools/measure_borders.py is its command.
 
 >>> round(ncc(np.eye(3), np.eye(3)), 6)
 1.0
@@ -12,14 +14,19 @@ the official crop's own spread around the template. tools/measure_alignment.py i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from faceattr.attributes import ATTRIBUTES
+from faceattr.data.readers.celeba import read_celeba
+from faceattr.evaluation.metrics import attribute_metrics, mean_metrics
 from faceattr.image import crop_box
-from faceattr.inference.align import CELEBA_CROP, CELEBA_SIZE, align_face, template
+from faceattr.inference.align import (BORDER_MODES, CELEBA_CROP, CELEBA_SIZE, DEFAULT_BORDER, align_face,
+                                     crop_outside, template)
 
 #: Official crop folders and their size; the full-size one is preferred where both hold a photo.
 FOLDERS = {"img_align_celeba": CELEBA_SIZE, "img_align_celeba_89x109": (89, 109)}
@@ -134,4 +141,85 @@ def markdown(summary: dict[str, dict]) -> str:
                      f"| {row['landmark_error']['mean']:.2f} / {row['landmark_error']['median']:.2f} "
                      f"| {row['ncc']['mean']:.3f} / {row['ncc']['median']:.3f} "
                      f"| {row['template_spread']['mean']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def tight_cut(image: np.ndarray, keep: float) -> np.ndarray:
+    """The central ``keep`` share of ``image``'s width and height (all of it for ``keep`` 1).
+
+    >>> tight_cut(np.zeros((218, 178, 3), np.uint8), 0.65).shape
+    (142, 116, 3)
+    """
+    height, width = image.shape[:2]
+    top, left = round(height * (1 - keep) / 2), round(width * (1 - keep) / 2)
+    return image[top:top + round(height * keep), left:left + round(width * keep)]
+
+
+def measure_borders(predictor: Any, root: Path, keeps: Sequence[float] = (1.0, 0.8, 0.65),
+                    limit: int | None = None) -> dict[str, Any]:
+    """Mean balanced accuracy of ``predictor`` on CelebA validation faces cut tight, per border mode.
+
+    Each validation image of ``root/img_align_celeba`` is cut to its central ``keep`` share
+    (:func:`tight_cut`), so that the model's crop needs pixels from outside the photo; the
+    predictor's detector finds the face, :func:`~faceattr.inference.align.align_face` warps it
+    with each of :data:`BORDER_MODES` and the predictor classifies it as an aligned face
+    (:meth:`~faceattr.inference.predictor.Predictor.predict_aligned`: the same crop, resize and
+    calibration as its own path). ``"predictor"`` is the predictor's own path on the same cut
+    images (detect, align, predict), to check it matches :data:`DEFAULT_BORDER`'s row. Scores use
+    the model's balanced-accuracy thresholds, over the faces found at every ``keep``.
+
+    Args:
+        predictor: A :class:`~faceattr.inference.predictor.Predictor` deciding with the
+            ``balanced`` policy (the thresholds balanced accuracy is scored with).
+        root: CelebA's folder (official layout, ``img_align_celeba`` with validation images).
+        keeps: Shares of each side kept; 1 is the untouched image.
+        limit: Use at most this many validation images.
+
+    Returns:
+        ``{"images", "found", "official", "rows": {keep: {mode: mean balanced accuracy}},
+        "outside": {keep: mean crop share outside the photo}}``; ``official`` is the score on
+        the official crops themselves (no detection).
+
+    >>> measure_borders(predictor, Path("../shared/data/celeba"), limit=100)  # doctest: +SKIP
+    """
+    if predictor.decision != "balanced":
+        raise ValueError(f"measure_borders scores balanced accuracy: give a predictor with decision='balanced', "
+                         f"not {predictor.decision!r}")
+    records = [record for record in read_celeba(root).records if record.split == "val"][:limit]
+    cut = {keep: [tight_cut(read_rgb(record.path), keep) for record in records] for keep in keeps}
+    found = {keep: [predictor.detector.detect(image) for image in images] for keep, images in cut.items()}
+    usable = [index for index in range(len(records)) if all(found[keep][index] for keep in keeps)]
+    labels = np.stack([records[index].attributes for index in usable])
+    mask = np.stack([records[index].attribute_mask for index in usable])
+
+    def score(faces: Sequence[Any]) -> float:
+        probabilities = np.array([[face.probabilities[name] for name in ATTRIBUTES] for face in faces])
+        return mean_metrics(attribute_metrics(probabilities, labels, mask, predictor.thresholds))["balanced_accuracy"]
+
+    rows, outside = {}, {}
+    for keep in keeps:
+        images = [cut[keep][index] for index in usable]
+        points = [found[keep][index][0].landmarks for index in usable]
+        rows[keep] = {mode: score(predictor.predict_aligned([align_face(image, landmarks, border=mode)
+                                                              for image, landmarks in zip(images, points)]))
+                      for mode in BORDER_MODES}
+        own = predictor.classify(images, [found[keep][index][:1] for index in usable])
+        rows[keep]["predictor"] = score([faces[0] for faces in own])
+        outside[keep] = float(np.mean([crop_outside(image.shape, landmarks, predictor.image_size, predictor.crop)
+                                       for image, landmarks in zip(images, points)]))
+    official = score(predictor.predict_aligned([records[index].path for index in usable]))
+    return {"images": len(records), "found": len(usable), "official": official, "rows": rows, "outside": outside}
+
+
+def borders_markdown(summary: dict[str, Any]) -> str:
+    """:func:`measure_borders`' summary as a markdown table, the best mode of each row in bold (none where all are equal)."""
+    lines = [f"Mean balanced accuracy on {summary['found']} of {summary['images']} CelebA validation images "
+             f"(official crops, no detection: {summary['official']:.4f}); default border {DEFAULT_BORDER}.", "",
+             "| kept | crop outside | " + " | ".join(BORDER_MODES) + " | predictor |",
+             "|---|---|" + "---|" * (len(BORDER_MODES) + 1)]
+    for keep, row in summary["rows"].items():
+        best = max(BORDER_MODES, key=row.get) if len({row[mode] for mode in BORDER_MODES}) > 1 else None
+        cells = [f"**{row[mode]:.4f}**" if mode == best else f"{row[mode]:.4f}" for mode in BORDER_MODES]
+        lines.append(f"| {float(keep):.0%} | {summary['outside'][keep]:.1%} | " + " | ".join(cells)
+                     + f" | {row['predictor']:.4f} |")
     return "\n".join(lines) + "\n"
