@@ -1,0 +1,125 @@
+"""Writing files safely: exclusive, non-following temporary files put in place whole, and their clean-up.
+
+Every file faceattr writes goes first to a temporary file with a random name in the destination's
+folder, created with ``O_CREAT | O_EXCL | O_NOFOLLOW``: it cannot exist before (so a symlink or
+file planted under that name is never followed or overwritten), and an interrupted write leaves
+the previous destination intact. ``os.replace`` then puts it in place; it replaces a symlink at
+the destination itself, never the file the link points to. A write killed with SIGKILL leaves
+its temporary file behind; :func:`remove_stale_temporaries` removes those of a folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import IO, Any
+
+logger = logging.getLogger(__name__)
+
+#: Flags of a temporary file's open: created here or not at all, never through a symlink.
+_EXCLUSIVE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def temporary_name(name: str) -> str:
+    """A random temporary file name for the destination file name ``name``: ``.NAME.HEX8.tmp``.
+
+    >>> bool(re.fullmatch(r"\\.last\\.pt\\.[0-9a-f]{8}\\.tmp", temporary_name("last.pt")))
+    True
+    """
+    return f".{name}.{secrets.token_hex(4)}.tmp"
+
+
+def _temporary_pattern(name: str) -> re.Pattern[str]:
+    """Matches exactly the names :func:`temporary_name` gives for ``name``."""
+    return re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{8}}\.tmp")
+
+
+def write_temporary(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Calls ``write(file)`` on a new, exclusively created temporary file beside ``path``; returns it.
+
+    The file is opened with ``O_CREAT | O_EXCL | O_NOFOLLOW`` (mode 0o644 less the umask) and
+    synced to disk. The caller moves it onto ``path`` with ``os.replace`` (atomic within one
+    folder) or deletes it; if ``write`` fails, the temporary file is removed.
+
+    Args:
+        path: The destination; its folder must exist.
+        write: Writes the content to the binary file it is given.
+
+    Returns:
+        The temporary file (``.NAME.HEX8.tmp`` in ``path``'s folder).
+
+    >>> import tempfile
+    >>> temporary = write_temporary(Path(tempfile.mkdtemp()) / "a.bin", lambda file: file.write(b"ok"))
+    >>> temporary.name.startswith(".a.bin."), temporary.read_bytes()
+    (True, b'ok')
+    """
+    path = Path(path)
+    temporary = path.with_name(temporary_name(path.name))
+    descriptor = os.open(temporary, _EXCLUSIVE_FLAGS, 0o644)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary
+
+
+def write_exclusive(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Writes ``path`` whole through an exclusive temporary file, never following a symlink.
+
+    ``write(file)`` fills a new temporary file in ``path``'s folder (see :func:`write_temporary`),
+    which then replaces ``path`` with ``os.replace``: a symlink planted at ``path`` is replaced
+    itself, its target untouched; an interrupted write leaves any previous ``path`` intact.
+
+    Args:
+        path: The destination; its folder must exist.
+        write: Writes the content to the binary file it is given.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "a.bin"
+    >>> write_exclusive(path, lambda file: file.write(b"ok"))
+    >>> path.read_bytes()
+    b'ok'
+    """
+    temporary = write_temporary(path, write)
+    try:
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temporaries(folder: str | Path, names: Iterable[str]) -> list[Path]:
+    """Removes the temporary files that writes of ``names`` in ``folder`` left behind; returns them.
+
+    Only files directly in ``folder`` whose names match :func:`temporary_name` for one of
+    ``names`` are removed (each is logged): call it only when no write to them can be under way.
+
+    Args:
+        folder: The folder (a missing folder has none).
+        names: Destination file names, e.g. ``["last.pt", "best.pt"]``.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> (folder / ".last.pt.0123abcd.tmp").touch(); (folder / "notes.tmp").touch()
+    >>> [path.name for path in remove_stale_temporaries(folder, ["last.pt"])]
+    ['.last.pt.0123abcd.tmp']
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    patterns = [_temporary_pattern(name) for name in names]
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if any(pattern.fullmatch(path.name) for pattern in patterns) and not path.is_dir():
+            path.unlink(missing_ok=True)
+            logger.info("removed %s, left by an interrupted write", path)
+            removed.append(path)
+    return removed
