@@ -20,6 +20,9 @@ from typing import IO, Any
 
 logger = logging.getLogger(__name__)
 
+#: The names :func:`temporary_name` gives, with the destination's name as ``name``.
+_TEMPORARY_NAME = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp", re.DOTALL)
+
 #: Flags of a temporary file's open: created here or not at all, never through a symlink.
 _EXCLUSIVE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
@@ -31,11 +34,6 @@ def temporary_name(name: str) -> str:
     True
     """
     return f".{name}.{secrets.token_hex(4)}.tmp"
-
-
-def _temporary_pattern(name: str) -> re.Pattern[str]:
-    """Matches exactly the names :func:`temporary_name` gives for ``name``."""
-    return re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{8}}\.tmp")
 
 
 def write_temporary(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
@@ -115,10 +113,11 @@ def remove_stale_temporaries(folder: str | Path, names: Iterable[str]) -> list[P
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    patterns = [_temporary_pattern(name) for name in names]
+    names = set(names)
     removed = []
     for path in sorted(folder.iterdir()):
-        if any(pattern.fullmatch(path.name) for pattern in patterns) and not path.is_dir():
+        match = _TEMPORARY_NAME.fullmatch(path.name)
+        if match and match["name"] in names and not path.is_dir():
             path.unlink(missing_ok=True)
             logger.info("removed %s, left by an interrupted write", path)
             removed.append(path)

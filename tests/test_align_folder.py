@@ -218,6 +218,18 @@ def test_crops_never_write_through_a_symlink_planted_in_the_output(tmp_path: Pat
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png", "a.png.part", "b.png", MANIFEST]
 
 
+def test_a_run_removes_the_temporary_crops_a_killed_run_left(tmp_path: Path) -> None:
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    noise(120, 100, 0).save(tmp_path / "in" / "sub" / "a.png")
+    (tmp_path / "out" / "sub").mkdir(parents=True)
+    stale = tmp_path / "out" / "sub" / ".a.png.0123abcd.tmp"
+    kept = tmp_path / "out" / "sub" / ".notes.png.0123abcd.tmp"
+    for path in (stale, kept):
+        path.write_bytes(b"half a crop")
+    align_folder(tmp_path / "in", tmp_path / "out", detector=FixedFace())
+    assert not stale.exists() and kept.read_bytes() == b"half a crop"
+
+
 def test_overwrite_redoes_every_image_in_a_new_manifest(faceless, tmp_path: Path) -> None:
     input_dir, output_dir, _ = faceless
     shutil.copytree(output_dir, tmp_path / "out")

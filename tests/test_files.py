@@ -60,7 +60,8 @@ def test_written_files_are_readable_by_others(tmp_path: Path) -> None:
 
 
 def test_only_the_named_files_stale_temporaries_are_removed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    stale = [tmp_path / temporary_name("last.pt"), tmp_path / temporary_name("best.pt")]
+    stale = [tmp_path / temporary_name("last.pt"), tmp_path / temporary_name("best.pt"),
+             tmp_path / temporary_name("new\nline.png")]
     kept = [tmp_path / "last.pt", tmp_path / ".last.pt.tmp", tmp_path / ".last.pt.0123ABCD.tmp",
             tmp_path / ".other.pt.0123abcd.tmp", tmp_path / ".last.pt.0123abcd.tmp.keep"]
     (tmp_path / "sub").mkdir()
@@ -68,7 +69,7 @@ def test_only_the_named_files_stale_temporaries_are_removed(tmp_path: Path, capl
     for path in stale + kept:
         path.write_bytes(b"x")
     with caplog.at_level("INFO", logger="faceattr.files"):
-        removed = remove_stale_temporaries(tmp_path, ["last.pt", "best.pt"])
+        removed = remove_stale_temporaries(tmp_path, ["last.pt", "best.pt", "new\nline.png"])
     assert sorted(removed) == sorted(stale)
     assert not any(path.exists() for path in stale) and all(path.exists() for path in kept)
     assert all(str(path) in caplog.text for path in stale)

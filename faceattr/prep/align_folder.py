@@ -25,6 +25,7 @@ import functools
 import io
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from faceattr.inference.align import CELEBA_SIZE, align_face
 from faceattr.image import IMAGE_EXTENSIONS, read_image
 from faceattr.inference.detect import FaceDetector
 from faceattr.errors import ConfigError, DatasetError, ImageError
-from faceattr.files import write_exclusive
+from faceattr.files import remove_stale_temporaries, write_exclusive
 from faceattr.runtime import spawn_pool
 
 logger = logging.getLogger(__name__)
@@ -226,6 +227,7 @@ def align_folder(input_dir: str | Path, output_dir: str | Path, workers: int = 1
     manifest = output_dir / MANIFEST
     done = set() if overwrite else {row["source"] for row in read_manifest(manifest)}
     todo = [photo for photo in photos if photo not in done]
+    _remove_stale_crops(output_dir, todo)
     summary = AlignSummary(skipped_already_done=len(photos) - len(todo), manifest=manifest)
     logger.info("%s: %d photos, %d already in %s, %d to align with %d worker(s)", input_dir, len(photos),
                 summary.skipped_already_done, manifest, len(todo), workers)
@@ -260,6 +262,15 @@ def _check_arguments(input_dir: Path, output_dir: Path, workers: int, size: tupl
     if detector.kind != "mtcnn":
         raise ConfigError(f"detector: kind {detector.kind!r} gives no landmarks, which alignment needs; "
                           "use kind 'mtcnn'")
+
+
+def _remove_stale_crops(output_dir: Path, todo: list[str]) -> None:
+    """Removes the temporary crops of ``todo``'s photos that a killed run left in ``output_dir``."""
+    names_by_folder: dict[Path, list[str]] = defaultdict(list)
+    for photo in todo:
+        names_by_folder[Path(photo).parent].append(Path(photo).name)
+    for folder, names in names_by_folder.items():
+        remove_stale_temporaries(output_dir / folder, names)
 
 
 @contextlib.contextmanager
