@@ -84,6 +84,14 @@ def test_any_file_of_a_run_means_the_folder_holds_one(data_root, tmp_path, prese
     assert (tmp_path / "run" / present).read_bytes() == b"the user's"
 
 
+def test_train_tool_refuses_a_folder_with_only_best_pt_and_keeps_it(tiny_config_file, tmp_path, run_tool):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "best.pt").write_bytes(b"the user's model")
+    result = run_tool("train", tiny_config_file, f"train.output_dir={tmp_path / 'run'}")
+    assert result.status == 2 and "already holds a run (best.pt)" in result.err and "--overwrite" in result.err
+    assert (tmp_path / "run" / "best.pt").read_bytes() == b"the user's model"
+
+
 def test_resume_without_last_pt_names_it_and_keeps_the_run(data_root, tmp_path):
     from faceattr.training.engine import fit
 
