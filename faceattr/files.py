@@ -1,62 +1,139 @@
-"""Writing output files safely: created exclusively under a random name, never through a link, then put in place.
+"""Writing files safely: exclusive, non-following temporary files put in place whole, their clean-up, and names
+the file system accepts.
 
-An output folder may hold a symbolic link planted where an output will go (``out/a.jpg`` ->
-``~/.bashrc``); opening the destination for writing would follow it and overwrite the victim.
-:func:`write_exclusive` never opens the destination: it creates a new file under a random
-temporary name (``O_CREAT | O_EXCL | O_NOFOLLOW``: an existing file or link there is an error,
-not a target) and renames it over the destination, which replaces a link itself, not what it
-points to. :func:`fit_name` shortens names the file system would refuse as too long.
+Every file faceattr writes goes first to a temporary file with a random name in the destination's
+folder, created with ``O_CREAT | O_EXCL | O_NOFOLLOW``: it cannot exist before (so a symlink or
+file planted under that name is never followed or overwritten), and an interrupted write leaves
+the previous destination intact. ``os.replace`` then puts it in place; it replaces a symlink at
+the destination itself, never the file the link points to. A write killed with SIGKILL leaves
+its temporary file behind; :func:`remove_stale_temporaries` removes those of a folder.
+:func:`fit_name` shortens names the file system would refuse as too long.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
+
+logger = logging.getLogger(__name__)
 
 #: The longest file name, in bytes, that common file systems accept (ext4, XFS, btrfs, APFS, NTFS).
 NAME_MAX = 255
 
-_EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-_BINARY = getattr(os, "O_BINARY", 0)  # Windows only: no newline translation
+#: Bytes a temporary name adds to its destination's: ``.`` + ``.HEX8.tmp``.
+_TEMPORARY_EXTRA = 14
+
+#: The names :func:`temporary_name` gives, with the destination's name as ``name``.
+_TEMPORARY_NAME = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp", re.DOTALL)
+
+#: Flags of a temporary file's open: created here or not at all, never through a symlink.
+_EXCLUSIVE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
-def write_exclusive(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Calls ``write(file)`` on a new file that then replaces ``path``, never writing through a link.
+def temporary_name(name: str) -> str:
+    """A random temporary file name for the destination file name ``name``: ``.NAME.HEX8.tmp``
+    (``NAME`` shortened by :func:`fit_name` where the whole would be too long for the file system).
 
-    The new file is created in ``path``'s folder (which must exist) under a random name short
-    enough for any destination name, synced to disk and renamed onto ``path``: a link planted at
-    ``path`` is replaced, its target left intact; an interrupted or failed write leaves any
-    previous ``path`` intact and no temporary file.
+    >>> bool(re.fullmatch(r"\\.last\\.pt\\.[0-9a-f]{8}\\.tmp", temporary_name("last.pt")))
+    True
+    >>> len(temporary_name("a" * 255)) == NAME_MAX
+    True
+    """
+    return f".{fit_name(name, NAME_MAX - _TEMPORARY_EXTRA)}.{secrets.token_hex(4)}.tmp"
+
+
+def write_temporary(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Calls ``write(file)`` on a new, exclusively created temporary file beside ``path``; returns it.
+
+    The file is opened with ``O_CREAT | O_EXCL | O_NOFOLLOW`` (mode 0o644 less the umask) and
+    synced to disk. The caller moves it onto ``path`` with ``os.replace`` (atomic within one
+    folder) or deletes it; if ``write`` fails, the temporary file is removed.
 
     Args:
-        path: The destination.
+        path: The destination; its folder must exist.
         write: Writes the content to the binary file it is given.
 
-    Raises:
-        OSError: The folder is missing or not writable, or ``path`` is a folder.
+    Returns:
+        The temporary file (``.NAME.HEX8.tmp`` in ``path``'s folder).
 
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "a.bin")
-    >>> write_exclusive(path, lambda file: file.write(b"ok"))
-    >>> open(path, "rb").read()
-    b'ok'
+    >>> import tempfile
+    >>> temporary = write_temporary(Path(tempfile.mkdtemp()) / "a.bin", lambda file: file.write(b"ok"))
+    >>> temporary.name.startswith(".a.bin."), temporary.read_bytes()
+    (True, b'ok')
     """
     path = Path(path)
-    temporary = path.with_name(f".faceattr-{secrets.token_hex(8)}.tmp")
-    descriptor = os.open(temporary, _EXCLUSIVE | _BINARY, 0o666)
+    temporary = path.with_name(temporary_name(path.name))
+    descriptor = os.open(temporary, _EXCLUSIVE_FLAGS, 0o644)
     try:
         with os.fdopen(descriptor, "wb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary
+
+
+def write_exclusive(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Writes ``path`` whole through an exclusive temporary file, never following a symlink.
+
+    ``write(file)`` fills a new temporary file in ``path``'s folder (see :func:`write_temporary`),
+    which then replaces ``path`` with ``os.replace``: a symlink planted at ``path`` is replaced
+    itself, its target untouched; an interrupted write leaves any previous ``path`` intact.
+
+    Args:
+        path: The destination; its folder must exist.
+        write: Writes the content to the binary file it is given.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "a.bin"
+    >>> write_exclusive(path, lambda file: file.write(b"ok"))
+    >>> path.read_bytes()
+    b'ok'
+    """
+    temporary = write_temporary(path, write)
+    try:
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(folder: str | Path, names: Iterable[str]) -> list[Path]:
+    """Removes the temporary files that writes of ``names`` in ``folder`` left behind; returns them.
+
+    Only files directly in ``folder`` whose names match :func:`temporary_name` for one of
+    ``names`` are removed (each is logged): call it only when no write to them can be under way.
+
+    Args:
+        folder: The folder (a missing folder has none).
+        names: Destination file names, e.g. ``["last.pt", "best.pt"]``.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> (folder / ".last.pt.0123abcd.tmp").touch(); (folder / "notes.tmp").touch()
+    >>> [path.name for path in remove_stale_temporaries(folder, ["last.pt"])]
+    ['.last.pt.0123abcd.tmp']
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    names = {fit_name(name, NAME_MAX - _TEMPORARY_EXTRA) for name in names}
+    removed = []
+    for path in sorted(folder.iterdir()):
+        match = _TEMPORARY_NAME.fullmatch(path.name)
+        if match and match["name"] in names and not path.is_dir():
+            path.unlink(missing_ok=True)
+            logger.info("removed %s, left by an interrupted write", path)
+            removed.append(path)
+    return removed
 
 
 def fit_name(name: str, limit: int = NAME_MAX) -> str:

@@ -17,7 +17,7 @@ from faceattr.data.readers.celeba import read_celeba
 from faceattr.data.readers.csvfile import read_csv
 from faceattr.synthetic.fixtures import make_celeba
 from faceattr.data.sources import read_source
-from faceattr.inference.detect import FaceDetector
+from faceattr.inference.detect import Detection, FaceDetector
 from faceattr.errors import DatasetError
 from faceattr.image import crop_box
 from faceattr.prep import alignment_check
@@ -54,6 +54,14 @@ class RecordingDetector(FaceDetector):
     def detect(self, image: np.ndarray) -> list:
         self.found[image.shape] = super().detect(image)
         return self.found[image.shape]
+
+
+class FixedFace(FaceDetector):
+    """A detector that finds one face with fixed landmarks in every image, without MTCNN."""
+
+    def detect(self, image: np.ndarray) -> list:
+        landmarks = np.array([[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]], dtype=np.float32)
+        return [Detection((10.0, 10.0, 90.0, 100.0), 0.99, landmarks)]
 
 
 def noise(height: int, width: int, seed: int) -> Image.Image:
@@ -162,6 +170,64 @@ def test_interrupted_run_drops_the_half_written_row_and_finishes_the_rest(tmp_pa
     assert sorted(row["source"] for row in rows) == names
     assert by_source(rows)["empty.jpg"]["error"] == "empty.jpg: from the killed run"
     assert "no_f\n" not in (tmp_path / "out" / MANIFEST).read_text()
+
+
+def test_a_file_name_with_a_newline_is_done_once_across_resumes(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    noise(120, 100, 0).save(tmp_path / "in" / "new\nline.png")
+    (tmp_path / "in" / 'quote"d.jpg').write_bytes(b"")
+    align_folder(tmp_path / "in", tmp_path / "out")
+    before = (tmp_path / "out" / MANIFEST).read_bytes()
+    for _ in range(2):
+        summary = align_folder(tmp_path / "in", tmp_path / "out", detector=NoDetection())
+        assert (summary.skipped_already_done, summary.processed) == (2, 0)
+    assert (tmp_path / "out" / MANIFEST).read_bytes() == before
+    assert sorted(row["source"] for row in read_manifest(tmp_path / "out" / MANIFEST)) == ["new\nline.png",
+                                                                                           'quote"d.jpg']
+
+
+def test_a_half_written_row_with_a_quoted_newline_is_dropped(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    noise(120, 100, 0).save(tmp_path / "in" / "new\nline.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / MANIFEST).write_text(",".join(MANIFEST_COLUMNS) + '\n"new\nline.png",,no_f',
+                                             newline="")
+    assert read_manifest(tmp_path / "out" / MANIFEST) == []
+    summary = align_folder(tmp_path / "in", tmp_path / "out")
+    assert (summary.skipped_already_done, summary.no_face) == (0, 1)
+    rows = read_manifest(tmp_path / "out" / MANIFEST)
+    assert [(row["source"], row["status"]) for row in rows] == [("new\nline.png", "no_face")]
+
+
+def test_crops_never_write_through_a_symlink_planted_in_the_output(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    noise(120, 100, 0).save(tmp_path / "in" / "a.png")
+    noise(120, 100, 1).save(tmp_path / "in" / "b.png")
+    victims = [tmp_path / "victim_part.txt", tmp_path / "victim_crop.txt"]
+    for victim in victims:
+        victim.write_text("precious")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.png.part").symlink_to(victims[0])
+    (tmp_path / "out" / "b.png").symlink_to(victims[1])
+    summary = align_folder(tmp_path / "in", tmp_path / "out", detector=FixedFace())
+    assert summary.aligned == 2
+    assert [victim.read_text() for victim in victims] == ["precious", "precious"]
+    for name in ("a.png", "b.png"):
+        assert not (tmp_path / "out" / name).is_symlink()
+        assert Image.open(tmp_path / "out" / name).size == (178, 218)
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png", "a.png.part", "b.png", MANIFEST]
+
+
+def test_a_run_removes_the_temporary_crops_a_killed_run_left(tmp_path: Path) -> None:
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    noise(120, 100, 0).save(tmp_path / "in" / "sub" / "a.png")
+    (tmp_path / "out" / "sub").mkdir(parents=True)
+    stale = tmp_path / "out" / "sub" / ".a.png.0123abcd.tmp"
+    kept = tmp_path / "out" / "sub" / ".notes.png.0123abcd.tmp"
+    for path in (stale, kept):
+        path.write_bytes(b"half a crop")
+    align_folder(tmp_path / "in", tmp_path / "out", detector=FixedFace())
+    assert not stale.exists() and kept.read_bytes() == b"half a crop"
 
 
 def test_overwrite_redoes_every_image_in_a_new_manifest(faceless, tmp_path: Path) -> None:

@@ -73,6 +73,51 @@ def test_an_existing_run_is_never_overwritten_silently(data_root, tmp_path):
     fit(config, overwrite=True)
 
 
+@pytest.mark.parametrize("present", ["best.pt", "last.pt", "config.yaml", "metrics.jsonl"])
+def test_any_file_of_a_run_means_the_folder_holds_one(data_root, tmp_path, present):
+    from faceattr.training.engine import fit
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / present).write_bytes(b"the user's")
+    with pytest.raises(ConfigError, match=f"already holds a run \\({present}\\)"):
+        fit(tiny_config(data_root, tmp_path / "run"))
+    assert (tmp_path / "run" / present).read_bytes() == b"the user's"
+
+
+def test_train_tool_refuses_a_folder_with_only_best_pt_and_keeps_it(tiny_config_file, tmp_path, run_tool):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "best.pt").write_bytes(b"the user's model")
+    result = run_tool("train", tiny_config_file, f"train.output_dir={tmp_path / 'run'}")
+    assert result.status == 2 and "already holds a run (best.pt)" in result.err and "--overwrite" in result.err
+    assert (tmp_path / "run" / "best.pt").read_bytes() == b"the user's model"
+
+
+def test_resume_without_last_pt_names_it_and_keeps_the_run(data_root, tmp_path):
+    from faceattr.training.engine import fit
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "best.pt").write_bytes(b"the user's")
+    with pytest.raises(ConfigError, match="--resume: .* has no last.pt .*best.pt"):
+        fit(tiny_config(data_root, tmp_path / "run"), resume=True)
+    assert (tmp_path / "run" / "best.pt").read_bytes() == b"the user's"
+
+
+def test_a_run_start_removes_only_its_stale_checkpoint_temporaries(data_root, tmp_path, caplog):
+    """A checkpoint write killed with SIGKILL leaves its temporary file; the next start removes it."""
+    from faceattr.training.engine import fit
+
+    out = tmp_path / "run"
+    out.mkdir()
+    stale, kept = out / ".last.pt.0123abcd.tmp", out / ".notes.txt.0123abcd.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    kept.write_bytes(b"not ours")
+    with caplog.at_level("INFO", logger="faceattr.files"):
+        fit(tiny_config(data_root, out, "optim.epochs=1"))
+    assert not stale.exists() and kept.read_bytes() == b"not ours"
+    assert str(stale) in caplog.text
+    assert [path.name for path in out.glob(".*.tmp")] == [kept.name]  # the run's own writes leave none
+
+
 def fit_killed_in_epoch(number: int, config, monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs ``fit`` until epoch ``number`` (1-based) starts, then stops it as a kill would."""
     import faceattr.training.engine as engine

@@ -1,4 +1,4 @@
-"""Train a faceattr model: python tools/train.py CONFIG [key=value ...] [--resume].
+"""Train a faceattr model: python tools/train.py CONFIG [key=value ...] [--resume | --overwrite].
 
 Examples:
     python tools/train.py configs/gc_resnet101.yaml
@@ -22,8 +22,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="YAML config file (see configs/)")
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.lr=0.01")
-    parser.add_argument("--resume", action="store_true", help="continue the run in train.output_dir")
-    parser.add_argument("--overwrite", action="store_true", help="start again in a train.output_dir that holds a run")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in train.output_dir from its last.pt")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start again in a train.output_dir that holds a run (any of best.pt, last.pt, "
+                             "config.yaml, metrics.jsonl: without --resume or --overwrite such a folder is refused)")
     return parser
 
 

@@ -6,17 +6,16 @@ A training checkpoint is a plain dict (tensors, numbers, strings, lists, dicts) 
 ``torch.load(weights_only=True)``; a weights file is a safetensors file of tensors plus string
 metadata.
 
-Every write goes to a temporary file in the destination folder which replaces the destination
-only once complete, so an interrupted save leaves the previous file intact.
+Every write goes through :mod:`faceattr.files`: an exclusive temporary file in the destination
+folder which replaces the destination only once complete, so an interrupted save leaves the
+previous file intact.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
-import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import IO, Any
 import torch
 from torch import Tensor, nn
 
+from faceattr import files
 from faceattr.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -41,47 +41,32 @@ _MAX_KEYS_SHOWN = 5
 
 
 def write_temporary(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Calls ``write(file)`` on a new temporary file in ``path``'s folder, synced to disk; returns it.
-
-    The caller moves it onto ``path`` with ``os.replace`` (atomic within one folder) or deletes
-    it; if ``write`` fails, the temporary file is removed. The folder is created if needed.
+    """:func:`faceattr.files.write_temporary` (exclusive, never through a symlink), creating the folder first.
 
     >>> import os, tempfile
-    >>> temporary = write_temporary(os.path.join(tempfile.mkdtemp(), "a.bin"), lambda file: file.write(b"ok"))
+    >>> temporary = write_temporary(os.path.join(tempfile.mkdtemp(), "new", "a.bin"), lambda file: file.write(b"ok"))
     >>> temporary.name.startswith(".a.bin."), temporary.read_bytes()
     (True, b'ok')
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "xb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return temporary
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return files.write_temporary(path, write)
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Calls ``write(file)`` on a temporary file next to ``path``, then moves it onto ``path``.
+    """:func:`faceattr.files.write_exclusive`, creating the folder first.
 
-    An interrupted write leaves any previous ``path`` intact; the folder is created if needed.
+    An interrupted write leaves any previous ``path`` intact, and its temporary file (which
+    :func:`faceattr.files.remove_stale_temporaries` removes); a symlink at ``path`` is replaced,
+    never followed.
 
     >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "a.bin")
+    >>> path = os.path.join(tempfile.mkdtemp(), "new", "a.bin")
     >>> atomic_write(path, lambda file: file.write(b"ok"))
     >>> open(path, "rb").read()
     b'ok'
     """
-    temporary = write_temporary(path, write)
-    try:
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    files.write_exclusive(path, write)
 
 
 def _check_plain(value: Any, where: str) -> None:

@@ -22,9 +22,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import io
 import logging
-import os
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from faceattr.inference.align import CELEBA_SIZE, align_face
 from faceattr.image import IMAGE_EXTENSIONS, read_image
 from faceattr.inference.detect import FaceDetector
 from faceattr.errors import ConfigError, DatasetError, ImageError
+from faceattr.files import remove_stale_temporaries, write_exclusive
 from faceattr.runtime import spawn_pool
 
 logger = logging.getLogger(__name__)
@@ -158,15 +160,30 @@ def read_manifest(path: str | Path) -> list[dict[str, str]]:
         return []
     with open(path, encoding="utf-8", newline="") as file:
         text = file.read()
-    header = ",".join(MANIFEST_COLUMNS) + "\n"
-    if header.startswith(text):  # empty, or killed while writing the header
+    if (",".join(MANIFEST_COLUMNS) + "\n").startswith(text):  # empty, or killed while writing the header
         return []
-    # Every row ends with a newline: whatever follows the last one is a row cut short.
-    rows = list(csv.reader(text.split("\n")[:-1]))
+    # newline="" and a csv reader over whole rows: a file name may hold a newline (quoted).
+    rows = list(csv.reader(io.StringIO(_complete_rows(text), newline="")))
     if not rows or tuple(rows[0]) != MANIFEST_COLUMNS:
         raise DatasetError(f"not a manifest of faceattr.prep.align_folder (expected the header "
                            f"{','.join(MANIFEST_COLUMNS)}): remove it or choose another output folder", path, 1)
     return [dict(zip(MANIFEST_COLUMNS, row)) for row in rows[1:] if len(row) == len(MANIFEST_COLUMNS)]
+
+
+def _complete_rows(text: str) -> str:
+    """The start of a manifest's text up to its last complete row (a killed run can leave half of one).
+
+    A row is complete at a newline outside quotes: the csv writer quotes a field that holds a
+    newline or a quote and doubles its quotes, so a newline is outside quotes exactly where the
+    text before it holds an even number of quote characters.
+    """
+    end = position = quotes = 0
+    for line in text.split("\n")[:-1]:
+        quotes += line.count('"')
+        position += len(line) + 1
+        if quotes % 2 == 0:
+            end = position
+    return text[:end]
 
 
 def align_folder(input_dir: str | Path, output_dir: str | Path, workers: int = 1,
@@ -210,6 +227,7 @@ def align_folder(input_dir: str | Path, output_dir: str | Path, workers: int = 1
     manifest = output_dir / MANIFEST
     done = set() if overwrite else {row["source"] for row in read_manifest(manifest)}
     todo = [photo for photo in photos if photo not in done]
+    _remove_stale_crops(output_dir, todo)
     summary = AlignSummary(skipped_already_done=len(photos) - len(todo), manifest=manifest)
     logger.info("%s: %d photos, %d already in %s, %d to align with %d worker(s)", input_dir, len(photos),
                 summary.skipped_already_done, manifest, len(todo), workers)
@@ -246,6 +264,15 @@ def _check_arguments(input_dir: Path, output_dir: Path, workers: int, size: tupl
                           "use kind 'mtcnn'")
 
 
+def _remove_stale_crops(output_dir: Path, todo: list[str]) -> None:
+    """Removes the temporary crops of ``todo``'s photos that a killed run left in ``output_dir``."""
+    names_by_folder: dict[Path, list[str]] = defaultdict(list)
+    for photo in todo:
+        names_by_folder[Path(photo).parent].append(Path(photo).name)
+    for folder, names in names_by_folder.items():
+        remove_stale_temporaries(output_dir / folder, names)
+
+
 @contextlib.contextmanager
 def _manifest_writer(path: Path, fresh: bool) -> Iterator[Callable[[dict[str, str]], None]]:
     """A function appending one row to the manifest as one flushed line.
@@ -254,9 +281,9 @@ def _manifest_writer(path: Path, fresh: bool) -> Iterator[Callable[[dict[str, st
     :func:`read_manifest`) is continued after dropping a row cut short, or created.
     """
     if not fresh and path.is_file():
-        with open(path, "rb+") as file:
-            # A killed run can leave half a row: cut the file back to its last complete line.
-            file.truncate(file.read().rfind(b"\n") + 1)
+        with open(path, "r+", encoding="utf-8", newline="") as file:
+            # A killed run can leave half a row: cut the file back to its last complete row.
+            file.truncate(len(_complete_rows(file.read()).encode("utf-8")))
     fresh = fresh or not path.is_file() or path.stat().st_size == 0
     with open(path, "w" if fresh else "a", encoding="utf-8", newline="") as file:
         writer = csv.DictWriter(file, MANIFEST_COLUMNS, lineterminator="\n")
@@ -319,7 +346,7 @@ def _align_photo(relative: str, input_dir: Path, output_dir: Path, size: tuple[i
         image = read_image(input_dir / relative)
     except ImageError as error:
         target.unlink(missing_ok=True)  # no stale crop from an earlier run beside an "unreadable" row
-        # One line per row: the manifest's resume logic relies on it.
+        # On one line: the manifest stays readable in an editor or a spreadsheet.
         return row | {"status": "unreadable", "faces": "0", "error": " ".join(str(error).split())}
     faces = detector.detect(image)
     row["faces"] = str(len(faces))
@@ -336,12 +363,16 @@ def _align_photo(relative: str, input_dir: Path, output_dir: Path, size: tuple[i
 
 
 def _save(crop: np.ndarray, target: Path) -> None:
-    """Saves ``crop`` at ``target`` in the format of its extension, atomically (no half-written crop)."""
+    """Saves ``crop`` at ``target`` in the format of its extension, whole (no half-written crop).
+
+    Through :func:`faceattr.files.write_exclusive`: a symlink planted at ``target`` or at the
+    temporary file's name is never followed.
+    """
     image_format = Image.registered_extensions()[target.suffix.lower()]
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    Image.fromarray(crop).save(partial, format=image_format, **_SAVE_OPTIONS.get(image_format, {}))
-    os.replace(partial, target)
+    picture = Image.fromarray(crop)
+    write_exclusive(target, lambda file: picture.save(file, format=image_format,
+                                                      **_SAVE_OPTIONS.get(image_format, {})))
 
 
 def _count(summary: AlignSummary, row: dict[str, str]) -> None:

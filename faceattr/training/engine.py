@@ -22,6 +22,7 @@ from faceattr.models.weights_io import load_checkpoint, save_checkpoint
 from faceattr.config import Config, config_to_dict, save_config
 from faceattr.errors import CheckpointError, ConfigError
 from faceattr.evaluation.decision import DEFAULT_DECISION
+from faceattr.files import remove_stale_temporaries
 from faceattr.evaluation.evaluate import calibrate_and_tune, predict_loader, summarize
 from faceattr.evaluation.summary import headline, headline_figures
 from faceattr.runtime import (World, all_ranks_have, autocast, broadcast_from_main, close_world, init_world, select_device,
@@ -30,7 +31,10 @@ from faceattr.training.parts import TrainingParts, build_training
 
 logger = logging.getLogger(__name__)
 
-LAST, BEST = "last.pt", "best.pt"
+LAST, BEST, CONFIG, HISTORY = "last.pt", "best.pt", "config.yaml", "metrics.jsonl"
+
+#: Files whose presence means a folder holds a run: a new run there needs --resume or --overwrite.
+RUN_FILES: tuple[str, ...] = (BEST, LAST, CONFIG, HISTORY)
 
 
 @dataclasses.dataclass
@@ -193,15 +197,16 @@ def fit(config: Config, resume: bool = False, overwrite: bool = False) -> dict:
     Args:
         config: The validated configuration.
         resume: Continue the run in ``train.output_dir`` from its ``last.pt``.
-        overwrite: Start afresh even if ``train.output_dir`` holds a run (its checkpoints
-            are replaced as the new run writes its own).
+        overwrite: Start afresh even if ``train.output_dir`` holds a run (any of
+            :data:`RUN_FILES`; its files are replaced as the new run writes its own).
 
     Returns:
         The evaluation dict of the best epoch (on rank 0; other ranks get an empty dict).
 
     Raises:
         ConfigError: If the run folder already holds a run and neither ``resume`` nor
-            ``overwrite`` is set.
+            ``overwrite`` is set, or ``resume`` is set and the folder holds ``best.pt`` or
+            ``metrics.jsonl`` but no ``last.pt``.
     """
     device = select_device(config.train.device, int(os.environ.get("LOCAL_RANK", "0")))
     world = init_world(device.type)
@@ -217,6 +222,9 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
 
     out = Path(config.train.output_dir)
     _check_run_folder(out, resume, overwrite)
+    if world.is_main:
+        # No write to them can be under way: this run is the folder's only writer.
+        remove_stale_temporaries(out, (LAST, BEST))
     seed_everything(config.train.seed)
     bundle = build_data(config.data)
     if len(bundle.val) == 0:
@@ -228,7 +236,7 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
     state = _start_or_resume(out, config, parts, resume, device, world)
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        save_config(config, out / "config.yaml")
+        save_config(config, out / CONFIG)
     parts.distribute(world, device)
     writer = _open_writer(out, state, world)
     logger.info("training %s on %s: %d training images in %d steps/epoch, %d validation images, %d process(es)",
@@ -259,7 +267,7 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
             if improved:
                 save_checkpoint(deploy, out / BEST)
             save_checkpoint({**deploy, "train": {**parts.state_dict(), "state": dataclasses.asdict(state)}}, out / LAST)
-            _write_history(state.history, out / "metrics.jsonl")
+            _write_history(state.history, out / HISTORY)
             _log_epoch(writer, record, evaluation, parts.loss_fn, state.step)
             logger.info("epoch %d/%d: %s%s", epoch + 1, config.optim.epochs,
                         ", ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float)),
@@ -275,12 +283,20 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
 
 
 def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuses contradictory flags, and a folder that holds a run unless told what to do with it."""
+    """Refuses contradictory flags, a folder that holds a run unless told what to do with it, and a
+    ``--resume`` that would replace a run's files without a ``last.pt`` to continue from."""
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other")
-    if (out / LAST).exists() and not (resume or overwrite):
-        raise ConfigError(f"train.output_dir: {out} already holds a run ({LAST}); pass --resume to continue it, "
-                          "--overwrite to start it again, or choose another train.output_dir")
+    present = [name for name in RUN_FILES if (out / name).exists()]
+    if present and not (resume or overwrite):
+        raise ConfigError(f"train.output_dir: {out} already holds a run ({', '.join(present)}); pass --resume to "
+                          "continue it, --overwrite to start it again, or choose another train.output_dir")
+    # Only config.yaml (a run stopped in its first epoch) has nothing to resume and nothing to lose.
+    results = [name for name in present if name != CONFIG]
+    if resume and results and LAST not in results:
+        raise ConfigError(f"--resume: {out} has no {LAST} to continue from, and starting again would replace its "
+                          f"{', '.join(results)}; pass --overwrite to start it again, or choose another "
+                          "train.output_dir")
 
 
 def _start_or_resume(out: Path, config: Config, parts: TrainingParts, resume: bool, device: torch.device,

@@ -176,7 +176,8 @@ def execute(runs: Sequence[Run], config_path: str | Path, jobs: int = 1) -> None
         if is_finished(run):
             logger.info("[%d/%d] %s: finished, skipped (%s)", number, len(runs), run.name, run.folder)
             continue
-        resume = (run.folder / engine.LAST).is_file()
+        # A run killed before its first checkpoint has only config.yaml: --resume starts it again.
+        resume = any((run.folder / name).exists() for name in engine.RUN_FILES)
         logger.info("[%d/%d] %s: %s in %s", number, len(runs), run.name, "resuming" if resume else "training",
                     run.folder)
         if jobs == 1:
