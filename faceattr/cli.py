@@ -10,8 +10,10 @@ OpenCV are imported only when a command runs, so ``faceattr --help`` answers at 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -24,7 +26,7 @@ from typing import IO, Any
 from faceattr.attributes import ATTRIBUTES
 from faceattr.config import DECISION_POLICIES
 from faceattr.errors import FaceAttrError
-from faceattr.files import fit_name, write_exclusive
+from faceattr.files import fit_name, open_exclusive, write_exclusive
 from faceattr.image import IMAGE_EXTENSIONS, find_images, read_image
 from faceattr.inference.results import OUTSIDE_NOTE, ImageResult, ranked_attributes
 from faceattr.version import __version__
@@ -342,13 +344,18 @@ def run_predict(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
         return EXIT_USAGE
     predictor = load_predictor(args.model, args.device, args.batch_size, args.decision, args.threshold)
     annotated = None
+    outputs = contextlib.ExitStack()
     try:
         if args.save_annotated is not None:
             args.save_annotated.mkdir(parents=True, exist_ok=True)
             annotated = _AnnotatedWriter(args.save_annotated, [Path(p) for p in args.paths if Path(p).is_dir()],
                                          DRAWN_ATTRIBUTES if args.top is None else args.top)
-        csv_file = None if args.csv is None else open(args.csv, "w", newline="", encoding="utf-8")
+        # Written beside its destination and put in place when the run ends: never through a link
+        # planted at FILE, and a failed run leaves an earlier FILE as it was.
+        csv_file = None if args.csv is None else io.TextIOWrapper(outputs.enter_context(open_exclusive(args.csv)),
+                                                                 encoding="utf-8", newline="")
     except OSError as error:
+        outputs.close()
         stderr.write(f"faceattr: cannot write output: {error}\n")
         return EXIT_USAGE
     writer = None if csv_file is None else csv.writer(csv_file)
@@ -356,7 +363,7 @@ def run_predict(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
         writer.writerow(CSV_COLUMNS)
     failed = len(missing)
     documents = []
-    try:
+    with outputs:
         # Log records go through tqdm.write, so warnings do not break the progress bar's line.
         # No bar where stderr is a log file or a pipe: its redrawn lines would only clutter it.
         with logging_redirect_tqdm(), tqdm(total=len(images), unit="image", file=stderr,
@@ -387,9 +394,8 @@ def run_predict(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
                             progress.write(f"faceattr: {shown.source}: cannot write {printable(str(target))}: "
                                            f"{printable(error.strerror or str(error))}", file=stderr)
                 progress.update(len(batch))
-    finally:
         if csv_file is not None:
-            csv_file.close()
+            csv_file.detach()  # flushed into the binary file, which the stack closes and puts in place
     if args.json:
         json.dump(documents, stdout, indent=2)
         stdout.write("\n")

@@ -12,12 +12,13 @@ its temporary file behind; :func:`remove_stale_temporaries` removes those of a f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -48,6 +49,22 @@ def temporary_name(name: str) -> str:
     return f".{fit_name(name, NAME_MAX - _TEMPORARY_EXTRA)}.{secrets.token_hex(4)}.tmp"
 
 
+@contextlib.contextmanager
+def _exclusive_temporary(path: Path) -> Iterator[tuple[Path, IO[bytes]]]:
+    """A new temporary file beside ``path`` (:func:`temporary_name`), created here or not at all and
+    never through a symlink; synced when the block ends, removed if it fails."""
+    temporary = path.with_name(temporary_name(path.name))
+    descriptor = os.open(temporary, _EXCLUSIVE_FLAGS, 0o644)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            yield temporary, file
+            file.flush()
+            os.fsync(file.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def write_temporary(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     """Calls ``write(file)`` on a new, exclusively created temporary file beside ``path``; returns it.
 
@@ -67,18 +84,39 @@ def write_temporary(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path
     >>> temporary.name.startswith(".a.bin."), temporary.read_bytes()
     (True, b'ok')
     """
+    with _exclusive_temporary(Path(path)) as (temporary, file):
+        write(file)
+    return temporary
+
+
+@contextlib.contextmanager
+def open_exclusive(path: str | Path) -> Iterator[IO[bytes]]:
+    """A binary file to write ``path`` through, put in place whole when the block ends.
+
+    What is written goes to an exclusive temporary file (see :func:`write_temporary`) that
+    replaces ``path`` with ``os.replace`` when the block ends without error: a symlink planted at
+    ``path`` is replaced itself, its target untouched. If the block fails, the temporary file is
+    removed and any previous ``path`` is left as it was. For outputs written piece by piece
+    (a CSV growing row by row); :func:`write_exclusive` writes one in a call.
+
+    Args:
+        path: The destination; its folder must exist.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "rows.csv"
+    >>> with open_exclusive(path) as file:
+    ...     _ = file.write(b"a,b\\n")
+    >>> path.read_bytes()
+    b'a,b\\n'
+    """
     path = Path(path)
-    temporary = path.with_name(temporary_name(path.name))
-    descriptor = os.open(temporary, _EXCLUSIVE_FLAGS, 0o644)
+    with _exclusive_temporary(path) as (temporary, file):
+        yield file
     try:
-        with os.fdopen(descriptor, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
+        os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    return temporary
 
 
 def write_exclusive(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
@@ -98,12 +136,8 @@ def write_exclusive(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None
     >>> path.read_bytes()
     b'ok'
     """
-    temporary = write_temporary(path, write)
-    try:
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with open_exclusive(path) as file:
+        write(file)
 
 
 def remove_stale_temporaries(folder: str | Path, names: Iterable[str]) -> list[Path]:

@@ -452,3 +452,14 @@ def test_a_closed_pipe_on_stdout_ends_the_run_quietly() -> None:
               "cli.run_predict = closed\nsys.exit(cli.main(['predict', 'photo.jpg']))\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == cli.EXIT_OK and result.stderr == ""
+
+
+def test_csv_replaces_a_planted_link_and_never_writes_through_it(tmp_path, fake, model, capsys) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    table = tmp_path / "out.csv"
+    table.symlink_to(victim)
+    assert run(capsys, "predict", photo(tmp_path / "a.jpg"), "--model", model, "--csv", table)[0] == 0
+    assert victim.read_text() == "precious"
+    assert not table.is_symlink() and next(csv.DictReader(table.open(encoding="utf-8")))["path"].endswith("a.jpg")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.jpg", "model.pt", "out.csv", "victim.txt"]
