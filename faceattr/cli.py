@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from faceattr.attributes import ATTRIBUTES
 from faceattr.errors import FaceAttrError
-from faceattr.image import IMAGE_EXTENSIONS, find_images, read_image
+from faceattr.image import IMAGE_EXTENSIONS, find_images, read_reduced
 from faceattr.inference.results import ImageResult, ranked_attributes
 from faceattr.version import __version__
 
@@ -173,11 +173,15 @@ class _AnnotatedWriter:
 
         from faceattr.inference.annotate import annotate
 
+        from faceattr.inference.predictor import rescale_faces
+
         source = Path(result.source)
         # The predictor's own reader, so the photo is turned and converted exactly as when its
-        # faces were found; at full size, the size of the faces' coordinates, even where the
-        # predictor decoded a large JPEG reduced: an annotated copy keeps the photo's resolution.
-        drawn = annotate(read_image(source), result.faces, self.top)
+        # faces were found; a large JPEG decoded reduced (not a second full-size decode, 48 MB for
+        # 12 megapixels) down to a full-HD screen's width, and the faces moved into its pixels.
+        image, (width, height) = read_reduced(source, 1920)
+        faces = rescale_faces(result.faces, image.shape[1] / width, image.shape[0] / height)
+        drawn = annotate(image, faces, self.top)
         target = self.target(source)
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(drawn).save(target, quality=92)

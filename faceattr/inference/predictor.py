@@ -59,16 +59,25 @@ def _landmarks(detection: Detection) -> np.ndarray:
     return np.array([x1, y1]) + BOX_LANDMARKS * np.array([x2 - x1, y2 - y1])
 
 
-def _in_full_image(faces: list[FaceResult], array: np.ndarray, size: tuple[int, int]) -> list[FaceResult]:
-    """``faces`` found in ``array``, a reduced decode, with boxes and landmarks in the full image's pixels."""
-    scale_x, scale_y = size[0] / array.shape[1], size[1] / array.shape[0]
+def rescale_faces(faces: Sequence[FaceResult], scale_x: float, scale_y: float) -> list[FaceResult]:
+    """``faces`` with boxes and landmarks multiplied by ``scale_x`` and ``scale_y``: into another decode's pixels.
+
+    >>> face = FaceResult((10.0, 20.0, 30.0, 40.0), 0.9, None, {}, (), 3.0)
+    >>> rescale_faces([face], 0.5, 0.25)[0].box
+    (5.0, 5.0, 15.0, 10.0)
+    """
     if (scale_x, scale_y) == (1.0, 1.0):
-        return faces
+        return list(faces)
     return [replace(face, box=(face.box[0] * scale_x, face.box[1] * scale_y, face.box[2] * scale_x,
                                face.box[3] * scale_y),
                     landmarks=None if face.landmarks is None else tuple(
                         (x * scale_x, y * scale_y) for x, y in face.landmarks))
             for face in faces]
+
+
+def _in_full_image(faces: list[FaceResult], array: np.ndarray, size: tuple[int, int]) -> list[FaceResult]:
+    """``faces`` found in ``array``, a reduced decode, with boxes and landmarks in the full image's pixels."""
+    return rescale_faces(faces, size[0] / array.shape[1], size[1] / array.shape[0])
 
 
 class Predictor:
