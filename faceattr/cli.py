@@ -27,7 +27,7 @@ from faceattr.attributes import ATTRIBUTES
 from faceattr.config import DECISION_POLICIES
 from faceattr.errors import FaceAttrError
 from faceattr.files import fit_name, open_exclusive, write_exclusive
-from faceattr.image import IMAGE_EXTENSIONS, find_images, read_image
+from faceattr.image import IMAGE_EXTENSIONS, find_images, read_reduced
 from faceattr.inference.results import OUTSIDE_NOTE, ImageResult, ranked_attributes
 from faceattr.version import __version__
 
@@ -280,10 +280,14 @@ class _AnnotatedWriter:
 
         from faceattr.inference.annotate import annotate
 
+        from faceattr.inference.predictor import rescale_faces
+
         # The predictor's own reader, so the photo is turned and converted exactly as when its
-        # faces were found; at full size, the size of the faces' coordinates, even where the
-        # predictor decoded a large JPEG reduced: an annotated copy keeps the photo's resolution.
-        drawn = Image.fromarray(annotate(read_image(Path(result.source)), result.faces, self.top))
+        # faces were found; a large JPEG decoded reduced (not a second full-size decode, 48 MB for
+        # 12 megapixels) down to a full-HD screen's width, and the faces moved into its pixels.
+        image, (width, height) = read_reduced(Path(result.source), 1920)
+        faces = rescale_faces(result.faces, image.shape[1] / width, image.shape[0] / height)
+        drawn = Image.fromarray(annotate(image, faces, self.top))
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.parent.resolve().is_relative_to(self.folder.resolve()):
             raise OSError(f"{target.parent} links out of {self.folder}")

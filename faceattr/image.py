@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,12 @@ from PIL import ExifTags, Image, ImageOps
 from faceattr.errors import ConfigError, ImageError
 
 logger = logging.getLogger(__name__)
+
+#: The default largest image, in pixels (width x height), that prediction reads: below PIL's
+#: decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, 89.5 million), because a large
+#: non-JPEG is decoded at full size and converted (an 88-megapixel 16-bit PNG peaked at 3.2 GB);
+#: it holds a 64-megapixel phone photo (9248x6936). ``Predictor(max_pixels=...)`` changes it.
+PREDICTION_MAX_PIXELS = 64 * 2**20
 
 #: The file extensions taken as images when a folder is searched (any case).
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
@@ -73,32 +78,50 @@ def source_name(source: Any) -> str:
     return f"<{type(source).__name__}>"
 
 
-def open_image(file: str | Path | io.BytesIO, name: str, min_side: int | None = None
-               ) -> tuple[Image.Image, tuple[int, int]]:
+def _check_pixels(name: str, size: tuple[int, int], max_pixels: int | None) -> None:
+    """Refuses an image over PIL's decompression-bomb limit or over ``max_pixels``, before it is decoded.
+
+    A plain comparison, not PIL's ``DecompressionBombWarning`` turned into an error: changing
+    warning filters (``warnings.catch_warnings``) is not thread-safe, and from threads it let
+    bombs through.
+    """
+    width, height = size
+    limits = [(limit, what) for limit, what in ((Image.MAX_IMAGE_PIXELS, "decompression-bomb limit"),
+                                                (max_pixels, "prediction limit (max_pixels)"))
+              if limit is not None]
+    for limit, what in sorted(limits, key=lambda item: item[0]):
+        if width * height > limit:
+            raise ImageError(f"{name}: {width}x{height} image ({width * height:,} pixels) is over the {what} "
+                             f"of {limit:,} pixels")
+
+
+def open_image(file: str | Path | io.BytesIO, name: str, min_side: int | None = None,
+               max_pixels: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
     """Decodes an image file to upright RGB, JPEGs reduced while their longer side stays >= ``min_side``.
 
-    Returns the decoded image and the full upright size ``(width, height)``. A decompression
-    bomb is an error, in training data as in a prediction service.
+    Returns the decoded image and the full upright size ``(width, height)``. An image over PIL's
+    decompression-bomb limit or over ``max_pixels`` is refused from its header, before any
+    decoding: in training data as in a prediction service.
     """
-    with warnings.catch_warnings():
-        # PIL only warns between its pixel limit and twice it; a service reading untrusted files must refuse.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            with Image.open(file) as image:
-                width, height = image.size
-                if min_side is not None and max(width, height) > min_side:
-                    ratio = min_side / max(width, height)
-                    # JPEG only (other formats ignore it): libjpeg scales by 1/2, 1/4 or 1/8 inside
-                    # its inverse DCT, the largest reduction that keeps the size asked for.
-                    image.draft(image.mode, (math.ceil(width * ratio), math.ceil(height * ratio)))
-                image.load()  # decode now: a truncated file fails here
-                if image.getexif().get(ExifTags.Base.Orientation, 1) in _SWAPPING_ORIENTATIONS:
-                    width, height = height, width
-                return to_rgb(ImageOps.exif_transpose(image)), (width, height)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning) as error:
-            # PIL reports corrupt data as OSError, SyntaxError or ValueError depending on the codec.
-            raise ImageError(f"{name}: cannot read image: {error}") from error
+    try:
+        with Image.open(file) as image:
+            width, height = image.size
+            _check_pixels(name, (width, height), max_pixels)
+            if min_side is not None and max(width, height) > min_side:
+                ratio = min_side / max(width, height)
+                # JPEG only (other formats ignore it): libjpeg scales by 1/2, 1/4 or 1/8 inside
+                # its inverse DCT, the largest reduction that keeps the size asked for.
+                image.draft(image.mode, (math.ceil(width * ratio), math.ceil(height * ratio)))
+            image.load()  # decode now: a truncated file fails here
+            if image.getexif().get(ExifTags.Base.Orientation, 1) in _SWAPPING_ORIENTATIONS:
+                width, height = height, width
+            return to_rgb(ImageOps.exif_transpose(image)), (width, height)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        if isinstance(error, ImageError):  # already names the input (it is a ValueError too)
+            raise
+        # PIL reports corrupt data as OSError, SyntaxError or ValueError depending on the codec;
+        # over twice its pixel limit, Image.open itself raises DecompressionBombError.
+        raise ImageError(f"{name}: cannot read image: {error}") from error
 
 
 def crop_box(size: tuple[int, int], crop: Sequence[float] | None) -> tuple[int, int, int, int]:
@@ -167,46 +190,56 @@ def check_rgb(image: Any, name: str = "image", error: type[Exception] = ValueErr
     return image
 
 
-def _from_array(array: np.ndarray) -> np.ndarray:
-    """An RGB ``(H, W, 3)`` or grayscale ``(H, W)`` uint8 array as contiguous RGB."""
+def _from_array(array: np.ndarray, bgr: bool = False) -> np.ndarray:
+    """An RGB (or, with ``bgr``, BGR) ``(H, W, 3)`` or grayscale ``(H, W)`` uint8 array as contiguous RGB."""
     if array.ndim == 2 and array.dtype == np.uint8:
         array = np.repeat(array[:, :, None], 3, axis=2)
+    elif bgr:
+        array = check_rgb(array, "<array>", ImageError)[..., ::-1]
     check_rgb(array, "<array>", ImageError)
     # Contiguous: a BGR->RGB view (frame[..., ::-1]) has negative strides, which cv2 and torch refuse.
     return np.ascontiguousarray(array)
 
 
-def read_image(source: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray:
+def read_image(source: str | Path | bytes | Image.Image | np.ndarray, max_pixels: int | None = None,
+               bgr: bool = False) -> np.ndarray:
     """Reads any supported input as an upright RGB uint8 array ``(H, W, 3)``.
 
     Files and bytes are decoded by content, not by extension, and turned upright per their
     EXIF orientation; grayscale, palette, CMYK and 16-bit images become 8-bit RGB and
-    transparent pixels are shown over white. Arrays must be RGB: OpenCV frames are BGR, so
-    pass ``frame[..., ::-1]``.
+    transparent pixels are shown over white. Arrays are RGB unless ``bgr`` says they are in
+    OpenCV's order (``cv2.imread``, ``VideoCapture.read``).
 
     Args:
         source: A path, the bytes of an image file, a PIL image, or a uint8 numpy array,
             RGB ``(H, W, 3)`` or grayscale ``(H, W)``.
+        max_pixels: Refuse images of more pixels (width x height) than this, from the file's
+            header, before decoding; ``None``: only PIL's decompression-bomb limit.
+        bgr: A ``(H, W, 3)`` array is BGR, as OpenCV gives it; files, bytes and PIL images
+            carry their own channel order and ignore it.
 
     Returns:
         The RGB image, a new array independent of ``source`` for files, bytes and PIL images.
 
     Raises:
         ImageError: The input is missing, empty, truncated, not an image, a decompression
-            bomb or an array of the wrong shape or type; the message names the input.
+            bomb, over ``max_pixels`` or an array of the wrong shape or type; the message
+            names the input.
 
     >>> read_image(np.zeros((4, 5), np.uint8)).shape
     (4, 5, 3)
+    >>> read_image(np.array([[[0, 0, 255]]], np.uint8), bgr=True).tolist()
+    [[[255, 0, 0]]]
     >>> read_image(b"")
     Traceback (most recent call last):
     ...
     faceattr.errors.ImageError: <bytes>: cannot read image: empty input
     """
-    return read_reduced(source, None)[0]
+    return read_reduced(source, None, max_pixels, bgr)[0]
 
 
-def read_reduced(source: str | Path | bytes | Image.Image | np.ndarray, min_side: int | None
-                 ) -> tuple[np.ndarray, tuple[int, int]]:
+def read_reduced(source: str | Path | bytes | Image.Image | np.ndarray, min_side: int | None,
+                 max_pixels: int | None = None, bgr: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
     """Reads an input as :func:`read_image` does, decoding large JPEGs at a reduced size.
 
     A JPEG file or bytes whose longer side exceeds ``min_side`` is decoded at 1/2, 1/4 or 1/8
@@ -217,6 +250,8 @@ def read_reduced(source: str | Path | bytes | Image.Image | np.ndarray, min_side
     Args:
         source: Any input :func:`read_image` accepts.
         min_side: Smallest longer side of the result; ``None`` always decodes at full size.
+        max_pixels: As :func:`read_image`.
+        bgr: As :func:`read_image`.
 
     Returns:
         The upright RGB array, and the upright size ``(width, height)`` of the full image:
@@ -235,20 +270,23 @@ def read_reduced(source: str | Path | bytes | Image.Image | np.ndarray, min_side
     """
     name = source_name(source)
     if isinstance(source, (str, Path)):
-        image, size = open_image(source, name, min_side)
+        image, size = open_image(source, name, min_side, max_pixels)
         return np.asarray(image), size
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageError(f"{name}: cannot read image: empty input")
-        image, size = open_image(io.BytesIO(source), name, min_side)
+        image, size = open_image(io.BytesIO(source), name, min_side, max_pixels)
         return np.asarray(image), size
     if isinstance(source, Image.Image):
+        _check_pixels(name, source.size, max_pixels)  # an opened PIL image may not be decoded yet
         try:
             array = np.asarray(to_rgb(ImageOps.exif_transpose(source)))
         except (OSError, ValueError, SyntaxError) as error:
             raise ImageError(f"{name}: cannot convert image: {error}") from error
     elif isinstance(source, np.ndarray):
-        array = _from_array(source)
+        if source.ndim >= 2:
+            _check_pixels(name, (source.shape[1], source.shape[0]), max_pixels)
+        array = _from_array(source, bgr)
     else:
         raise ImageError(f"{name}: expected a path, bytes, a PIL image or a numpy array")
     return array, (array.shape[1], array.shape[0])

@@ -298,26 +298,27 @@ def test_real_predictor_on_two_people(shared_data, checkpoint, tmp_path, capsys)
 
 
 @pytest.mark.real_data
-def test_reduced_jpeg_is_annotated_at_full_size_where_its_faces_are(shared_data, checkpoint, tmp_path, monkeypatch,
-                                                                     capsys) -> None:
+def test_large_jpeg_is_annotated_on_a_reduced_decode_where_its_faces_are(shared_data, checkpoint, tmp_path,
+                                                                         monkeypatch, capsys) -> None:
     from faceattr.inference.annotate import PALETTE
     from faceattr.inference.detect import FaceDetector
     from faceattr.inference.predictor import Predictor
 
-    # A detector that sees 512 px: the predictor decodes this 2048 px JPEG at half size.
+    # A detector that sees 512 px: the predictor decodes this 4096 px JPEG at 1/4, the annotation at 1/2
+    # (the largest reduction keeping 1920 px), not a second time at full size.
     monkeypatch.setattr(cli, "load_predictor", lambda checkpoint, device, batch_size, *policy: Predictor(
         checkpoint, device=device, batch_size=batch_size, detector=FaceDetector(max_side=512)))
     image = tmp_path / "big.jpg"
-    Image.open(shared_data / TWO_PEOPLE).convert("RGB").resize((2048, 1202)).save(image, quality=95)
+    Image.open(shared_data / TWO_PEOPLE).convert("RGB").resize((4096, 2404)).save(image, quality=95)
     code, out, err = run(capsys, "predict", image, "--model", checkpoint, "--json",
                          "--device", "cpu", "--save-annotated", tmp_path / "drawn")
     assert code == 0, err
     [document] = json.loads(out)
-    assert (document["width"], document["height"]) == (2048, 1202)
+    assert (document["width"], document["height"]) == (4096, 2404)
     drawn = np.asarray(Image.open(tmp_path / "drawn" / "big.jpg"))
     assert drawn.shape == (1202, 2048, 3)
-    # The first face's box is drawn in its colour where the JSON puts its left edge, at full scale.
-    x1, y1, _, y2 = (round(v) for v in document["faces"][0]["box"])
+    # The first face's box is drawn in its colour where the JSON puts its left edge, at half scale.
+    x1, y1, _, y2 = (round(v / 2) for v in document["faces"][0]["box"])
     edge = drawn[(y1 + y2) // 2, x1 - 1:x1 + 2].astype(int)
     assert (np.abs(edge - PALETTE[0]).max(axis=1) < 40).any()
 

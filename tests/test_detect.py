@@ -80,6 +80,47 @@ def test_blank_image_has_no_faces(detector: FaceDetector) -> None:
     assert detector.detect(np.full((240, 320, 3), 128, np.uint8)) == []
 
 
+def photo_like(height: int, width: int) -> np.ndarray:
+    """A drawn face resized to ``width`` x ``height``: a photo shrunk, not a flat colour."""
+    from faceattr.synthetic.drawing import draw_face
+
+    return np.asarray(draw_face({"Male": True}, size=(width, height)).convert("RGB"))
+
+
+#: Images whose shorter side, or whose downscaled copy's, is under the 20 px smallest face: MTCNN
+#: has no pyramid level for them (it raised ``torch.cat(): expected a non-empty list``).
+TOO_SMALL = {"1x1": (1, 1), "12x12": (12, 12), "photo 24x18": (18, 24), "19 px": (19, 400),
+             "30x4000 banner": (30, 4000), "4000x30 banner": (4000, 30)}
+
+
+@pytest.mark.parametrize("kind", ["mtcnn", pytest.param("haar", marks=pytest.mark.skipif(
+    not HAS_HAAR, reason="no Haar cascades"))])
+@pytest.mark.parametrize("name", sorted(TOO_SMALL))
+def test_image_too_small_for_a_face_has_none(detector: FaceDetector, kind: str, name: str) -> None:
+    image = photo_like(*TOO_SMALL[name])
+    assert (detector if kind == "mtcnn" else FaceDetector("haar")).detect(image) == []
+
+
+def test_batch_with_too_small_images_keeps_every_result(detector: FaceDetector) -> None:
+    images = [photo_like(*TOO_SMALL["12x12"]), photo_like(40, 40), photo_like(*TOO_SMALL["30x4000 banner"]),
+              photo_like(12, 12), np.full((240, 320, 3), 128, np.uint8)]
+    assert detector.detect_batch(images) == [[] for _ in images]
+
+
+def test_smallest_image_mtcnn_can_scan_is_still_detected(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The limit is MTCNN's own: at min_face_size 10 a 12x12 image has a pyramid level and is scanned."""
+    from facenet_pytorch import MTCNN
+
+    seen = []
+    original = MTCNN.detect
+    monkeypatch.setattr(MTCNN, "detect", lambda self, image, landmarks=False: (
+        seen.append(image.shape), original(self, image, landmarks=landmarks))[1])
+    assert FaceDetector(min_face_size=10).detect(photo_like(12, 12)) == []
+    assert FaceDetector(min_face_size=20).detect(photo_like(20, 20)) == []
+    assert FaceDetector(min_face_size=20).detect(photo_like(19, 20)) == []
+    assert seen == [(12, 12, 3), (20, 20, 3)]
+
+
 def test_large_image_is_detected_on_a_copy_at_most_max_side(monkeypatch: pytest.MonkeyPatch) -> None:
     from facenet_pytorch import MTCNN
 

@@ -162,6 +162,17 @@ def test_detector_runs_every_detect_every_frames_on_a_still_scene() -> None:
     assert fake.classified == []  # no faces: the network is not run
 
 
+def test_bgr_frames_reach_the_detector_and_network_as_rgb() -> None:
+    seen: list[np.ndarray] = []
+    fake = FakePredictor([(20.0, 20.0, 80.0, 90.0)])
+    fake.detector.detect = lambda image: seen.append(image) or [Detection((20.0, 20.0, 80.0, 90.0), 0.99, None)]
+    classify = fake.classify
+    fake.classify = lambda arrays, detections: seen.append(arrays[0]) or classify(arrays, detections)
+    rgb = noise(5)
+    VideoPredictor(fake).process(np.ascontiguousarray(rgb[..., ::-1]), bgr=True)
+    assert len(seen) == 2 and all(np.array_equal(image, rgb) for image in seen)
+
+
 def test_without_gui_the_problem_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cv2, "getBuildInformation", lambda: "  GUI:                           NONE\n")
     problem = gui_problem()

@@ -55,6 +55,9 @@ VIDEO_OPTIONS: dict[str, dict[str, Any]] = {"demo defaults": {}, "detector on ev
 #: The photo cases: (case name, which image of :func:`make_image`, file name).
 PHOTOS = [("4000x3000, 2 faces", "large", "large.jpg"), ("640x480, 1 face", "frame", "frame.jpg")]
 JPEG_QUALITY = 90
+#: Lengths of the one list of 4000x3000 JPEGs given to ``predict_many``: past the predictor's
+#: ``batch_size`` (32), its peak memory must not grow with them.
+LIST_LENGTHS = (32, 64)
 
 Report = Callable[[str], None]
 
@@ -387,6 +390,12 @@ def run_predict_benchmark(data: str | Path, runs: int, threads: int, device: str
                 how = "predict, one at a time" if batch == 1 else f"predict_many, batches of {batch}"
                 folder_rows.append({"model": model, "how": how, "batch": batch, **result})
                 report(f"folder {model:12s} {how:30s} {result['images_per_s']:.1f} images/s")
+            for length in LIST_LENGTHS:
+                result = in_fresh_process(measure_folder, checkpoint, [photos["large"]] * length, length, threads,
+                                          device)
+                how = f"predict_many, one list of {length} 4000x3000 JPEGs"
+                folder_rows.append({"model": model, "how": how, "batch": length, **result})
+                report(f"list   {model:12s} {how:30s} peak {result['peak_rss_mib']:.0f} MiB")
             for how, options in VIDEO_OPTIONS.items():
                 result = in_fresh_process(measure_video, checkpoint, video, threads, device, options)
                 video_rows.append({"model": model, "how": how, **result})

@@ -84,6 +84,16 @@ class _Plan:
         """Images with equal keys can share one MTCNN batch."""
         return self.image.shape, self.min_face
 
+    @property
+    def too_small(self) -> bool:
+        """The copy's shorter side is under the smallest face asked for: it cannot hold one.
+
+        MTCNN's pyramid starts at scale ``12 / min_face`` and keeps the levels whose shorter
+        side is at least its 12 px window; on such an image it has no level and raises a raw
+        ``torch.cat()`` error. The same arithmetic as facenet-pytorch's, so exactly those images.
+        """
+        return min(self.image.shape[:2]) * (12 / self.min_face) < 12
+
 
 def _plan(image: np.ndarray, max_side: int, min_face_size: int) -> _Plan:
     """Downscales ``image`` so that its longer side is at most ``max_side`` (INTER_AREA)."""
@@ -113,10 +123,14 @@ def _detections(raw: _Raw, plan: _Plan, min_score: float) -> list[Detection]:
     return found
 
 
+#: What an image without faces gives.
+_NO_FACES: _Raw = (np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)))
+
+
 def _mtcnn_raw(boxes: Any, probs: Any, points: Any) -> _Raw:
     """One image's output of ``MTCNN.detect`` (object arrays, ``None`` for no face) as float arrays."""
     if boxes is None:
-        return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
+        return _NO_FACES
     return (np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(probs, dtype=np.float64).ravel(),
             np.asarray(points, dtype=np.float64).reshape(-1, 5, 2))
 
@@ -193,7 +207,9 @@ class FaceDetector:
             image: RGB uint8 array ``(H, W, 3)``.
 
         Returns:
-            One :class:`Detection` per face scoring at least ``min_score``; ``[]`` if none.
+            One :class:`Detection` per face scoring at least ``min_score``; ``[]`` if none,
+            also for an image (or its downscaled copy) whose shorter side is under the smallest
+            face looked for (a 12x12 icon, a 30x4000 banner).
 
         Raises:
             ValueError: If ``image`` is not an RGB uint8 ``(H, W, 3)`` array.
@@ -230,6 +246,8 @@ class FaceDetector:
 
     def _run(self, plans: list[_Plan]) -> list[_Raw]:
         """Raw detections for plans that share one key (size and smallest face)."""
+        if plans[0].too_small:
+            return [_NO_FACES] * len(plans)
         if self.kind == "haar":
             return [self._haar(plan) for plan in plans]
         mtcnn = self._load()

@@ -33,7 +33,7 @@ from faceattr.models.deployed import DeployedModel
 from faceattr.inference.detect import Detection, FaceDetector
 from faceattr.errors import ConfigError, ImageError
 from faceattr.evaluation.decision import decide, policy_thresholds
-from faceattr.image import read_image, read_reduced, source_name
+from faceattr.image import PREDICTION_MAX_PIXELS, read_image, read_reduced, source_name
 from faceattr.inference.results import FaceResult, ImageResult  # re-exported: the public API's home is predictor
 from faceattr.data.transforms import eval_transform
 from faceattr.runtime import select_device
@@ -61,16 +61,25 @@ def _landmarks(detection: Detection) -> np.ndarray:
     return np.array([x1, y1]) + BOX_LANDMARKS * np.array([x2 - x1, y2 - y1])
 
 
-def _in_full_image(faces: list[FaceResult], array: np.ndarray, size: tuple[int, int]) -> list[FaceResult]:
-    """``faces`` found in ``array``, a reduced decode, with boxes and landmarks in the full image's pixels."""
-    scale_x, scale_y = size[0] / array.shape[1], size[1] / array.shape[0]
+def rescale_faces(faces: Sequence[FaceResult], scale_x: float, scale_y: float) -> list[FaceResult]:
+    """``faces`` with boxes and landmarks multiplied by ``scale_x`` and ``scale_y``: into another decode's pixels.
+
+    >>> face = FaceResult((10.0, 20.0, 30.0, 40.0), 0.9, None, {}, (), 3.0)
+    >>> rescale_faces([face], 0.5, 0.25)[0].box
+    (5.0, 5.0, 15.0, 10.0)
+    """
     if (scale_x, scale_y) == (1.0, 1.0):
-        return faces
+        return list(faces)
     return [replace(face, box=(face.box[0] * scale_x, face.box[1] * scale_y, face.box[2] * scale_x,
                                face.box[3] * scale_y),
                     landmarks=None if face.landmarks is None else tuple(
                         (x * scale_x, y * scale_y) for x, y in face.landmarks))
             for face in faces]
+
+
+def _in_full_image(faces: list[FaceResult], array: np.ndarray, size: tuple[int, int]) -> list[FaceResult]:
+    """``faces`` found in ``array``, a reduced decode, with boxes and landmarks in the full image's pixels."""
+    return rescale_faces(faces, size[0] / array.shape[1], size[1] / array.shape[0])
 
 
 class Predictor:
@@ -82,7 +91,8 @@ class Predictor:
             ``None`` for the default model installed with the package; read by
             :meth:`DeployedModel.load <faceattr.models.deployed.DeployedModel.load>`.
         device: ``"auto"`` (a GPU when there is one), ``"cpu"`` or ``"cuda"``.
-        batch_size: Faces per network batch.
+        batch_size: Faces per network batch, and images decoded and detected at a time by
+            :meth:`predict_many` (its memory does not grow with the number of inputs).
         detector: The face detector; MTCNN on ``device`` when ``None``.
         decision: The decision policy that lists the present attributes: ``balanced``
             (thresholds maximising balanced accuracy: long lists, many false for rare
@@ -91,12 +101,15 @@ class Predictor:
             (``probability`` when ``threshold`` is given). Exclusive pairs (Bald and Black_Hair,
             No_Beard and Goatee...) are never listed both.
         threshold: The ``probability`` policy's cut-off in (0, 1); ``None``: 0.5.
+        max_pixels: Images of more pixels (width x height) are refused from their header,
+            before decoding (:data:`~faceattr.image.PREDICTION_MAX_PIXELS`, 64 megapixels,
+            by default; ``None``: only PIL's decompression-bomb limit of 89.5 million).
 
     Raises:
         CheckpointError: The model file is missing, unreadable, fails its checksum, lacks a
             key or holds an invalid value; or no default model is installed.
-        ConfigError: ``batch_size`` < 1, ``device`` names a GPU that is not there, an unknown
-            ``decision``, one the model was not fitted with (a model from before policies has
+        ConfigError: ``batch_size`` or ``max_pixels`` < 1, ``device`` names a GPU that is not there, an
+            unknown ``decision``, one the model was not fitted with (a model from before policies has
             ``balanced`` and ``probability`` only), or a ``threshold`` outside (0, 1) or with
             another policy.
 
@@ -106,9 +119,12 @@ class Predictor:
     """
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "auto", batch_size: int = 32,
-                 detector: FaceDetector | None = None, decision: str | None = None, threshold: float | None = None):
+                 detector: FaceDetector | None = None, decision: str | None = None, threshold: float | None = None,
+                 max_pixels: int | None = PREDICTION_MAX_PIXELS):
         if batch_size < 1:
             raise ConfigError(f"batch_size: must be at least 1, got {batch_size}")
+        if max_pixels is not None and max_pixels < 1:
+            raise ConfigError(f"max_pixels: must be at least 1 or None, got {max_pixels}")
         try:
             chosen = select_device(device)
         except ConfigError as error:
@@ -117,6 +133,7 @@ class Predictor:
         # A named GPU ("cuda:1") is kept as named; select_device picks the first for "cuda".
         self.device = chosen if device in ("auto", "cpu", "cuda") else torch.device(device)
         self.batch_size = batch_size
+        self.max_pixels = max_pixels
         deployed = DeployedModel.load(checkpoint)
         self.checkpoint = deployed.source
         #: The decision policy listing each face's present attributes, and its 40 thresholds.
@@ -144,22 +161,25 @@ class Predictor:
         return (f"Predictor({str(self.checkpoint)!r}, device={str(self.device)!r}, "
                 f"batch_size={self.batch_size}, detector={self.detector!r}, decision={self.decision!r})")
 
-    def predict(self, image: Any) -> list[FaceResult]:
+    def predict(self, image: Any, bgr: bool = False) -> list[FaceResult]:
         """The faces in one input, best detector score first.
 
         Args:
             image: Any input :func:`~faceattr.image.read_image` accepts.
+            bgr: An array input is BGR, as OpenCV gives it (``cv2.imread``, ``VideoCapture.read``);
+                files, bytes and PIL images ignore it.
 
         Returns:
-            One :class:`FaceResult` per face; ``[]`` if there is none.
+            One :class:`FaceResult` per face; ``[]`` if there is none (also for an image too
+            small to hold a face the detector can find).
 
         Raises:
-            ImageError: The input cannot be read (the message names it).
+            ImageError: The input cannot be read or is over ``max_pixels`` (the message names it).
         """
-        array, size = read_reduced(image, self.decode_side)
+        array, size = read_reduced(image, self.decode_side, self.max_pixels, bgr)
         return _in_full_image(self.classify([array], [self.detector.detect(array)])[0], array, size)
 
-    def predict_aligned(self, images: Sequence[Any]) -> list[FaceResult]:
+    def predict_aligned(self, images: Sequence[Any], bgr: bool = False) -> list[FaceResult]:
         """The attributes of faces already aligned as CelebA's ``img_align_celeba`` crops are.
 
         No detection: each image is one face, framed as CelebA's aligned images (178x218, or
@@ -168,6 +188,7 @@ class Predictor:
 
         Args:
             images: Inputs :func:`~faceattr.image.read_image` accepts.
+            bgr: Array inputs are BGR (see :meth:`predict`).
 
         Returns:
             One :class:`FaceResult` per image, in order: the box is the whole image, the score
@@ -179,7 +200,7 @@ class Predictor:
         >>> predictor.predict_aligned(["000001.jpg"])[0].attributes  # doctest: +SKIP
         ('Arched_Eyebrows', 'Attractive', 'Smiling', 'Young')
         """
-        return self._aligned_faces([read_image(image) for image in images])
+        return self._aligned_faces([read_image(image, self.max_pixels, bgr) for image in images])
 
     def _aligned_faces(self, arrays: Sequence[np.ndarray]) -> list[FaceResult]:
         crops = [self.aligned_transform(Image.fromarray(array)).permute(1, 2, 0).numpy() for array in arrays]
@@ -187,39 +208,70 @@ class Predictor:
         probabilities, beauty = self._run_batches(crops)
         return [self._result(d, p, b) for d, p, b in zip(whole, probabilities, beauty)]
 
-    def predict_many(self, images: Sequence[Any], aligned: bool = False) -> list[ImageResult]:
+    def predict_many(self, images: Sequence[Any], aligned: bool = False, bgr: bool = False) -> list[ImageResult]:
         """The faces in each of several inputs, in input order.
 
-        An input that cannot be read gives an :class:`ImageResult` with ``error`` set; the
-        others are unaffected. Detection batches images of equal size, and the faces of all
-        images go through the network ``batch_size`` at a time.
+        The inputs are read, detected and classified ``batch_size`` images at a time, so memory
+        does not grow with their number. An input that cannot be read, or whose detection
+        fails, gives an :class:`ImageResult` with ``error`` set; the others are unaffected.
+        Detection batches images of equal size, and the faces go through the network
+        ``batch_size`` at a time.
 
         Args:
             images: Inputs :func:`~faceattr.image.read_image` accepts.
             aligned: The inputs are aligned faces, one each (see :meth:`predict_aligned`).
+            bgr: Array inputs are BGR (see :meth:`predict`).
 
         Returns:
             One :class:`ImageResult` per input.
+
+        >>> [r.error for r in predictor.predict_many(["photo.jpg", "missing.jpg"])]  # doctest: +SKIP
+        [None, 'missing.jpg: cannot read image: [Errno 2] No such file or directory: ...']
         """
+        results: list[ImageResult] = []
+        for start in range(0, len(images), self.batch_size):
+            results.extend(self._predict_chunk(images[start:start + self.batch_size], aligned, bgr))
+        return results
+
+    def _predict_chunk(self, images: Sequence[Any], aligned: bool, bgr: bool) -> list[ImageResult]:
+        """:meth:`predict_many` of at most ``batch_size`` inputs: the only decoded images held at once."""
         arrays: dict[int, np.ndarray] = {}
         sizes: dict[int, tuple[int, int]] = {}
         errors: dict[int, str] = {}
         for index, image in enumerate(images):
             try:
                 # Aligned faces are read whole, as training reads them.
-                arrays[index], sizes[index] = read_reduced(image, None if aligned else self.decode_side)
+                arrays[index], sizes[index] = read_reduced(image, None if aligned else self.decode_side,
+                                                           self.max_pixels, bgr)
             except ImageError as error:
                 logger.debug("%s", error)  # the result carries it; callers report it
                 errors[index] = str(error)
-        readable = list(arrays)
         if aligned:
-            faces = {i: [face] for i, face in zip(readable, self._aligned_faces([arrays[i] for i in readable]))}
+            faces = {i: [face] for i, face in zip(arrays, self._aligned_faces(list(arrays.values())))}
         else:
-            detections = self.detector.detect_batch([arrays[i] for i in readable])
-            faces = {i: _in_full_image(found, arrays[i], sizes[i])
-                     for i, found in zip(readable, self.classify([arrays[i] for i in readable], detections))}
+            detections = self._detect_each(arrays, images, errors)
+            classified = self.classify([arrays[i] for i in detections], list(detections.values()))
+            faces = {i: _in_full_image(image_faces, arrays[i], sizes[i])
+                     for i, image_faces in zip(detections, classified)}
         return [ImageResult(source_name(image), faces.get(i, []), errors.get(i), *sizes.get(i, (None, None)))
                 for i, image in enumerate(images)]
+
+    def _detect_each(self, arrays: dict[int, np.ndarray], images: Sequence[Any], errors: dict[int, str]
+                     ) -> dict[int, list[Detection]]:
+        """The faces of each array by index; where detection fails on the batch, one image at a time,
+        and an image that fails alone gets an entry in ``errors`` instead of failing the others."""
+        try:
+            return dict(zip(arrays, self.detector.detect_batch(list(arrays.values()))))
+        except (ValueError, RuntimeError) as error:  # torch raises RuntimeError, facenet-pytorch ValueError
+            logger.warning("detection of %d images failed (%s); detecting one at a time", len(arrays), error)
+        detections = {}
+        for i, array in arrays.items():
+            try:
+                detections[i] = self.detector.detect(array)
+            except (ValueError, RuntimeError) as error:
+                errors[i] = f"{source_name(images[i])}: face detection failed: {error}"
+                logger.debug("%s", errors[i])
+        return detections
 
     def classify(self, arrays: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]]
                  ) -> list[list[FaceResult]]:
@@ -292,10 +344,11 @@ def _cached_predictor(checkpoint: Path, decision: str | None, threshold: float |
 
 
 def predict(image: Any, model: str | Path | None = None, aligned: bool = False, decision: str | None = None,
-            threshold: float | None = None) -> list[FaceResult] | list[ImageResult]:
+            threshold: float | None = None, bgr: bool = False) -> list[FaceResult] | list[ImageResult]:
     """Predicts the attributes and beauty of the faces in one input or a list of inputs.
 
-    The model of each path is loaded once and kept for later calls.
+    The model of each path is loaded once and kept for later calls. A list is read, detected and
+    classified a batch of images at a time: its memory does not grow with its length.
 
     Args:
         image: An input :func:`~faceattr.image.read_image` accepts, or a list (or tuple) of them.
@@ -306,6 +359,8 @@ def predict(image: Any, model: str | Path | None = None, aligned: bool = False, 
         decision: The decision policy listing the present attributes (``balanced``, ``f1`` or
             ``probability``); ``None``: the model's default (see :class:`Predictor`).
         threshold: The ``probability`` policy's cut-off; ``None``: 0.5.
+        bgr: Array inputs are BGR, as OpenCV gives them: ``predict(cv2.imread(path), bgr=True)``.
+            Files, bytes and PIL images carry their own channel order and ignore it.
 
     Returns:
         For one input, its faces (:class:`FaceResult`); for a list, one :class:`ImageResult`
@@ -322,5 +377,5 @@ def predict(image: Any, model: str | Path | None = None, aligned: bool = False, 
     predictor = _cached_predictor(DeployedModel.path_of(None) if model is None else Path(model).resolve(),
                                   decision, None if threshold is None else float(threshold))
     if isinstance(image, (list, tuple)):
-        return predictor.predict_many(image, aligned=aligned)
-    return predictor.predict_aligned([image]) if aligned else predictor.predict(image)
+        return predictor.predict_many(image, aligned=aligned, bgr=bgr)
+    return predictor.predict_aligned([image], bgr=bgr) if aligned else predictor.predict(image, bgr=bgr)

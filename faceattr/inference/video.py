@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from faceattr.attributes import ATTRIBUTES
-from faceattr.image import check_rgb
+from faceattr.image import check_rgb, read_image
 from faceattr.inference.detect import Detection
 from faceattr.inference.results import FaceResult
 
@@ -322,19 +322,22 @@ class VideoPredictor:
         self._reference: np.ndarray | None = None
         self._since_detection = 0
 
-    def process(self, frame: np.ndarray) -> list[TrackedFace]:
+    def process(self, frame: np.ndarray, bgr: bool = False) -> list[TrackedFace]:
         """The tracked, smoothed faces of the next frame.
 
         Args:
-            frame: RGB uint8 ``(H, W, 3)`` (OpenCV frames are BGR: convert them first).
+            frame: RGB uint8 ``(H, W, 3)``, or BGR with ``bgr``.
+            bgr: ``frame`` is BGR, as OpenCV's ``VideoCapture.read`` gives it.
 
         Returns:
             One :class:`TrackedFace` per face, best detector score first.
 
         Raises:
-            ValueError: ``frame`` is not an RGB uint8 array.
+            ValueError: ``frame`` is not a uint8 ``(H, W, 3)`` array.
         """
         check_rgb(frame, "frame")
+        if bgr:
+            frame = read_image(frame, bgr=True)
         current = thumbnail(frame)
         self.detected = self._needs_detection(current)
         if self.detected:
