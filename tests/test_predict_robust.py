@@ -123,7 +123,7 @@ def test_bgr_arrays_give_the_results_of_rgb(centred: Predictor, monkeypatch: pyt
     assert centred.predict(bgr, bgr=True) == expected
     assert [r.faces for r in centred.predict_many([bgr, bgr], bgr=True)] == [expected, expected]
     assert centred.predict_aligned([bgr], bgr=True) == centred.predict_aligned([rgb])
-    monkeypatch.setattr(predictor_module, "_cached_predictor", lambda checkpoint: centred)
+    monkeypatch.setattr(predictor_module, "_cached_predictor", lambda checkpoint, *policy: centred)
     assert predict(bgr, bgr=True) == expected
     assert predict([bgr], bgr=True)[0].faces == expected
 
