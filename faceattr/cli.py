@@ -279,7 +279,6 @@ class _AnnotatedWriter:
         from PIL import Image
 
         from faceattr.inference.annotate import annotate
-
         from faceattr.inference.predictor import rescale_faces
 
         # The predictor's own reader, so the photo is turned and converted exactly as when its

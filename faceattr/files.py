@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import re
@@ -138,6 +139,34 @@ def write_exclusive(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None
     """
     with open_exclusive(path) as file:
         write(file)
+
+
+def save_table(out: str | Path, name: str, table: str, record: Any) -> tuple[Path, Path]:
+    """Writes a measurement as ``OUT/NAME.md`` (its Markdown table) and ``OUT/NAME.json`` (its figures).
+
+    Each file is written whole (:func:`write_exclusive`); ``out`` is created if needed. Every
+    benchmark and measurement tool saves its table this way.
+
+    Args:
+        out: The folder.
+        name: The files' name without suffix.
+        table: The Markdown text.
+        record: JSON-serialisable figures.
+
+    Returns:
+        The Markdown and JSON files.
+
+    >>> import tempfile
+    >>> markdown, figures = save_table(tempfile.mkdtemp(), "speed", "| a |\\n", {"a": 1})
+    >>> markdown.name, figures.read_text()
+    ('speed.md', '{\\n  "a": 1\\n}\\n')
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = out / f"{name}.md", out / f"{name}.json"
+    for path, text in zip(paths, (table, json.dumps(record, indent=2) + "\n")):
+        write_exclusive(path, lambda file, text=text: file.write(text.encode("utf-8")))
+    return paths
 
 
 def remove_stale_temporaries(folder: str | Path, names: Iterable[str]) -> list[Path]:

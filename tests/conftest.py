@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from faceattr.models.deployed import DeployedModel
-from faceattr.models.weights_io import save_checkpoint
 from faceattr.config import Config
-from faceattr.synthetic.fixtures import make_celeba, make_celebahq, make_scut
+from faceattr.models.deployed import DeployedModel
 from faceattr.models.net import FaceAttrNet
+from faceattr.models.weights_io import save_checkpoint
+from faceattr.synthetic.fixtures import make_celeba, make_celebahq, make_scut
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

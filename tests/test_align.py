@@ -6,13 +6,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceattr.inference.align import (BORDER_MODES, CELEBA_CROP, CELEBA_SIZE, CELEBA_TEMPLATE, align_crop, align_face,
-                                      crop_outside, similarity_transform, template)
-from faceattr.errors import AlignmentError
 from faceattr.data.transforms import CropResize
+from faceattr.errors import AlignmentError
 from faceattr.image import crop_box
+from faceattr.inference.align import (
+    BORDER_MODES,
+    CELEBA_CROP,
+    CELEBA_SIZE,
+    CELEBA_TEMPLATE,
+    align_crop,
+    align_face,
+    crop_outside,
+    similarity_transform,
+    template,
+)
 from faceattr.prep import alignment_check
-
 
 
 def similarity(angle_degrees: float, scale: float, shift: tuple[float, float]) -> np.ndarray:

@@ -10,18 +10,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceattr.inference.align import CELEBA_CROP
 from faceattr.config import SourceConfig
-from faceattr.prep.align_folder import MANIFEST, MANIFEST_COLUMNS, AlignSummary, align_folder, read_manifest
 from faceattr.data.readers.celeba import read_celeba
 from faceattr.data.readers.csvfile import read_csv
-from faceattr.synthetic.fixtures import make_celeba
 from faceattr.data.sources import read_source
-from faceattr.inference.detect import Detection, FaceDetector
 from faceattr.errors import DatasetError
 from faceattr.image import crop_box
+from faceattr.inference.align import CELEBA_CROP
+from faceattr.inference.detect import Detection, FaceDetector
 from faceattr.prep import alignment_check
-
+from faceattr.prep.align_folder import (
+    MANIFEST,
+    MANIFEST_COLUMNS,
+    AlignSummary,
+    align_folder,
+    read_manifest,
+)
+from faceattr.synthetic.fixtures import make_celeba
 
 #: Real photos (in ../shared/data/faces) and where each goes in the input folder: a subfolder,
 #: a PNG with transparency, a photo of two people, a small photo.

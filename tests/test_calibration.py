@@ -7,14 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceattr.evaluation.calibration import (TEMPERATURE_RANGE, apply_calibration, cross_fitted_ece,
-                                  expected_calibration_error, fit_calibration, logits_from_probabilities)
-from faceattr.models.deployed import DeployedModel
-from faceattr.models.net import FaceAttrNet
 from faceattr.config import Config
 from faceattr.errors import CheckpointError
+from faceattr.evaluation.calibration import (
+    TEMPERATURE_RANGE,
+    apply_calibration,
+    cross_fitted_ece,
+    expected_calibration_error,
+    fit_calibration,
+    logits_from_probabilities,
+)
 from faceattr.evaluation.evaluate import Predictions, summarize
 from faceattr.evaluation.report.markdown import format_summary, write_report
+from faceattr.models.deployed import DeployedModel
+from faceattr.models.net import FaceAttrNet
 
 
 def synthetic(temperature: float, offset: float = 0.0, rows: int = 4000,

@@ -10,11 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from faceattr.models.deployed import DeployedModel
-from faceattr.models.weights_io import load_checkpoint, load_weights, save_checkpoint, save_weights
 from faceattr.config import Config, config_to_dict
 from faceattr.errors import CheckpointError
 from faceattr.models import FaceAttrNet
+from faceattr.models.deployed import DeployedModel
+from faceattr.models.weights_io import (
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+    save_weights,
+)
 
 IMAGES = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
 

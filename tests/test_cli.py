@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from faceattr import cli
-from faceattr.inference.annotate import annotate, face_labels
 from faceattr.attributes import ATTRIBUTES
 from faceattr.errors import CheckpointError
+from faceattr.inference.annotate import annotate, face_labels
 from faceattr.inference.results import FaceResult, ImageResult
 
 TWO_PEOPLE = "faces/face_recognition/examples/two_people.jpg"

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from faceattr.config import BACKBONE_NAMES, SOURCE_KINDS, Config, config_from_dict, load_config, save_config
+from faceattr.config import (
+    BACKBONE_NAMES,
+    SOURCE_KINDS,
+    Config,
+    config_from_dict,
+    load_config,
+    save_config,
+)
 from faceattr.errors import ConfigError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))

@@ -12,10 +12,10 @@ from PIL import Image
 
 from faceattr.attributes import NUM_ATTRIBUTES
 from faceattr.data.dataset import FaceDataset, collate_skipping_none, labels_matrix
-from faceattr.image import load_image
 from faceattr.data.records import FaceRecord
-from faceattr.errors import ConfigError, ImageError
 from faceattr.data.transforms import eval_transform
+from faceattr.errors import ConfigError, ImageError
+from faceattr.image import load_image
 
 SIZE = 16
 

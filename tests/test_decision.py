@@ -14,8 +14,14 @@ from conftest import untrained_checkpoint
 from faceattr.attributes import ATTRIBUTES
 from faceattr.config import Config
 from faceattr.errors import CheckpointError, ConfigError
-from faceattr.evaluation.decision import (celeba_split_labels, decide, exclusive_pairs, fit_policies,
-                                          measure_policies, policy_thresholds)
+from faceattr.evaluation.decision import (
+    celeba_split_labels,
+    decide,
+    exclusive_pairs,
+    fit_policies,
+    measure_policies,
+    policy_thresholds,
+)
 from faceattr.evaluation.exclusive_pairs import EXCLUSIVE_PAIRS
 from faceattr.inference.predictor import Predictor
 from faceattr.models.deployed import DeployedModel, description_path

@@ -11,7 +11,13 @@ import pytest
 import faceattr
 from faceattr.attributes import ATTRIBUTE_INDEX
 from faceattr.geometry import CELEBA_CROP
-from faceattr.models.deployed import DEFAULT_MODEL, FORMAT, DeployedModel, decision_digest, description_path
+from faceattr.models.deployed import (
+    DEFAULT_MODEL,
+    FORMAT,
+    DeployedModel,
+    decision_digest,
+    description_path,
+)
 from faceattr.models.weights_io import sha256_of
 from faceattr.training.export import MAX_WEIGHTS_BYTES
 

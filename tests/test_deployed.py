@@ -19,7 +19,12 @@ from faceattr.geometry import CELEBA_CROP
 from faceattr.inference.align import CELEBA_TEMPLATE
 from faceattr.inference.detect import Detection
 from faceattr.inference.predictor import Predictor
-from faceattr.models.deployed import DeployedModel, decision_digest, description_path, training_crop
+from faceattr.models.deployed import (
+    DeployedModel,
+    decision_digest,
+    description_path,
+    training_crop,
+)
 from faceattr.models.net import FaceAttrNet
 from faceattr.models.weights_io import save_checkpoint
 from faceattr.synthetic.drawing import draw_face, random_labels

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceattr.inference.detect import Detection, FaceDetector
 from faceattr.errors import DetectorError
+from faceattr.inference.detect import Detection, FaceDetector
 
 MULTIFACE = "faces/facenet-pytorch/data/multiface.jpg"
 TWO_PEOPLE = "faces/face_recognition/examples/two_people.jpg"

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceattr.synthetic.drawing import HAIR_COLOURS, SCUT_GEOMETRY, draw_face, random_labels
+from faceattr.synthetic.drawing import (
+    HAIR_COLOURS,
+    SCUT_GEOMETRY,
+    draw_face,
+    random_labels,
+)
 
 WOMAN = {"No_Beard": True, "Young": True, "Brown_Hair": True}
 MAN = {"Male": True, "No_Beard": True, "Young": True, "Brown_Hair": True}

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from faceattr.models.weights_io import load_checkpoint
 from faceattr.config import config_from_dict, load_config
 from faceattr.data.readers.celeba import read_celeba
-from faceattr.synthetic.fixtures import make_celeba, make_scut
 from faceattr.data.readers.scut import read_scut
 from faceattr.errors import ConfigError
+from faceattr.models.weights_io import load_checkpoint
+from faceattr.synthetic.fixtures import make_celeba, make_scut
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,14 @@ import torch
 
 from faceattr.attributes import ATTRIBUTES
 from faceattr.errors import FaceAttrError
-from faceattr.evaluation.evaluate import (Predictions, cross_fitted_means, evaluate_checkpoint, evaluate_each_source,
-                                          summarize, tune_thresholds)
+from faceattr.evaluation.evaluate import (
+    Predictions,
+    cross_fitted_means,
+    evaluate_checkpoint,
+    evaluate_each_source,
+    summarize,
+    tune_thresholds,
+)
 from faceattr.evaluation.summary import headline
 
 
@@ -62,11 +68,11 @@ def test_beauty_only_predictions_select_on_pearson():
 @pytest.fixture(scope="module")
 def two_source_checkpoint(tmp_path_factory):
     """An untrained checkpoint whose config holds a CelebA source (capped at 5 validation images) and a SCUT one."""
-    from faceattr.models.deployed import DeployedModel
-    from faceattr.models.weights_io import save_checkpoint
     from faceattr.config import config_from_dict
-    from faceattr.synthetic.fixtures import make_celeba, make_scut
+    from faceattr.models.deployed import DeployedModel
     from faceattr.models.net import FaceAttrNet
+    from faceattr.models.weights_io import save_checkpoint
+    from faceattr.synthetic.fixtures import make_celeba, make_scut
 
     root = tmp_path_factory.mktemp("per_source")
     make_celeba(root / "celeba", identities=30, images_per_identity=3, seed=4)
@@ -135,8 +141,8 @@ def test_each_source_writes_a_report_per_source_and_a_summary(two_source_checkpo
 
 
 def test_calibrating_a_checkpoint_fits_what_training_would_and_keeps_the_weights(two_source_checkpoint, tmp_path):
-    from faceattr.models.weights_io import load_checkpoint
     from faceattr.evaluation.evaluate import calibrate_checkpoint
+    from faceattr.models.weights_io import load_checkpoint
 
     checkpoint, _ = two_source_checkpoint
     evaluation = calibrate_checkpoint(checkpoint, tmp_path / "calibrated.pt", device="cpu")

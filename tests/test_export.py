@@ -10,16 +10,15 @@ import pytest
 import torch
 
 from faceattr import cli, load_model, predict
-from faceattr.training import export
+from faceattr.config import Config
+from faceattr.errors import CheckpointError
+from faceattr.inference.predictor import Predictor, _cached_predictor
 from faceattr.models import deployed
 from faceattr.models.deployed import DeployedModel, description_path
-from faceattr.models.weights_io import save_checkpoint, sha256_of
-from faceattr.config import Config
-from faceattr.synthetic.drawing import draw_face, random_labels
-from faceattr.errors import CheckpointError
 from faceattr.models.net import FaceAttrNet
-from faceattr.inference.predictor import Predictor, _cached_predictor
-
+from faceattr.models.weights_io import save_checkpoint, sha256_of
+from faceattr.synthetic.drawing import draw_face, random_labels
+from faceattr.training import export
 
 #: Calibration that differs per attribute, so that a loader dropping it changes the probabilities.
 TEMPERATURES = np.linspace(0.5, 3.0, 40).tolist()

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from faceattr import files
-from faceattr.files import NAME_MAX, fit_name, remove_stale_temporaries, temporary_name, write_exclusive
+from faceattr.files import (
+    NAME_MAX,
+    fit_name,
+    remove_stale_temporaries,
+    temporary_name,
+    write_exclusive,
+)
 
 
 def test_a_symlink_planted_at_the_destination_is_replaced_and_its_target_kept(tmp_path: Path) -> None:

@@ -14,8 +14,14 @@ from faceattr.attributes import ATTRIBUTE_INDEX, ATTRIBUTES
 from faceattr.data.readers.celeba import read_celeba
 from faceattr.data.readers.celebahq import read_celebahq
 from faceattr.data.readers.csvfile import read_csv
-from faceattr.synthetic.fixtures import make_celeba, make_celebahq, make_csv, make_demo_data, make_scut
 from faceattr.data.readers.scut import read_scut
+from faceattr.synthetic.fixtures import (
+    make_celeba,
+    make_celebahq,
+    make_csv,
+    make_demo_data,
+    make_scut,
+)
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 

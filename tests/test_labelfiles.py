@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from faceattr.data.readers.labelfiles import MAX_ROW_WARNINGS, BadRows, parse_score, read_pairs, text_rows
+from faceattr.data.readers.labelfiles import (
+    MAX_ROW_WARNINGS,
+    BadRows,
+    parse_score,
+    read_pairs,
+    text_rows,
+)
 from faceattr.errors import DatasetError
 
 

@@ -11,8 +11,15 @@ from scipy.stats import pearsonr
 from sklearn import metrics as sk
 
 from faceattr.attributes import ATTRIBUTES
-from faceattr.evaluation.metrics import (MEAN_KEYS, attribute_metrics, average_precision, beauty_metrics, mean_metrics,
-                              ranked_counts, roc)
+from faceattr.evaluation.metrics import (
+    MEAN_KEYS,
+    attribute_metrics,
+    average_precision,
+    beauty_metrics,
+    mean_metrics,
+    ranked_counts,
+    roc,
+)
 
 N, A = 300, len(ATTRIBUTES)
 

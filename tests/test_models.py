@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from timm.layers import EcaModule, GlobalContext, SEModule, SelectiveKernel
+from timm.layers import EcaModule, GlobalContext, SelectiveKernel, SEModule
 from timm.layers.cbam import CbamModule
 from torch import nn
 
 from faceattr.attributes import NUM_ATTRIBUTES
-from faceattr.models.weights_io import save_weights
 from faceattr.config import ModelConfig
 from faceattr.errors import CheckpointError
 from faceattr.models import BACKBONES, FaceAttrNet, build_model, create_backbone
 from faceattr.models.heads import BeautyHead
+from faceattr.models.weights_io import save_weights
 
 IMAGES = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # backbone input
 PIXELS = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))

@@ -8,15 +8,15 @@ import pytest
 import yaml
 
 from faceattr.config import DataConfig, SourceConfig, config_from_dict, load_config
-from faceattr.data.readers.csvfile import hashed_split
-from faceattr.synthetic.fixtures import make_celeba, make_celebahq, make_csv, make_scut
 from faceattr.data.loader import build_data
+from faceattr.data.pack import pack, summary_lines
+from faceattr.data.readers.csvfile import hashed_split
 from faceattr.data.records import FaceRecord
 from faceattr.data.sources import read_source
-from faceattr.image import load_image
-from faceattr.data.pack import pack, summary_lines
 from faceattr.data.transforms import CropResize
 from faceattr.errors import ConfigError, DatasetError, ImageError
+from faceattr.image import load_image
+from faceattr.synthetic.fixtures import make_celeba, make_celebahq, make_csv, make_scut
 
 SIZE = 32
 NAMES = ["s0_celeba_celeba", "s1_celebahq_hq", "s2_scut_scut", "s3_csv_team", "s4_csv_wild"]

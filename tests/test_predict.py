@@ -12,22 +12,22 @@ import numpy as np
 import pytest
 import torch
 from conftest import untrained_checkpoint
-from faceattr.evaluation.decision import decide
 from PIL import Image
 
 from faceattr import ATTRIBUTES, FaceResult, ImageResult, Predictor, load_model, predict
+from faceattr.config import Config
+from faceattr.data.transforms import eval_transform
+from faceattr.errors import CheckpointError, ImageError
+from faceattr.evaluation.decision import decide
 from faceattr.geometry import CELEBA_CROP
+from faceattr.image import read_image, read_reduced
+from faceattr.inference.detect import Detection, FaceDetector
+from faceattr.inference.predictor import _cached_predictor
 from faceattr.models import deployed
 from faceattr.models.deployed import DeployedModel
-from faceattr.models.weights_io import save_checkpoint
-from faceattr.config import Config
-from faceattr.synthetic.drawing import draw_face, random_labels
-from faceattr.inference.detect import Detection, FaceDetector
-from faceattr.errors import CheckpointError, ImageError
-from faceattr.image import read_image, read_reduced
 from faceattr.models.net import FaceAttrNet
-from faceattr.inference.predictor import _cached_predictor
-from faceattr.data.transforms import eval_transform
+from faceattr.models.weights_io import save_checkpoint
+from faceattr.synthetic.drawing import draw_face, random_labels
 
 TWO_PEOPLE = "faces/face_recognition/examples/two_people.jpg"
 

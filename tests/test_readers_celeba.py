@@ -15,10 +15,9 @@ from faceattr.attributes import ATTRIBUTE_INDEX, ATTRIBUTES
 from faceattr.config import SourceConfig
 from faceattr.data.readers.celeba import read_celeba
 from faceattr.data.readers.celebahq import read_celebahq
-from faceattr.synthetic.fixtures import make_celeba
 from faceattr.data.sources import read_source
 from faceattr.errors import DatasetError
-
+from faceattr.synthetic.fixtures import make_celeba
 
 # ---- hand-written CelebA-format files -----------------------------------------------------------
 

@@ -14,7 +14,6 @@ from faceattr.data.readers.csvfile import hashed_split, read_csv
 from faceattr.data.readers.scut import read_scut, scut_folds, stratified_folds
 from faceattr.errors import ConfigError, DatasetError
 
-
 # ---- SCUT-FBP5500 ------------------------------------------------------------------------------
 
 def test_scut_reads_scores_as_beauty_without_attributes(scut_root: Path) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from faceattr.config import SourceConfig
-from faceattr.synthetic.fixtures import make_csv
 from faceattr.data.sources import read_source
 from faceattr.errors import ConfigError
+from faceattr.synthetic.fixtures import make_csv
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 

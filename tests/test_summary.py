@@ -9,8 +9,14 @@ import pytest
 
 from faceattr.errors import EvaluationError
 from faceattr.evaluation.evaluate import Predictions, summarize
-from faceattr.evaluation.summary import (FIGURES, SECTION_KEYS, check_evaluation, compact_evaluation, headline,
-                                         headline_figures)
+from faceattr.evaluation.summary import (
+    FIGURES,
+    SECTION_KEYS,
+    check_evaluation,
+    compact_evaluation,
+    headline,
+    headline_figures,
+)
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from faceattr.training import engine
-from faceattr.models.weights_io import load_checkpoint
 from faceattr.config import load_config
 from faceattr.errors import ConfigError, FaceAttrError
+from faceattr.models.weights_io import load_checkpoint
 from faceattr.synthetic.fixtures import make_celeba, make_scut
+from faceattr.training import engine
 from faceattr.training.sweep import plan, run_sweep
 
 TWO_VARIANTS = [["bce", "loss.attributes=bce"], ["gamma1", "loss.focal_gamma=1"]]

@@ -7,8 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
+from faceattr.data.transforms import (
+    CropResize,
+    augment_batch,
+    crop_box,
+    eval_transform,
+    train_transform,
+)
 from faceattr.errors import ConfigError
-from faceattr.data.transforms import CropResize, augment_batch, crop_box, eval_transform, train_transform
 
 
 def gradient_image(width: int = 48, height: int = 60) -> Image.Image:

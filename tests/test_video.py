@@ -12,12 +12,18 @@ import torch
 
 from faceattr import ATTRIBUTES, FaceResult
 from faceattr.errors import CheckpointError, ImageError
-from faceattr.models import deployed
-from faceattr.inference.detect import Detection
-from faceattr.inference.video import FaceTracker, VideoPredictor, iou, match, motion, thumbnail
-
 from faceattr.inference.benchmark import make_video
+from faceattr.inference.detect import Detection
+from faceattr.inference.video import (
+    FaceTracker,
+    VideoPredictor,
+    iou,
+    match,
+    motion,
+    thumbnail,
+)
 from faceattr.inference.webcam import DemoOptions, gui_problem, run_demo
+from faceattr.models import deployed
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,9 +25,9 @@ import os
 import sys
 from pathlib import Path
 
+from faceattr.errors import FaceAttrError
 from faceattr.inference.align import CELEBA_SIZE
 from faceattr.prep.align_folder import align_folder
-from faceattr.errors import FaceAttrError
 
 #: How many no-face and unreadable files are printed (the manifest lists them all).
 SHOW = 5

@@ -52,9 +52,8 @@ def check_images(paths: list[str], count: int) -> list:
     """Up to ``count`` RGB images from ``paths``, or drawn CelebA-style faces when none are given."""
     import numpy as np
 
-    from faceattr.image import find_images
+    from faceattr.image import find_images, load_image
     from faceattr.synthetic.drawing import draw_face, random_labels
-    from faceattr.image import load_image
 
     if paths:
         files, missing = find_images(paths)

@@ -21,13 +21,18 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from faceattr.prep.alignment_check import derive_template, make_detector, markdown, measure
+from faceattr.files import save_table
+from faceattr.prep.alignment_check import (
+    derive_template,
+    make_detector,
+    markdown,
+    measure,
+)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -54,10 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     summary = measure(detector, args.celeba_root, args.limit)
     table = markdown(summary)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "alignment.md").write_text(table)
-    (args.out / "alignment.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(table + f"\nsaved {args.out / 'alignment.md'} and alignment.json")
+    saved, _ = save_table(args.out, "alignment", table, summary)
+    print(table + f"\nsaved {saved} and alignment.json")
     return 0
 
 

@@ -15,10 +15,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from faceattr.files import save_table
 from faceattr.inference.predictor import Predictor
 from faceattr.prep.alignment_check import borders_markdown, measure_borders
 
@@ -45,10 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     summary = measure_borders(Predictor(args.model, device="cpu", decision="balanced"), args.celeba_root, args.keep, args.limit)
     table = borders_markdown(summary)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "borders.md").write_text(table)
-    (args.out / "borders.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(table + f"\nsaved {args.out / 'borders.md'} and borders.json")
+    markdown, _ = save_table(args.out, "borders", table, summary)
+    print(table + f"\nsaved {markdown} and borders.json")
     return 0
 
 

@@ -18,12 +18,12 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from faceattr.config import DECISION_POLICIES
 from faceattr.errors import FaceAttrError
+from faceattr.files import save_table
 from faceattr.runtime import configure_logging
 
 PAIRS_MODULE = Path(__file__).resolve().parents[1] / "faceattr" / "evaluation" / "exclusive_pairs.py"
@@ -70,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             table = decision.policies_table(rows)
             print(f"{len(probs)} CelebA validation faces, thresholds cross-fitted on halves:\n{table}")
             if args.out:
-                args.out.mkdir(parents=True, exist_ok=True)
-                (args.out / "decisions.md").write_text(table + "\n", encoding="utf-8")
-                (args.out / "decisions.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+                save_table(args.out, "decisions", table + "\n", rows)
             if args.update:
                 from faceattr.training.export import refit_decisions
 

@@ -33,8 +33,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     configure_logging()
-    from faceattr.training.engine import fit
     from faceattr.evaluation.report.markdown import format_summary
+    from faceattr.training.engine import fit
 
     try:
         evaluation = fit(load_config(args.config, args.overrides), resume=args.resume, overwrite=args.overwrite)

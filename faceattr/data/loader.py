@@ -27,8 +27,8 @@ from faceattr.data.dataset import FaceDataset, collate_skipping_none, labels_mat
 from faceattr.data.preload import PreloadedLoader
 from faceattr.data.records import FaceRecord
 from faceattr.data.sources import read_source
-from faceattr.errors import ConfigError, DatasetError
 from faceattr.data.transforms import eval_transform, train_transform
+from faceattr.errors import ConfigError, DatasetError
 
 logger = logging.getLogger(__name__)
 

@@ -278,8 +278,17 @@ def celeba_split_labels(root: str | Path, split: str) -> np.ndarray:
     Raises:
         DatasetError: A label file is missing or malformed (naming the file and line).
     """
-    from faceattr.data.readers.celeba import ATTRIBUTE_FILE, PARTITION_FILE, parse_partition
-    from faceattr.data.readers.labelfiles import BadRows, read_attribute_file, read_pairs, require_file
+    from faceattr.data.readers.celeba import (
+        ATTRIBUTE_FILE,
+        PARTITION_FILE,
+        parse_partition,
+    )
+    from faceattr.data.readers.labelfiles import (
+        BadRows,
+        read_attribute_file,
+        read_pairs,
+        require_file,
+    )
 
     root = Path(root)
     path = require_file(root / ATTRIBUTE_FILE, "CelebA")

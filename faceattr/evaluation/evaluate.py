@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,16 +12,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from faceattr.evaluation import metrics
 from faceattr.attributes import ATTRIBUTES, NUM_ATTRIBUTES
-from faceattr.evaluation.calibration import (apply_calibration, cross_fitted_ece, expected_calibration_error, fit_calibration,
-                                  logits_from_probabilities)
 from faceattr.config import Config, SourceConfig
 from faceattr.errors import ConfigError, EvaluationError
-from faceattr.runtime import World, autocast, gather_in_rank_order
+from faceattr.evaluation import metrics
+from faceattr.evaluation.calibration import (
+    apply_calibration,
+    cross_fitted_ece,
+    expected_calibration_error,
+    fit_calibration,
+    logits_from_probabilities,
+)
 from faceattr.evaluation.decision import DEFAULT_DECISION, fit_policies
 from faceattr.evaluation.summary import evaluation_result
 from faceattr.evaluation.thresholds import fit_thresholds
+from faceattr.files import save_table
+from faceattr.runtime import World, autocast, gather_in_rank_order
 
 if TYPE_CHECKING:
     from faceattr.models.deployed import DeployedModel
@@ -321,8 +326,7 @@ def evaluate_each_source(checkpoint_path: str | Path, overrides: Sequence[str], 
             logger.warning("source %d: %s", index, error)
             evaluation = None
         rows.append(source_row(index, source_label(source), evaluation))
-    (out / "sources.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out / "sources.md").write_text(sources_markdown(rows, str(checkpoint_path)))
+    save_table(out, "sources", sources_markdown(rows, str(checkpoint_path)), rows)
     return rows
 
 

@@ -24,9 +24,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from faceattr.errors import AlignmentError
-from faceattr.image import check_rgb, crop_box
+
 # Defined in a base module so that models and data use them without importing inference.
 from faceattr.geometry import CELEBA_CROP, CELEBA_SIZE
+from faceattr.image import check_rgb, crop_box
 
 #: The 5 landmarks of CelebA's aligned crops, in 178x218 crop pixels (x, y), MTCNN order.
 #: Median of facenet-pytorch MTCNN's landmarks on the first 500 images of img_align_celeba (a face

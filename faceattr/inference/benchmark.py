@@ -14,7 +14,6 @@ True
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import platform
@@ -31,14 +30,15 @@ import torch
 from PIL import Image
 
 from faceattr.config import Config
+from faceattr.files import save_table
 from faceattr.image import find_images, read_reduced
 from faceattr.inference.align import align_crop
 from faceattr.inference.detect import FaceDetector
 from faceattr.inference.predictor import Predictor
 from faceattr.inference.webcam import DemoOptions, run_demo
 from faceattr.models.deployed import DeployedModel
-from faceattr.models.weights_io import save_checkpoint
 from faceattr.models.net import FaceAttrNet
+from faceattr.models.weights_io import save_checkpoint
 
 TWO_PEOPLE = "faces/face_recognition/examples/two_people.jpg"
 OBAMA_480P = "faces/face_recognition/examples/obama-480p.jpg"
@@ -307,11 +307,8 @@ def _load() -> str:
 
 def save_report(out: str | Path, name: str, table: str, record: dict[str, Any], report: Report) -> None:
     """Writes ``OUT/NAME.md`` (the table) and ``OUT/NAME.json`` (``record``), and reports where."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(record, indent=2))
-    (out / f"{name}.md").write_text(table)
-    report(f"saved {out / f'{name}.md'} and .json")
+    markdown, _ = save_table(out, name, table, record)
+    report(f"saved {markdown} and .json")
 
 
 def run_detect_benchmark(data: str | Path, runs: int, threads: int, out: str | Path, report: Report = print) -> str:

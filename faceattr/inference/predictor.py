@@ -27,15 +27,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from faceattr.inference.align import align_crop, crop_outside
 from faceattr.attributes import ATTRIBUTES, BEAUTY_RANGE
-from faceattr.models.deployed import DeployedModel
-from faceattr.inference.detect import Detection, FaceDetector
+from faceattr.data.transforms import eval_transform
 from faceattr.errors import ConfigError, ImageError
 from faceattr.evaluation.decision import decide, policy_thresholds
 from faceattr.image import PREDICTION_MAX_PIXELS, read_image, read_reduced, source_name
-from faceattr.inference.results import FaceResult, ImageResult  # re-exported: the public API's home is predictor
-from faceattr.data.transforms import eval_transform
+from faceattr.inference.align import align_crop, crop_outside
+from faceattr.inference.detect import Detection, FaceDetector
+from faceattr.inference.results import (  # re-exported: the public API's home is predictor
+    FaceResult,
+    ImageResult,
+)
+from faceattr.models.deployed import DeployedModel
 from faceattr.runtime import select_device
 
 logger = logging.getLogger(__name__)

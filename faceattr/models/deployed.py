@@ -33,8 +33,13 @@ from faceattr.config import DECISION_POLICIES, Config, config_to_dict
 from faceattr.errors import CheckpointError
 from faceattr.geometry import CELEBA_CROP
 from faceattr.models.net import FaceAttrNet
-from faceattr.models.weights_io import (load_checkpoint, load_state_dict_checked, load_weights, sha256_of,
-                                        strip_wrapper_prefixes)
+from faceattr.models.weights_io import (
+    load_checkpoint,
+    load_state_dict_checked,
+    load_weights,
+    sha256_of,
+    strip_wrapper_prefixes,
+)
 from faceattr.version import __version__
 
 logger = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from torch import Tensor, nn
 
 from faceattr.attributes import NUM_ATTRIBUTES
 from faceattr.config import ModelConfig
+from faceattr.data.transforms import MEAN, STD
 from faceattr.models.backbone import create_backbone
 from faceattr.models.heads import AttributeHead, BeautyHead
-from faceattr.data.transforms import MEAN, STD
 
 
 class FaceAttrNet(nn.Module):

@@ -33,11 +33,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from faceattr.inference.align import CELEBA_SIZE, align_face
-from faceattr.image import IMAGE_EXTENSIONS, read_image
-from faceattr.inference.detect import FaceDetector
 from faceattr.errors import ConfigError, DatasetError, ImageError
 from faceattr.files import remove_stale_temporaries, write_exclusive
+from faceattr.image import IMAGE_EXTENSIONS, read_image
+from faceattr.inference.align import CELEBA_SIZE, align_face
+from faceattr.inference.detect import FaceDetector
 from faceattr.runtime import spawn_pool
 
 logger = logging.getLogger(__name__)

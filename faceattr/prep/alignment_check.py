@@ -25,8 +25,15 @@ from faceattr.attributes import ATTRIBUTES
 from faceattr.data.readers.celeba import read_celeba
 from faceattr.evaluation.metrics import attribute_metrics, mean_metrics
 from faceattr.image import crop_box
-from faceattr.inference.align import (BORDER_MODES, CELEBA_CROP, CELEBA_SIZE, DEFAULT_BORDER, align_face,
-                                     crop_outside, template)
+from faceattr.inference.align import (
+    BORDER_MODES,
+    CELEBA_CROP,
+    CELEBA_SIZE,
+    DEFAULT_BORDER,
+    align_face,
+    crop_outside,
+    template,
+)
 
 #: Official crop folders and their size; the full-size one is preferred where both hold a photo.
 FOLDERS = {"img_align_celeba": CELEBA_SIZE, "img_align_celeba_89x109": (89, 109)}

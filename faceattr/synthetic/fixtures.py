@@ -16,6 +16,7 @@ import numpy as np
 
 from faceattr.attributes import ATTRIBUTES
 from faceattr.data.readers import celeba, celebahq, scut
+from faceattr.data.readers.labelfiles import BadRows, read_attribute_file
 from faceattr.synthetic.drawing import (
     CELEBA_GEOMETRY,
     HAIR_COLOURS,
@@ -26,7 +27,6 @@ from faceattr.synthetic.drawing import (
     random_beauty,
     random_labels,
 )
-from faceattr.data.readers.labelfiles import BadRows, read_attribute_file
 
 #: The team CSV fixture's attribute columns.
 CSV_ATTRIBUTES = ("Male", "Smiling", "Eyeglasses", "Wearing_Hat", "Blond_Hair", "Black_Hair", "Bangs")

@@ -10,7 +10,6 @@ doing both in turn: :func:`measure_throughput` also gives that serial bound, 1 /
 from __future__ import annotations
 
 import copy
-import json
 import os
 import platform
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 
 from faceattr.config import Config, load_config
+from faceattr.files import save_table
 
 TABLE_HEADER = ("| config | backbone | px | batch | workers | data img/s | step img/s | loop img/s | loop / slower "
                 "| loop / serial bound |\n|---|---|---|---|---|---|---|---|---|---|\n")
@@ -143,9 +143,5 @@ def benchmark_training(config_path: str | Path, overrides: list[str] | tuple[str
              f"{result['step_images_per_s']:.1f} | {result['loop_images_per_s']:.1f} | "
              f"{result['loop_vs_slower']:.2f} | {result['loop_vs_serial_bound']:.2f} |\n\n"
              f"Machine: {row['machine']}; torch {row['torch']}.\n")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    saved = out / f"train_throughput_{Path(config_path).stem}"
-    Path(f"{saved}.json").write_text(json.dumps(row, indent=2))
-    Path(f"{saved}.md").write_text(table)
-    return row, table, saved
+    markdown, _ = save_table(out, f"train_throughput_{Path(config_path).stem}", table, row)
+    return row, table, markdown.with_suffix("")

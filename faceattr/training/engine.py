@@ -12,21 +12,30 @@ import random
 import time
 from collections import defaultdict
 from pathlib import Path
+
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from faceattr.attributes import ATTRIBUTES
-from faceattr.models.deployed import DeployedModel
-from faceattr.models.weights_io import load_checkpoint, save_checkpoint
 from faceattr.config import Config, config_to_dict, save_config
 from faceattr.errors import CheckpointError, ConfigError
 from faceattr.evaluation.decision import DEFAULT_DECISION
-from faceattr.files import remove_stale_temporaries
 from faceattr.evaluation.evaluate import calibrate_and_tune, predict_loader, summarize
 from faceattr.evaluation.summary import headline, headline_figures
-from faceattr.runtime import (World, all_ranks_have, autocast, broadcast_from_main, close_world, init_world, select_device,
-                              share_buffers_from_main)
+from faceattr.files import remove_stale_temporaries
+from faceattr.models.deployed import DeployedModel
+from faceattr.models.weights_io import load_checkpoint, save_checkpoint
+from faceattr.runtime import (
+    World,
+    all_ranks_have,
+    autocast,
+    broadcast_from_main,
+    close_world,
+    init_world,
+    select_device,
+    share_buffers_from_main,
+)
 from faceattr.training.parts import TrainingParts, build_training
 
 logger = logging.getLogger(__name__)

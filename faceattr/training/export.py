@@ -27,7 +27,12 @@ from PIL import Image
 
 from faceattr.errors import CheckpointError
 from faceattr.evaluation.summary import compact_evaluation
-from faceattr.models.deployed import FORMAT, DeployedModel, decision_digest, description_path
+from faceattr.models.deployed import (
+    FORMAT,
+    DeployedModel,
+    decision_digest,
+    description_path,
+)
 from faceattr.models.weights_io import sha256_of, weights_bytes, write_temporary
 from faceattr.version import __version__
 

@@ -16,7 +16,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from faceattr.attributes import BEAUTY_RANGE, NUM_ATTRIBUTES
-from faceattr.config import ATTRIBUTE_LOSSES, BEAUTY_HEAD_KINDS, BEAUTY_LOSSES, LossConfig
+from faceattr.config import (
+    ATTRIBUTE_LOSSES,
+    BEAUTY_HEAD_KINDS,
+    BEAUTY_LOSSES,
+    LossConfig,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -101,8 +101,8 @@ def build_training(config: Config, positive_rate: np.ndarray, device: torch.devi
     >>> parts.eval_model is parts.model and parts.train_model is parts.model
     True
     """
-    from faceattr.training.losses import MultiTaskLoss
     from faceattr.models import build_model
+    from faceattr.training.losses import MultiTaskLoss
 
     model = build_model(config.model).to(device)
     if config.train.channels_last:

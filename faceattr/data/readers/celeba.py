@@ -9,7 +9,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from faceattr.data.readers.labelfiles import BadRows, list_images, read_attribute_file, read_pairs, require_file
+from faceattr.data.readers.labelfiles import (
+    BadRows,
+    list_images,
+    read_attribute_file,
+    read_pairs,
+    require_file,
+)
 from faceattr.data.records import FaceRecord, ReadResult
 from faceattr.errors import DatasetError
 

@@ -10,8 +10,19 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from faceattr.data.readers.celeba import IDENTITY_FILE, PARTITION_FILE, celeba_group, read_split_files
-from faceattr.data.readers.labelfiles import BadRows, list_images, read_attribute_file, require_file, text_rows
+from faceattr.data.readers.celeba import (
+    IDENTITY_FILE,
+    PARTITION_FILE,
+    celeba_group,
+    read_split_files,
+)
+from faceattr.data.readers.labelfiles import (
+    BadRows,
+    list_images,
+    read_attribute_file,
+    require_file,
+    text_rows,
+)
 from faceattr.data.records import FaceRecord, ReadResult
 from faceattr.errors import DatasetError
 

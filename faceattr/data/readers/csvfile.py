@@ -17,7 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from faceattr.attributes import ATTRIBUTE_INDEX, ATTRIBUTES, NUM_ATTRIBUTES
-from faceattr.data.readers.labelfiles import BadRows, list_images, parse_score, require_file
+from faceattr.data.readers.labelfiles import (
+    BadRows,
+    list_images,
+    parse_score,
+    require_file,
+)
 from faceattr.data.records import SPLITS, FaceRecord, ReadResult
 from faceattr.errors import ConfigError, DatasetError
 

@@ -12,7 +12,12 @@ import random
 import re
 from pathlib import Path
 
-from faceattr.data.readers.labelfiles import BadRows, list_images, parse_score, read_pairs
+from faceattr.data.readers.labelfiles import (
+    BadRows,
+    list_images,
+    parse_score,
+    read_pairs,
+)
 from faceattr.data.records import FaceRecord, ReadResult
 from faceattr.errors import ConfigError, DatasetError
 

@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from faceattr.attributes import ATTRIBUTES
-from faceattr.evaluation.report.format import as_number, bin_label, format_metric, ranked_attributes
+from faceattr.evaluation.report.format import (
+    as_number,
+    bin_label,
+    format_metric,
+    ranked_attributes,
+)
 from faceattr.evaluation.report.plots import write_plots
 from faceattr.evaluation.summary import ATTRIBUTE_KEYS, check_evaluation
 

@@ -14,7 +14,12 @@ from typing import Any
 import numpy as np
 
 from faceattr.attributes import BEAUTY_RANGE
-from faceattr.evaluation.report.format import as_number, bin_label, format_metric, ranked_attributes
+from faceattr.evaluation.report.format import (
+    as_number,
+    bin_label,
+    format_metric,
+    ranked_attributes,
+)
 
 _DPI = 120
 
