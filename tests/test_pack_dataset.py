@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from faceattr.config import DataConfig, SourceConfig, config_from_dict, load_config
 from faceattr.data.loader import build_data
-from faceattr.data.pack import pack, summary_lines
+from faceattr.data.pack import encode_face, pack, summary_lines
 from faceattr.data.readers.csvfile import hashed_split
 from faceattr.data.records import FaceRecord
 from faceattr.data.sources import read_source
@@ -184,3 +185,19 @@ def test_an_unreadable_image_stops_the_pack_or_is_left_out_with_skip(tmp_path):
         "s0_csv_team: 5 faces (3 written, 2 already there, 1 unreadable left out)")
     packed = read_source(SourceConfig(kind="csv", root=str(tmp_path / "out" / "s0_csv_team.csv"))).records
     assert [r.path.stem for r in packed] == [f"team_000{i}" for i in (1, 2, 4, 5, 6)]
+
+
+def test_a_packed_image_is_never_written_through_a_planted_link(tmp_path):
+    """Links planted at the image's name and at a fixed temporary name beside it leave their targets intact."""
+    source = tmp_path / "face.png"
+    Image.fromarray(np.full((109, 89, 3), 120, np.uint8)).save(source)
+    victims = [tmp_path / "victim1.txt", tmp_path / "victim2.txt"]
+    for victim in victims:
+        victim.write_text("precious")
+    target = tmp_path / "out" / "face.png"
+    target.parent.mkdir()
+    target.symlink_to(victims[0])
+    target.with_name("face.png.part").symlink_to(victims[1])
+    assert encode_face(source, target, None, SIZE, "png", 85) == target.stat().st_size
+    assert [victim.read_text() for victim in victims] == ["precious", "precious"]
+    assert not target.is_symlink() and Image.open(target).size == (SIZE, SIZE)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import io
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ from faceattr.data.records import FaceRecord
 from faceattr.data.sources import read_source
 from faceattr.data.transforms import CropResize
 from faceattr.errors import ConfigError, DatasetError, ImageError
+from faceattr.files import open_exclusive, write_exclusive
 from faceattr.image import load_image
 from faceattr.runtime import spawn_pool
 
@@ -208,9 +210,9 @@ def encode_face(path: Path, target: Path, crop: list[float] | None, image_size: 
     image = CropResize(image_size, crop)(load_image(path))
     _, pil_format, lossy = FORMATS[image_format]
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")  # a killed run leaves no truncated image
-    image.save(partial, format=pil_format, **({"quality": quality} if lossy else {"optimize": True}))
-    os.replace(partial, target)
+    # Whole or not at all (a killed run leaves no truncated image), never through a planted link.
+    write_exclusive(target, lambda file: image.save(file, format=pil_format,
+                                                    **({"quality": quality} if lossy else {"optimize": True})))
     return target.stat().st_size
 
 
@@ -240,8 +242,8 @@ def write_csv(packed: PackedSource, path: Path) -> None:
     folds = any(fold is not None for fold in packed.folds)
     header = ["image", "split", "group", *(["beauty"] if beauty else []), *(ATTRIBUTES if attributes else []),
               *(["fold"] if folds else [])]
-    partial = path.with_name(path.name + ".part")
-    with open(partial, "w", encoding="utf-8", newline="") as file:
+    with open_exclusive(path) as binary:
+        file = io.TextIOWrapper(binary, encoding="utf-8", newline="")
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(header)
         for record, image, fold in zip(packed.records, packed.images, packed.folds):
@@ -254,7 +256,7 @@ def write_csv(packed: PackedSource, path: Path) -> None:
             if folds:
                 row.append("" if fold is None else str(fold))
             writer.writerow(row)
-    os.replace(partial, path)
+        file.detach()  # flushed into the binary file, which open_exclusive puts in place
 
 
 def write_sources(packed: list[PackedSource], out: Path, command: str, settings: dict) -> Path:
