@@ -5,8 +5,10 @@ from pathlib import Path
 from setuptools import find_namespace_packages, setup
 
 here = Path(__file__).parent
-# faceattr serve: the REST API, its page and metrics (websockets: uvicorn's WebSocket protocol).
-serve = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "prometheus-client>=0.17", "websockets>=12"]
+# faceattr serve: the REST API, its page and metrics (websockets: uvicorn's WebSocket protocol; httpx: its load
+# test, faceattr.serve.loadtest and tools/benchmark_serve.py).
+serve = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "prometheus-client>=0.17", "websockets>=12",
+         "httpx>=0.25"]
 version = {}
 exec((here / "faceattr" / "version.py").read_text(), version)
 
@@ -45,7 +47,7 @@ setup(
     ],
     extras_require={
         # The tests' extra: every optional feature is tested, so it installs them all.
-        "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0", "httpx>=0.25"] + serve,
+        "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0"] + serve,
         "serve": serve,
         "demo": ["opencv-python>=4.8,<5"],
     },

@@ -12,8 +12,8 @@ from faceattr.data.loader import read_groups
 from faceattr.synthetic.fixtures import make_celeba, make_csv
 
 #: The tools whose --help must answer (the others are run in full below).
-HELP_ONLY = ["align_dataset", "benchmark_detect", "benchmark_predict", "check_dataset", "make_fixtures",
-             "measure_alignment", "measure_hq_crop", "webcam_demo"]
+HELP_ONLY = ["align_dataset", "benchmark_detect", "benchmark_predict", "benchmark_serve", "check_dataset",
+             "make_fixtures", "measure_alignment", "measure_hq_crop", "webcam_demo"]
 
 
 @pytest.mark.parametrize("name", HELP_ONLY)
