@@ -51,6 +51,8 @@ class MicroBatcher(Generic[Item, Result]):
         incoming: How many items are on their way (admitted but not yet submitted): the batch
             waits for them only; ``None``: always wait up to ``max_wait_s``.
         on_batch: Called with each batch's size (metrics).
+        setup: Called on the batcher's thread before its first batch (the service builds its
+            model there); when it raises, every item is answered with its error.
 
     >>> async def demo():
     ...     batcher = MicroBatcher(lambda items: [2 * x for x in items], max_batch=4, max_wait_s=0.01)
@@ -64,7 +66,8 @@ class MicroBatcher(Generic[Item, Result]):
     """
 
     def __init__(self, process: Callable[[Sequence[Item]], Sequence[Result]], max_batch: int, max_wait_s: float,
-                 incoming: Callable[[], int] | None = None, on_batch: Callable[[int], None] | None = None):
+                 incoming: Callable[[], int] | None = None, on_batch: Callable[[int], None] | None = None,
+                 setup: Callable[[], None] | None = None):
         if max_batch < 1 or max_wait_s < 0:
             raise ValueError(f"max_batch ({max_batch}) must be >= 1 and max_wait_s ({max_wait_s}) >= 0")
         self.process = process
@@ -72,6 +75,7 @@ class MicroBatcher(Generic[Item, Result]):
         self.max_wait_s = max_wait_s
         self.incoming = incoming
         self.on_batch = on_batch
+        self.setup = setup
         self._jobs: queue.SimpleQueue[_Job[Item] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="faceattr-inference", daemon=True)
 
@@ -100,10 +104,20 @@ class MicroBatcher(Generic[Item, Result]):
         return await future
 
     def _serve(self) -> None:
+        failure = None
+        if self.setup is not None:
+            try:
+                self.setup()
+            except Exception as error:  # noqa: BLE001 -- answered to every item: nothing can run without it
+                logger.error("the micro-batcher's setup failed: %s", error)
+                failure = error
         while True:
             job = self._jobs.get()
             if job is None:
                 return
+            if failure is not None:
+                self._answer(job, error=failure)
+                continue
             batch, stopping = self._fill([job])
             self._run_batch([job for job in batch if not job.future.done()])
             if stopping:

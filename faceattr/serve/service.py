@@ -130,20 +130,29 @@ class Service:
     async def start(self) -> None:
         """Loads the model (unless given), warms it up, starts the micro-batcher; then :attr:`ready`."""
         loop = asyncio.get_running_loop()
-        if self.predictor is None:
-            settings = self.settings
-            self.predictor = await loop.run_in_executor(self._pool, lambda: Predictor(
-                settings.model, device=settings.device, batch_size=max(settings.max_batch, 8),
-                decision=settings.decision, max_pixels=settings.max_pixels))
+        # MTCNN's first pass over an image size builds its pyramid; pay for it before the first request.
+        warm_up = np.zeros((480, 640, 3), np.uint8)
         if self._runner is None:
+            # The model is built on the inference thread itself: torch (OpenMP) ran a model built on
+            # another thread about a third slower there (tools/benchmark_serve.py, 2 CPU cores).
             self._batcher = MicroBatcher(self.faces_of, self.settings.max_batch, self.settings.max_wait_ms / 1000,
-                                         incoming=lambda: self._decoding, on_batch=self.metrics.batch_size.observe)
+                                         incoming=lambda: self._decoding, on_batch=self.metrics.batch_size.observe,
+                                         setup=self._load)
             self._batcher.start()
             self._runner = self._batcher.run
-        # MTCNN's first pass over an image size builds its pyramid; pay for it before the first request.
-        await loop.run_in_executor(self._pool, self.faces_of, [np.zeros((480, 640, 3), np.uint8)])
+            await self._batcher.run(warm_up)
+        else:
+            await loop.run_in_executor(self._pool, self._load)
+            await loop.run_in_executor(self._pool, self.faces_of, [warm_up])
         self.ready = True
         logger.info("ready: %r", self.predictor)
+
+    def _load(self) -> None:
+        """Loads ``settings.model`` unless a predictor was given (blocking)."""
+        if self.predictor is None:
+            settings = self.settings
+            self.predictor = Predictor(settings.model, device=settings.device, batch_size=max(settings.max_batch, 8),
+                                       decision=settings.decision, max_pixels=settings.max_pixels)
 
     async def stop(self) -> None:
         """Stops taking requests, finishes those in the batcher, frees the threads."""
