@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from faceattr.attributes import ATTRIBUTES
-from faceattr.config import DECISION_POLICIES
+from faceattr.config import DECISION_POLICIES, PREDICTION_BACKENDS
 from faceattr.errors import FaceAttrError
 from faceattr.files import fit_name, open_exclusive, write_exclusive
 from faceattr.image import IMAGE_EXTENSIONS, find_images, read_reduced
@@ -66,7 +66,7 @@ CSV_COLUMNS: tuple[str, ...] = (*CSV_HEADER, *ATTRIBUTES, *CSV_DECISION_HEADER)
 
 
 def load_predictor(checkpoint: str | Path | None, device: str, batch_size: int, decision: str | None = None,
-                   threshold: float | None = None) -> Any:
+                   threshold: float | None = None, backend: str | None = None) -> Any:
     """Builds a :class:`faceattr.inference.predictor.Predictor` (imported here: it brings torch and the detector).
 
     Args:
@@ -76,6 +76,7 @@ def load_predictor(checkpoint: str | Path | None, device: str, batch_size: int, 
         batch_size: Faces per network batch.
         decision: The decision policy (``None``: the model's default).
         threshold: The probability policy's cut-off.
+        backend: What runs the network, ``torch`` or ``onnx`` (``None``: ``onnx`` for an ``.onnx`` model).
 
     Returns:
         The predictor.
@@ -83,11 +84,13 @@ def load_predictor(checkpoint: str | Path | None, device: str, batch_size: int, 
     Raises:
         CheckpointError: The model file is missing, corrupt or incompatible, or no default
             model is installed.
-        ConfigError: The decision policy is unknown to the model, or the threshold is bad.
+        ConfigError: The decision policy is unknown to the model, the threshold is bad, or the
+            backend's packages are not installed.
     """
     from faceattr.inference.predictor import Predictor
 
-    return Predictor(checkpoint, device=device, batch_size=batch_size, decision=decision, threshold=threshold)
+    return Predictor(checkpoint, device=device, batch_size=batch_size, decision=decision, threshold=threshold,
+                     backend=backend)
 
 
 def _positive(text: str) -> int:
@@ -136,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                               + " ".join(sorted(IMAGE_EXTENSIONS)) + " files; links to files and links to folders "
                               "are followed, a link back to a folder already searched is skipped with a warning")
     predict.add_argument("--model", metavar="MODEL",
-                         help="a best.pt written by tools/train.py or a .safetensors written by tools/export_model.py "
-                              "(default: the model installed with faceattr)")
+                         help="a best.pt written by tools/train.py or a .safetensors or .onnx written by "
+                              "tools/export_model.py (default: the model installed with faceattr)")
     predict.add_argument("--aligned", action="store_true",
                          help="the images are faces already aligned as CelebA's img_align_celeba (178x218 or that "
                               "geometry at any size): no detection, one face per image")
@@ -152,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "DIR/NAME.jpg (names too long for the file system are shortened with a hash); "
                               "refused if DIR is or holds an input; a DIR inside an input folder is not searched")
     predict.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+    predict.add_argument("--backend", choices=PREDICTION_BACKENDS, default=None,
+                         help="what runs the network: torch, or onnx (ONNX Runtime: pip install 'faceattr[onnx]'; a "
+                              "model that is not an .onnx is exported to ONNX in memory as it loads, a few seconds); "
+                              "default: onnx for an .onnx model, torch otherwise")
     predict.add_argument("--batch-size", type=_positive, default=32, metavar="N", help="default: 32")
     predict.add_argument("--decision", choices=DECISION_POLICIES, default=None,
                          help="how attributes are judged present: f1 (thresholds maximising F1 on validation), "
@@ -345,7 +352,8 @@ def run_predict(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
     if args.model is not None and not Path(args.model).is_file():
         stderr.write(f"faceattr: {args.model}: model file not found\n")
         return EXIT_USAGE
-    predictor = load_predictor(args.model, args.device, args.batch_size, args.decision, args.threshold)
+    predictor = load_predictor(args.model, args.device, args.batch_size, args.decision, args.threshold,
+                               backend=args.backend)
     annotated = None
     outputs = contextlib.ExitStack()
     try:
