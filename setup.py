@@ -43,6 +43,8 @@ setup(
         "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0"],
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],
         "demo": ["opencv-python>=4.8,<5"],
+        # tools/export_model.py --format onnx (torch's dynamo exporter needs onnxscript) and backend="onnx".
+        "onnx": ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"],
     },
     entry_points={"console_scripts": ["faceattr=faceattr.cli:main"]},
     classifiers=[

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -136,9 +137,11 @@ def test_an_onnx_export_has_no_torch_weights(exports: dict[str, Path]) -> None:
         Predictor(exports["onnx"], device="cpu", backend="torch")
 
 
-def test_an_unknown_backend_is_a_config_error_naming_backend(checkpoint: Path) -> None:
-    with pytest.raises(ConfigError, match="backend: expected one of torch, onnx, got 'tensorrt'"):
-        Predictor(checkpoint, device="cpu", backend="tensorrt")
+def test_without_the_onnx_packages_the_error_names_the_extra(exports: dict[str, Path],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnx", None)  # what an environment without it gives: ImportError
+    with pytest.raises(ConfigError, match=r"tiny.onnx needs the onnx package: pip install \"faceattr\[onnx\]\""):
+        DeployedModel.load(exports["onnx"])
 
 
 def test_the_cli_runs_an_onnx_export_and_exports_in_memory_with_backend_onnx(
@@ -163,3 +166,22 @@ def test_export_tool_writes_one_onnx_file(run_tool, checkpoint: Path, tmp_path: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["team.onnx"]
     assert f"wrote {tmp_path / 'team.onnx'} (float32" in run.out
     assert DeployedModel.load(tmp_path / "team.onnx").description["dtype"] == "float32"
+
+
+def test_the_backend_benchmark_measures_load_network_and_prediction(exports: dict[str, Path], tmp_path: Path) -> None:
+    from PIL import Image
+
+    from faceattr.inference.backend_benchmark import backend_table, measure_backend
+
+    photos = {}
+    for which in ("large", "frame"):
+        photos[which] = str(tmp_path / f"{which}.jpg")
+        Image.fromarray(faces(1)[0]).save(photos[which])
+    result = measure_backend(str(exports["onnx"]), "onnx", 1, photos, 1, [1, 2])
+    assert sorted(result["network_s"]) == ["1", "2"] and sorted(result["predict_s"]) == ["frame", "large"]
+    assert result["load_s"] > 0 and all(t["fastest"] <= t["median"] for t in result["network_s"].values())
+    table = backend_table([{"case": "onnx, .onnx file", "threads": 1, **result}], [1, 2],
+                          {"model": "tiny", "runs": 1, "machine": "m", "torch": "t", "onnxruntime": "o",
+                           "load_before": "0", "load_after": "0"})
+    assert table.startswith("| backend | threads | load s | network ms, batch 1 | network ms, batch 2 |")
+    assert "| onnx, .onnx file | 1 |" in table

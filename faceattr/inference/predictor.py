@@ -320,8 +320,9 @@ class Predictor:
     def _run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated probabilities ``(B, 40)`` and clipped beauty ``(B,)`` for uint8 crops ``(B, S, S, 3)``."""
         logits, beauty = self.network(crops)
-        probabilities = apply_calibration(logits, self.temperatures, self.offsets)
-        return probabilities, np.clip(beauty.astype(np.float64), *BEAUTY_RANGE)
+        # Rounded to float32, the network's precision: float64's further digits would be noise.
+        probabilities = apply_calibration(logits, self.temperatures, self.offsets).astype(np.float32)
+        return probabilities.astype(np.float64), np.clip(beauty, *BEAUTY_RANGE).astype(np.float64)
 
     def _result(self, detection: Detection, probabilities: np.ndarray, beauty: float) -> FaceResult:
         landmarks = None if detection.landmarks is None else tuple(

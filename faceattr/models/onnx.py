@@ -176,7 +176,8 @@ class OnnxNetwork:
     Args:
         model: A serialized ONNX model with :data:`INPUT` and :data:`OUTPUTS`.
         threads: Intra-op threads; ``None``: torch's (``torch.get_num_threads()``), so one
-            setting governs both backends. One inter-op thread: the graph is a chain.
+            setting governs both backends. One inter-op thread: the graph is a chain. The
+            threads do not spin waiting for work between runs.
         device: ``cpu`` or ``cuda``; CUDA needs ``onnxruntime-gpu`` (the CPU runs otherwise, with a warning).
 
     Raises:
@@ -194,6 +195,9 @@ class OnnxNetwork:
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Threads that spin between runs take the cores from MTCNN, which runs between the network's calls,
+        # and from other processes on a small box; measured on 2 shared cores, not spinning lost nothing.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if device == "cuda":
             if "CUDAExecutionProvider" in ort.get_available_providers():
