@@ -23,12 +23,19 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from faceattr.attributes import ATTRIBUTES
 from faceattr.config import DECISION_POLICIES
 from faceattr.errors import FaceAttrError
 from faceattr.files import fit_name, open_exclusive, write_exclusive
 from faceattr.image import IMAGE_EXTENSIONS, find_images, read_reduced
-from faceattr.inference.results import OUTSIDE_NOTE, ImageResult, ranked_attributes
+from faceattr.inference.results import (  # the results table is shared with faceattr.bulk
+    CSV_COLUMNS,
+    OUTSIDE_NOTE,
+    ImageResult,
+    csv_rows,
+    printable,
+    ranked_attributes,
+    spreadsheet_safe,
+)
 from faceattr.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -49,20 +56,8 @@ EXIT_CODES = f"""exit status:
      images found (message on stderr)
   {EXIT_INTERNAL} internal error: a bug in faceattr (traceback on stderr)"""
 
-#: First characters that make a spreadsheet take a cell as a formula (OWASP, "CSV Injection").
-FORMULA_PREFIXES: frozenset[str] = frozenset("=+-@\t\r")
-
 #: Present attributes drawn per face by ``--save-annotated`` when ``--top`` is not given.
 DRAWN_ATTRIBUTES = 3
-
-#: CSV columns before the 40 attribute probabilities.
-CSV_HEADER: tuple[str, ...] = ("path", "face", "x1", "y1", "x2", "y2", "score", "beauty")
-
-#: CSV columns after the probabilities: the decision policy, then each attribute's decision (1 present, 0 absent).
-CSV_DECISION_HEADER: tuple[str, ...] = ("decision", *(f"{name}_present" for name in ATTRIBUTES))
-
-#: Every CSV column, in order.
-CSV_COLUMNS: tuple[str, ...] = (*CSV_HEADER, *ATTRIBUTES, *CSV_DECISION_HEADER)
 
 
 def load_predictor(checkpoint: str | Path | None, device: str, batch_size: int, decision: str | None = None,
@@ -194,56 +189,6 @@ def format_result(result: ImageResult, top: int | None = None) -> list[str]:
         note = f"  (crop {face.outside:.0%} outside the photo)" if face.outside > OUTSIDE_NOTE else ""
         lines.append(f"{result.source}  face {number}  box ({box})  beauty {face.beauty:.2f}  {attributes}{note}")
     return lines
-
-
-def csv_rows(result: ImageResult) -> list[list[str]]:
-    """One CSV row per face of ``result``, in the columns of :data:`CSV_COLUMNS`.
-
-    >>> from faceattr.inference.results import FaceResult
-    >>> face = FaceResult((1, 2, 3, 4), 0.9, None, dict.fromkeys(ATTRIBUTES, 0.2) | {"Male": 0.9}, ("Male",), 3.0, "f1")
-    >>> row = dict(zip(CSV_COLUMNS, csv_rows(ImageResult("a.jpg", [face]))[0]))
-    >>> row["Male"], row["decision"], row["Male_present"], row["Young_present"]
-    ('0.9000', 'f1', '1', '0')
-    """
-    rows = []
-    for number, face in enumerate(result.faces, start=1):
-        box = [f"{float(v):.1f}" for v in face.box]
-        probabilities = [f"{face.probabilities[name]:.4f}" for name in ATTRIBUTES]
-        present = face.present()
-        rows.append([result.source, str(number), *box, f"{face.score:.4f}", f"{face.beauty:.3f}", *probabilities,
-                     face.decision or "", *("1" if present[name] else "0" for name in ATTRIBUTES)])
-    return rows
-
-
-def printable(text: str) -> str:
-    """``text`` with the bytes of a file name that are not UTF-8 shown as ``\\xNN`` escapes.
-
-    On POSIX a file name is bytes; Python keeps the undecodable ones as lone surrogates, which
-    no UTF-8 output (the terminal, the CSV, JSON parsers) accepts. Outputs name such a file
-    ``caf\\xe9.jpg``: readable, valid UTF-8, and the bytes are still there to see.
-
-    >>> import os
-    >>> printable(os.fsdecode(b"caf\\xe9.jpg")), printable("café.jpg")
-    ('caf\\\\xe9.jpg', 'café.jpg')
-    """
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def spreadsheet_safe(cell: str) -> str:
-    """``cell`` with a ``'`` in front if a spreadsheet would run it as a formula (CSV injection).
-
-    Numbers stay as they are: a box's ``-3.5`` is a number to a spreadsheet, not a formula.
-
-    >>> spreadsheet_safe("=HYPERLINK(1).jpg"), spreadsheet_safe("-3.5"), spreadsheet_safe("a.jpg")
-    ("'=HYPERLINK(1).jpg", '-3.5', 'a.jpg')
-    """
-    if cell[:1] not in FORMULA_PREFIXES:
-        return cell
-    try:
-        float(cell)
-    except ValueError:
-        return "'" + cell
-    return cell
 
 
 class _AnnotatedWriter:
