@@ -40,9 +40,11 @@ setup(
         "Pillow>=10.0",
     ],
     extras_require={
-        "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0"],
+        # Ray >= 2.10 for Ray Data's override_num_blocks (faceattr.bulk); the tests run bulk prediction.
+        "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0", "ray[serve,data]>=2.10"],
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],
         "demo": ["opencv-python>=4.8,<5"],
+        "ray": ["ray[serve,data]>=2.10"],  # faceattr bulk (Ray Data); faceattr serve --ray (Ray Serve)
     },
     entry_points={"console_scripts": ["faceattr=faceattr.cli:main"]},
     classifiers=[

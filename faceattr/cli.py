@@ -158,6 +158,23 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top", type=_non_negative, default=None, metavar="K",
                          help="list at most K present attributes per face, most probable first (default: all; "
                               "--save-annotated draws 3)")
+    bulk = commands.add_parser(
+        "bulk", help="predict a whole collection with Ray: a table of faces, resumable",
+        description="Predicts every photo of a folder (recursively), a text file of paths (one a line) or a "
+                    "Parquet file's column of paths with Ray Data, and writes one row per face (the --csv "
+                    "columns, the present attributes and an error column) to OUT.parquet or OUT.csv, a "
+                    "folder of part files. Run again with the same OUT to go on where a run stopped.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bulk.add_argument("input", metavar="INPUT", help="a folder, a .parquet file, or a text file of paths")
+    bulk.add_argument("--output", required=True, type=Path, metavar="OUT", help="OUT.parquet or OUT.csv")
+    bulk.add_argument("--column", default="path", help="the Parquet input's column of paths (default: path)")
+    bulk.add_argument("--ray-address", metavar="ADDR",
+                      help="join a running Ray cluster: auto (on a node of a cluster started with `ray start "
+                           "--head`) or ray://HOST:10001; default: start Ray here with --workers CPUs")
+    bulk.add_argument("--workers", type=_positive, default=2, metavar="N", help="predictors, one CPU each (default: 2)")
+    bulk.add_argument("--batch-size", type=_positive, default=16, metavar="N", help="photos per batch (default: 16)")
+    bulk.add_argument("--model", metavar="MODEL", help="as for predict (default: the model installed with faceattr)")
+    bulk.add_argument("--decision", choices=DECISION_POLICIES, default=None, help="as for predict (default: the model's)")
     return parser
 
 
@@ -350,6 +367,21 @@ def run_predict(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
     return EXIT_UNREADABLE if failed else EXIT_OK
 
 
+def run_bulk(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
+    """Runs ``faceattr bulk`` with parsed arguments (:func:`faceattr.bulk.predict_collection`); the exit status."""
+    try:
+        from faceattr.bulk import predict_collection
+    except ImportError as error:
+        stderr.write(f"faceattr: {error}\n")
+        return EXIT_USAGE
+    summary = predict_collection(args.input, args.output, model=args.model, decision=args.decision,
+                                 batch_size=args.batch_size, num_workers=args.workers, ray_address=args.ray_address,
+                                 column=args.column)
+    stdout.write(f"{printable(str(summary.output))}: {summary.images} photos predicted ({summary.faces} faces, "
+                 f"{summary.errors} unreadable), {summary.skipped} already done\n")
+    return EXIT_UNREADABLE if summary.errors else EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """The ``faceattr`` console script.
 
@@ -373,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     logging.basicConfig(level=logging.WARNING, format="faceattr: %(levelname)s: %(message)s")
     try:
-        return run_predict(args, sys.stdout, sys.stderr)
+        return {"predict": run_predict, "bulk": run_bulk}[args.command](args, sys.stdout, sys.stderr)
     except FaceAttrError as error:
         sys.stderr.write(f"faceattr: {error}\n")
         return EXIT_USAGE
