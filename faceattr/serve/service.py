@@ -91,7 +91,9 @@ def sniff(data: bytes, max_pixels: int, min_side: int) -> None:
     try:
         with Image.open(io.BytesIO(data)) as image:
             kind, (width, height) = image.format, image.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except Image.DecompressionBombError as error:  # over twice PIL's own limit: refused by PIL from the header
+        raise ServiceError(413, "image_too_large", f"upload: {error}") from error
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         kind, width, height = None, 0, 0
     if kind not in ACCEPTED_FORMATS:
         raise ServiceError(415, "unsupported_media_type",
