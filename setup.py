@@ -5,6 +5,11 @@ from pathlib import Path
 from setuptools import find_namespace_packages, setup
 
 here = Path(__file__).parent
+# faceattr serve: the REST API, its page and metrics (websockets: uvicorn's WebSocket protocol).
+serve = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "prometheus-client>=0.17", "websockets>=12"]
+# Bulk prediction (Ray Data; >= 2.10 for from_items' override_num_blocks) and the service under Ray Serve,
+# which serves the same FastAPI app and so needs the serve extra too.
+ray = ["ray[serve,data]>=2.10"] + serve
 version = {}
 exec((here / "faceattr" / "version.py").read_text(), version)
 
@@ -22,6 +27,8 @@ setup(
         "faceattr": ["py.typed"],  # PEP 561: the package's annotations are for type checkers
         # The default model (tools/export_model.py): weights and their description with the checksum.
         "faceattr.weights": ["*.safetensors", "*.json"],
+        # The service's web page, served from the package (no CDN).
+        "faceattr.serve.page": ["*.html", "*.js", "*.css", "*.svg"],
     },
     install_requires=[
         "torch>=2.3",
@@ -40,11 +47,11 @@ setup(
         "Pillow>=10.0",
     ],
     extras_require={
-        # Ray >= 2.10 for Ray Data's override_num_blocks (faceattr.bulk); the tests run bulk prediction.
-        "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0", "ray[serve,data]>=2.10"],
-        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],
+        # The tests' extra: every optional feature is tested, so it installs them all.
+        "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0", "httpx>=0.25"] + serve + ray,
+        "serve": serve,
         "demo": ["opencv-python>=4.8,<5"],
-        "ray": ["ray[serve,data]>=2.10"],  # faceattr bulk (Ray Data); faceattr serve --ray (Ray Serve)
+        "ray": ray,
     },
     entry_points={"console_scripts": ["faceattr=faceattr.cli:main"]},
     classifiers=[
