@@ -206,6 +206,13 @@ def add_serve_parser(commands: Any) -> None:
                             "variable, which stays out of process listings")
     serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", dest="cors_origins",
                        help="allow browser pages from ORIGIN to call the API (repeatable; default: CORS off)")
+    serve.add_argument("--ray", action="store_true",
+                       help="run under Ray Serve: --replicas copies of the service behind Ray's proxy on --host:--port "
+                            "(pip install \"faceattr[ray]\")")
+    serve.add_argument("--replicas", type=_positive, default=2, metavar="N", help="with --ray (default: 2)")
+    serve.add_argument("--ray-address", metavar="ADDR",
+                       help="with --ray: join a running Ray cluster (auto after `ray start --head` on this machine); "
+                            "default: start Ray here")
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -223,7 +230,15 @@ def run_serve(args: argparse.Namespace) -> int:
     if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
         logger.warning("serving on %s without an API key: anyone who reaches this address can use it",
                        settings.host)
-    serve(settings)
+    if args.ray:
+        from faceattr.serve.ray_serve import serve_on_ray
+
+        try:
+            serve_on_ray(settings, args.replicas, args.ray_address)
+        except ImportError as error:  # Ray is missing: the message names the extra
+            raise ConfigError(str(error)) from error
+    else:
+        serve(settings)
     return EXIT_OK
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import ray
+from conftest import start_local_ray
 from PIL import Image
 
 from faceattr import cli
@@ -30,9 +30,8 @@ PHOTOS = ("face_recognition/examples/two_people.jpg", "face_recognition/examples
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    """One local Ray of 2 CPUs for the module (it takes seconds to start); its workers import this checkout."""
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    """One local Ray of 2 CPUs for the module: it takes seconds to start."""
+    start_local_ray(num_cpus=2)
     yield
     ray.shutdown()
 
