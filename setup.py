@@ -7,9 +7,9 @@ from setuptools import find_namespace_packages, setup
 here = Path(__file__).parent
 # faceattr serve: the REST API, its page and metrics (websockets: uvicorn's WebSocket protocol).
 serve = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "prometheus-client>=0.17", "websockets>=12"]
-# Bulk prediction (Ray Data; >= 2.10 for from_items' override_num_blocks) and the service under Ray Serve,
-# which serves the same FastAPI app and so needs the serve extra too.
-ray = ["ray[serve,data]>=2.10"] + serve
+# Bulk prediction (Ray Data) and the service under Ray Serve, which serves the same FastAPI app and so needs the
+# serve extra too. 2.47: the first release with serve.ingress taking a function that builds the app on each replica.
+ray = ["ray[serve,data]>=2.47"] + serve
 version = {}
 exec((here / "faceattr" / "version.py").read_text(), version)
 

@@ -13,9 +13,9 @@ run goes on where it stopped; an output that exists and is not such a folder is 
 ``pandas.read_parquet("OUT.parquet")`` or ``pyarrow.dataset`` read the Parquet parts as one table.
 
 Ray runs locally (``ray_address=None``: one process per worker on this machine) or joins a
-running cluster (``ray_address="auto"`` on a node of a cluster started with ``ray start --head``,
-or ``"ray://HOST:10001"``); on a cluster every node needs faceattr installed and must see the
-photos at the paths given (a shared file system), and the output is written by this process.
+running cluster (``ray_address="auto"`` on a machine of a cluster started with ``ray start --head``;
+see docs/RAY.md); on a cluster every machine needs faceattr installed and must see the photos at
+the paths given (a shared file system), and the output is written by this process.
 
 >>> summary = predict_collection("photos/", "faces.parquet", num_workers=4)  # doctest: +SKIP
 >>> summary.images, summary.faces  # doctest: +SKIP

@@ -169,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     bulk.add_argument("--output", required=True, type=Path, metavar="OUT", help="OUT.parquet or OUT.csv")
     bulk.add_argument("--column", default="path", help="the Parquet input's column of paths (default: path)")
     bulk.add_argument("--ray-address", metavar="ADDR",
-                      help="join a running Ray cluster: auto (on a node of a cluster started with `ray start "
-                           "--head`) or ray://HOST:10001; default: start Ray here with --workers CPUs")
+                      help="join a running Ray cluster (auto: the cluster of this machine, after `ray start "
+                           "--head`; see docs/RAY.md); default: start Ray here with --workers CPUs")
     bulk.add_argument("--workers", type=_positive, default=2, metavar="N", help="predictors, one CPU each (default: 2)")
     bulk.add_argument("--batch-size", type=_positive, default=16, metavar="N", help="photos per batch (default: 16)")
     bulk.add_argument("--model", metavar="MODEL", help="as for predict (default: the model installed with faceattr)")

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from faceattr.bulk import RAY_EXTRA
 from faceattr.inference.results import FaceResult
 from faceattr.serve.app import create_app
 from faceattr.serve.service import Service
@@ -32,8 +33,6 @@ logger = logging.getLogger(__name__)
 #: The Ray Serve application's name (``serve status`` shows it).
 APP_NAME = "faceattr"
 
-#: What to install for the service under Ray Serve.
-RAY_EXTRA = 'pip install "faceattr[ray]"'
 
 
 def replica_service(settings: ServeSettings) -> Service:
