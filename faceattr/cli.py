@@ -158,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top", type=_non_negative, default=None, metavar="K",
                          help="list at most K present attributes per face, most probable first (default: all; "
                               "--save-annotated draws 3)")
+    add_bulk_parser(commands)
+    add_serve_parser(commands)
+    return parser
+
+
+def add_bulk_parser(commands: Any) -> None:
+    """The ``bulk`` subcommand's arguments (:func:`faceattr.bulk.predict_collection`)."""
     bulk = commands.add_parser(
         "bulk", help="predict a whole collection with Ray: a table of faces, resumable",
         description="Predicts every photo of a folder (recursively), a text file of paths (one a line) or a "
@@ -175,8 +182,6 @@ def build_parser() -> argparse.ArgumentParser:
     bulk.add_argument("--batch-size", type=_positive, default=16, metavar="N", help="photos per batch (default: 16)")
     bulk.add_argument("--model", metavar="MODEL", help="as for predict (default: the model installed with faceattr)")
     bulk.add_argument("--decision", choices=DECISION_POLICIES, default=None, help="as for predict (default: the model's)")
-    add_serve_parser(commands)
-    return parser
 
 
 def add_serve_parser(commands: Any) -> None:

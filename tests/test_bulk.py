@@ -152,3 +152,10 @@ def test_resuming_with_another_decision_policy_is_refused(checkpoint, tmp_path) 
     (output / MARKER).write_text('{"table": "parquet", "model": null, "decision": "f1"}')
     with pytest.raises(ConfigError, match="decision is 'f1', this run's is 'probability'"):
         predict_collection(tmp_path, output, decision="probability")
+
+
+def test_cli_refuses_an_output_that_is_neither_parquet_nor_csv(tmp_path, capsys) -> None:
+    blank_photos(tmp_path / "photos", 1)
+    assert cli.main(["bulk", str(tmp_path / "photos"), "--output", str(tmp_path / "faces.xlsx")]) == cli.EXIT_USAGE
+    assert "faces.xlsx: must end in .parquet or .csv" in capsys.readouterr().err
+    assert not (tmp_path / "faces.xlsx").exists()
