@@ -22,6 +22,8 @@ setup(
         "faceattr": ["py.typed"],  # PEP 561: the package's annotations are for type checkers
         # The default model (tools/export_model.py): weights and their description with the checksum.
         "faceattr.weights": ["*.safetensors", "*.json"],
+        # The service's web page, served from the package (no CDN).
+        "faceattr.serve.page": ["*.html", "*.js", "*.css"],
     },
     install_requires=[
         "torch>=2.3",
@@ -40,7 +42,8 @@ setup(
         "Pillow>=10.0",
     ],
     extras_require={
-        "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0"],
+        # playwright drives Debian's chromium in the page's browser tests (never its own browser download).
+        "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0", "playwright>=1.45", "httpx>=0.27"],
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],
         "demo": ["opencv-python>=4.8,<5"],
     },
