@@ -5,6 +5,8 @@ from pathlib import Path
 from setuptools import find_namespace_packages, setup
 
 here = Path(__file__).parent
+# faceattr serve: the REST API, its page and metrics (websockets: uvicorn's WebSocket protocol).
+serve = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "prometheus-client>=0.17", "websockets>=12"]
 version = {}
 exec((here / "faceattr" / "version.py").read_text(), version)
 
@@ -23,7 +25,7 @@ setup(
         # The default model (tools/export_model.py): weights and their description with the checksum.
         "faceattr.weights": ["*.safetensors", "*.json"],
         # The service's web page, served from the package (no CDN).
-        "faceattr.serve.page": ["*.html", "*.js", "*.css"],
+        "faceattr.serve.page": ["*.html", "*.js", "*.css", "*.svg"],
     },
     install_requires=[
         "torch>=2.3",
@@ -42,9 +44,10 @@ setup(
         "Pillow>=10.0",
     ],
     extras_require={
-        # playwright drives Debian's chromium in the page's browser tests (never its own browser download).
-        "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0", "playwright>=1.45", "httpx>=0.27"],
-        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],
+        # The tests' extra: every optional feature is tested, so it installs them all. playwright drives
+        # Debian's chromium in the page's browser tests (never its own browser download).
+        "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0", "httpx>=0.25", "playwright>=1.45"] + serve,
+        "serve": serve,
         "demo": ["opencv-python>=4.8,<5"],
     },
     entry_points={"console_scripts": ["faceattr=faceattr.cli:main"]},

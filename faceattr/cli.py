@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from faceattr.attributes import ATTRIBUTES
 from faceattr.config import DECISION_POLICIES
-from faceattr.errors import FaceAttrError
+from faceattr.errors import ConfigError, FaceAttrError
 from faceattr.files import fit_name, open_exclusive, write_exclusive
 from faceattr.image import IMAGE_EXTENSIONS, find_images, read_reduced
 from faceattr.inference.results import OUTSIDE_NOTE, ImageResult, ranked_attributes
@@ -163,7 +163,56 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top", type=_non_negative, default=None, metavar="K",
                          help="list at most K present attributes per face, most probable first (default: all; "
                               "--save-annotated draws 3)")
+    add_serve_parser(commands)
     return parser
+
+
+def add_serve_parser(commands: Any) -> None:
+    """The ``serve`` subcommand's arguments (defaults: :class:`faceattr.serve.settings.ServeSettings`'s)."""
+    serve = commands.add_parser(
+        "serve", help="run the REST API and web page (pip install \"faceattr[serve]\")",
+        description="Runs faceattr as a service: the REST API (OpenAPI docs at /docs), the web page with upload "
+                    "and live webcam at /, health (/healthz, /readyz) and Prometheus metrics (/metrics). Binds "
+                    "127.0.0.1 unless --host says otherwise. Needs: pip install \"faceattr[serve]\".")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="default: 8000")
+    serve.add_argument("--model", metavar="MODEL", help="a best.pt or .safetensors (default: the installed model)")
+    serve.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="default: cpu")
+    serve.add_argument("--decision", choices=DECISION_POLICIES, default=None,
+                       help="the policy when a request names none (default: the model's)")
+    serve.add_argument("--max-batch", type=_positive, default=8, metavar="N",
+                       help="most images detected and classified together (default: 8)")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS",
+                       help="longest an image waits for others to fill its batch (default: 5)")
+    serve.add_argument("--max-queue", type=_positive, default=32, metavar="N",
+                       help="most requests in flight; more are answered 429 with Retry-After (default: 32)")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0, metavar="MB", help="default: 20")
+    serve.add_argument("--timeout", type=float, default=30.0, metavar="S", dest="timeout_s",
+                       help="longest a request may take, else 504 (default: 30)")
+    serve.add_argument("--api-key", metavar="KEY",
+                       help="require this key on /v1 (X-API-Key header); better: the FACEATTR_API_KEY environment "
+                            "variable, which stays out of process listings")
+    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", dest="cors_origins",
+                       help="allow browser pages from ORIGIN to call the API (repeatable; default: CORS off)")
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """``faceattr serve``: builds the settings from the arguments and runs the service until interrupted."""
+    try:
+        from faceattr.serve.app import serve
+        from faceattr.serve.settings import ServeSettings, api_key_from_environment
+    except ImportError as error:
+        raise ConfigError(f"faceattr serve needs its extra: pip install \"faceattr[serve]\" ({error})") from error
+    settings = ServeSettings(
+        host=args.host, port=args.port, model=args.model, device=args.device, decision=args.decision,
+        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+        max_upload_mb=args.max_upload_mb, timeout_s=args.timeout_s,
+        api_key=args.api_key or api_key_from_environment(), cors_origins=tuple(args.cors_origins))
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
+        logger.warning("serving on %s without an API key: anyone who reaches this address can use it",
+                       settings.host)
+    serve(settings)
+    return EXIT_OK
 
 
 def format_result(result: ImageResult, top: int | None = None) -> list[str]:
@@ -428,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     logging.basicConfig(level=logging.WARNING, format="faceattr: %(levelname)s: %(message)s")
     try:
+        if args.command == "serve":
+            return run_serve(args)
         return run_predict(args, sys.stdout, sys.stderr)
     except FaceAttrError as error:
         sys.stderr.write(f"faceattr: {error}\n")
