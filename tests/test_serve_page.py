@@ -8,6 +8,7 @@ go to each test's tmp dir. Without ``chromium`` these tests skip, except in CI (
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -58,21 +59,28 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    """The app with the shipped default model, under uvicorn on a free loopback port in a thread."""
+@contextlib.contextmanager
+def running(settings: ServeSettings) -> Iterator[str]:
+    """The app with the shipped default model, under uvicorn on a free loopback port in a thread: its URL."""
     port = free_port()
-    instance = uvicorn.Server(uvicorn.Config(create_app(ServeSettings(port=port)), host="127.0.0.1", port=port,
-                                             log_level="warning"))
+    instance = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=instance.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while not instance.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=30)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        instance.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with running(ServeSettings()) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +166,30 @@ def test_the_decision_policy_defaults_to_the_models(page: Any, server: str) -> N
     page.wait_for_function("document.getElementById('decision').options.length > 0")
     assert select.input_value() == model["default_decision"]
     assert select.locator("option").all_inner_texts() == model["decision_policies"]
+
+
+def test_the_api_key_field_appears_when_the_server_asks_and_the_key_is_kept(browser_type: Any) -> None:
+    key = "page-test-key"
+    browser = launch(browser_type)
+    try:
+        with running(ServeSettings(api_key=key)) as url:
+            page = browser.new_page()
+            page.goto(url)
+            field = page.locator("#api-key")
+            field.wait_for(state="visible", timeout=15_000)
+            assert "API key" in page.locator("#message").inner_text()
+            field.fill(key)
+            field.press("Enter")
+            page.wait_for_function("document.getElementById('decision').options.length > 0")
+            assert page.locator("#message").is_hidden()
+            page.reload()  # the key is remembered: the page works without asking again
+            page.wait_for_function("document.getElementById('decision').options.length > 0")
+            assert field.is_hidden()
+            page.set_input_files("#file-input", files=[{"name": "a.txt", "mimeType": "text/plain", "buffer": b"text"}])
+            page.locator("article.result[data-state=error] .message").wait_for(timeout=15_000)
+            assert "not an image" in page.locator("article.result .message").inner_text()  # past the key check
+    finally:
+        browser.close()
 
 
 def panning_video(shared_data: Path, folder: Path) -> Path:

@@ -29,6 +29,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from faceattr.inference.video import FaceTracker
+from faceattr.serve.auth import check_api_key
 from faceattr.serve.errors import ServiceError
 
 #: WebSocket close code for a connection refused by policy (RFC 6455).
@@ -119,8 +120,6 @@ def _threshold(text: str | None) -> float | None:
 @router.websocket("/v1/stream")
 async def stream(websocket: WebSocket) -> None:
     """Answers each binary JPEG frame with its tracked faces, until the client leaves."""
-    from faceattr.serve.app import check_api_key
-
     service = websocket.app.state.service
     await websocket.accept()
     try:

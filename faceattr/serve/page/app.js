@@ -350,7 +350,7 @@ const webcam = {
     } else {
       showMessage($("webcam-message"), "");
       this.countAnswer(answer.latency_ms);
-      drawOverlay(answer.faces, $("video").videoWidth / answer.width);
+      drawOverlay(answer.faces, answer.width);
     }
     this.nextFrame();
   },
@@ -376,20 +376,21 @@ const webcam = {
   },
 };
 
-// Boxes, track ids, top attributes and beauty over the video; the drawn boxes (video pixels) go in data-boxes.
-function drawOverlay(faces, scale) {
+// Boxes, track ids, top attributes and beauty over the video, drawn at the screen's resolution so labels stay sharp;
+// the drawn boxes go in data-boxes, in the video's pixels.
+function drawOverlay(faces, frameWidth) {
   const overlay = $("overlay");
-  const video = $("video");
-  overlay.width = video.videoWidth || overlay.width;
-  overlay.height = video.videoHeight || overlay.height;
+  const size = overlay.getBoundingClientRect();
+  overlay.width = Math.max(1, Math.round(size.width * devicePixelRatio));
+  overlay.height = Math.max(1, Math.round(size.height * devicePixelRatio));
   const context = overlay.getContext("2d");
   context.clearRect(0, 0, overlay.width, overlay.height);
   const unit = drawingUnit(overlay);
+  const toVideo = $("video").videoWidth / frameWidth;
   const drawn = faces.map((face) => {
-    const box = face.box.map((v) => v * scale);
-    drawFace(context, box, COLOURS[(face.id - 1) % COLOURS.length], unit,
+    drawFace(context, face.box.map((v) => (v * overlay.width) / frameWidth), COLOURS[(face.id - 1) % COLOURS.length], unit,
       [`#${face.id} · beauty ${face.beauty.toFixed(1)}`, ...face.attributes.slice(0, TOP_LABELS).map(readable)]);
-    return { id: face.id, box: box.map((v) => Math.round(v)) };
+    return { id: face.id, box: face.box.map((v) => Math.round(v * toVideo)) };
   });
   overlay.dataset.boxes = JSON.stringify(drawn);
 }
