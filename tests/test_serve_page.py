@@ -8,6 +8,7 @@ go to each test's tmp dir. Without ``chromium`` these tests skip, except in CI (
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -40,7 +41,7 @@ VIDEO_SIZE, VIDEO_FPS, VIDEO_FRAMES = (320, 240), 10, 80
 #: The crop window's left edge goes from 290 to 0 photo pixels: the face moves 166 video pixels right.
 PAN_X, PAN_CROP_WIDTH = (290, 0), 560
 #: How long the webcam test watches the overlay.
-WATCH_S = 6.0
+WATCH_S = 4.0
 
 
 def chromium() -> str:
@@ -104,8 +105,9 @@ def page(browser_type: Any, server: str) -> Iterator[Any]:
     browser.close()
 
 
+@pytest.mark.real_data
 def test_upload_shows_each_face_in_a_sortable_table_and_on_the_annotated_image(
-        page: Any, shared_data: Path, tmp_path: Path) -> None:
+        shared_data: Path, page: Any, tmp_path: Path) -> None:
     page.set_input_files("#file-input", str(shared_data / TWO_PEOPLE))
     card = page.locator("article.result")
     card.and_(page.locator("[data-state=done]")).wait_for(timeout=30_000)
@@ -145,6 +147,37 @@ def test_upload_shows_each_face_in_a_sortable_table_and_on_the_annotated_image(
     for (x1, y1, x2, y2), colour in zip(boxes, colours):
         pixel = canvas.evaluate(f"c => [...c.getContext('2d').getImageData({round((x1 + x2) / 2)}, {round(y1)}, 1, 1).data]")
         assert colour == "rgb({}, {}, {})".format(*pixel[:3])
+
+
+DROP = """([photo, name]) => {
+    const transfer = new DataTransfer();
+    const bytes = Uint8Array.from(atob(photo), (c) => c.charCodeAt(0));
+    transfer.items.add(new File([bytes], name, {type: "image/jpeg"}));
+    transfer.items.add(new File(["not a photo"], "notes.txt", {type: "text/plain"}));
+    document.getElementById("drop-zone").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer}));
+}"""
+
+
+@pytest.mark.real_data
+def test_dropped_files_get_a_card_each_and_a_new_policy_runs_them_again(shared_data: Path, page: Any) -> None:
+    photo = base64.b64encode((shared_data / TWO_PEOPLE).read_bytes()).decode()
+    page.evaluate(DROP, [photo, "two people.jpg"])
+    done, failed = page.locator("article.result[data-state=done]"), page.locator("article.result[data-state=error]")
+    done.wait_for(timeout=30_000)
+    failed.wait_for(timeout=30_000)
+    assert page.locator("article.result").count() == 2
+    assert done.locator(".file-name").inner_text() == "two people.jpg"
+    assert failed.locator(".file-name").inner_text() == "notes.txt"
+
+    default = page.locator("#decision").input_value()
+    other = next(policy for policy in ("balanced", "probability") if policy != default)
+    page.select_option("#decision", other)
+    page.wait_for_function(f"[...document.querySelectorAll('article.result[data-state=done] .summary')]"
+                           f".some(e => e.textContent.endsWith('· {other}'))", timeout=30_000)
+    assert done.locator(".summary").inner_text().endswith(other)
+    for face in done.locator("section.face").all():
+        listed = set(face.locator(".present-list").inner_text().split(", ")) - {"No attribute present"}
+        assert set(face.locator("tbody tr.present td:first-child").all_inner_texts()) == listed
 
 
 def test_a_text_file_gets_the_services_message(page: Any, tmp_path: Path) -> None:
@@ -198,8 +231,9 @@ def panning_video(shared_data: Path, folder: Path) -> Path:
     return write_y4m(folder / "pan.y4m", frames, VIDEO_FPS)
 
 
+@pytest.mark.real_data
 def test_webcam_overlays_follow_the_panning_face_and_show_the_fps(
-        browser_type: Any, server: str, shared_data: Path, tmp_path: Path) -> None:
+        shared_data: Path, browser_type: Any, server: str, tmp_path: Path) -> None:
     video = panning_video(shared_data, tmp_path)
     browser = launch(browser_type, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                      f"--use-file-for-fake-video-capture={video}")
