@@ -270,8 +270,18 @@ const webcam = {
   capture: document.createElement("canvas"),
 
   async start() {
+    showMessage($("webcam-message"), "");
+    $("camera-toggle").disabled = true;  // until the camera answers: one click, one camera
+    try {
+      await this.open();
+    } finally {
+      $("camera-toggle").disabled = false;
+    }
+  },
+
+  // The camera into the video, then the connection.
+  async open() {
     const message = $("webcam-message");
-    showMessage(message, "");
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       showMessage(message, "This browser gives no camera to this page (a camera needs https or localhost).");
       return;
@@ -372,6 +382,7 @@ const webcam = {
     $("fps").textContent = `${fps.toFixed(1)} FPS`;
     $("fps").dataset.fps = fps.toFixed(2);
     $("latency").textContent = `${Math.round(latency)} ms per frame at the server`;
+    $("latency").dataset.ms = String(latency);
     $("overlay").dataset.frames = String(this.frames);
   },
 };
@@ -397,6 +408,15 @@ function drawOverlay(faces, frameWidth) {
 
 // ---- Wiring ------------------------------------------------------------------------------------------------------
 
+// After a new decision policy or API key: the photos again, and the webcam on a new connection (a new tracker).
+function runAgain() {
+  runInTurn(page.photos);
+  if (webcam.stream) {
+    if (webcam.socket) webcam.socket.close();
+    webcam.connect();
+  }
+}
+
 function wire() {
   $("tab-photos").addEventListener("click", () => selectTab("photos"));
   $("tab-webcam").addEventListener("click", () => selectTab("webcam"));
@@ -412,15 +432,12 @@ function wire() {
     zone.classList.remove("dragging");
     addPhotos(event.dataTransfer.files);
   });
-  $("decision").addEventListener("change", () => {
-    runInTurn(page.photos);
-    if (webcam.socket) { webcam.socket.close(); webcam.connect(); }
-  });
+  $("decision").addEventListener("change", runAgain);
   $("api-key").value = apiKey();
   $("api-key").addEventListener("change", async (event) => {
     localStorage.setItem(API_KEY_STORAGE, event.target.value.trim());
     await loadModel();
-    runInTurn(page.photos);
+    runAgain();
   });
   $("camera-toggle").addEventListener("click", () => (webcam.stream ? webcam.stop() : webcam.start()));
   loadModel();
