@@ -31,6 +31,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from faceattr.inference.video import FaceTracker
 from faceattr.serve.auth import check_api_key
 from faceattr.serve.errors import ServiceError
+from faceattr.serve.service import Prediction, Service
 
 #: WebSocket close code for a connection refused by policy (RFC 6455).
 POLICY_VIOLATION = 1008
@@ -70,7 +71,7 @@ class StreamSession:
     {'dropped': True}
     """
 
-    def __init__(self, predict: Callable[[bytes], Awaitable[Any]], tracker: FaceTracker,
+    def __init__(self, predict: Callable[[bytes], Awaitable[Prediction]], tracker: FaceTracker,
                  clock: Callable[[], float] = time.perf_counter):
         self.predict = predict
         self.tracker = tracker
@@ -92,16 +93,17 @@ class StreamSession:
                                          "latency_ms": round((self.clock() - start) * 1000.0, 1)})
 
 
-def open_session(service: Any, decision: str | None, threshold: float | None) -> StreamSession:
+def open_session(service: Service, decision: str | None, threshold: float | None) -> StreamSession:
     """A session on ``service`` whose tracker decides attributes with the policy the connection asked for.
 
     Raises:
         ServiceError: ``invalid_parameter`` for a wrong ``decision`` or ``threshold``, ``not_ready``.
     """
     service.check_decision(decision, threshold)
+    assert service.predictor is not None, "check_decision refuses a service without a model"
     thresholds = service.predictor.resolve_decision(decision, threshold)[1]
 
-    async def predict(frame: bytes) -> Any:
+    async def predict(frame: bytes) -> Prediction:
         return await service.predict_bytes(frame, decision, threshold)
 
     return StreamSession(predict, FaceTracker(thresholds))
@@ -120,7 +122,7 @@ def _threshold(text: str | None) -> float | None:
 @router.websocket("/v1/stream")
 async def stream(websocket: WebSocket) -> None:
     """Answers each binary JPEG frame with its tracked faces, until the client leaves."""
-    service = websocket.app.state.service
+    service: Service = websocket.app.state.service
     await websocket.accept()
     try:
         check_api_key(websocket)
