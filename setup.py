@@ -47,8 +47,9 @@ setup(
         "Pillow>=10.0",
     ],
     extras_require={
-        # The tests' extra: every optional feature is tested, so it installs them all.
-        "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0", "httpx>=0.25"] + serve + ray,
+        # The tests' extra: every optional feature is tested, so it installs them all. playwright drives
+        # Debian's chromium in the page's browser tests (never its own browser download).
+        "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0", "httpx>=0.25", "playwright>=1.45"] + serve + ray,
         "serve": serve,
         "demo": ["opencv-python>=4.8,<5"],
         "ray": ray,
