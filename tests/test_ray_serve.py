@@ -3,6 +3,7 @@ replicas answer over HTTP as the plain service does, and everything stops cleanl
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -108,3 +109,13 @@ def test_refusals_and_batches_are_the_services(served) -> None:
     batch = httpx.post(f"{served}/v1/predict/batch", files=files, timeout=60).json()["results"]
     assert batch[0]["width"] == 512 and batch[1]["error"]["code"] == "unsupported_media_type"
 
+
+
+def test_the_page_and_the_webcam_stream_pass_through_the_proxy(served) -> None:
+    from websockets.sync.client import connect
+
+    assert "<html" in httpx.get(f"{served}/", timeout=30).text.lower()
+    with connect(f"{served.replace('http', 'ws', 1)}/v1/stream?decision=probability", open_timeout=30) as stream:
+        stream.send(ASTRONAUT.read_bytes())
+        answer = json.loads(stream.recv(timeout=60))
+    assert (answer["width"], answer["height"]) == (512, 512) and "latency_ms" in answer
