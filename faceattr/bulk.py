@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 
-from faceattr.config import DECISION_POLICIES
 from faceattr.errors import CheckpointError, ConfigError, DatasetError
 from faceattr.files import remove_stale_temporaries, write_exclusive
 from faceattr.image import find_images
@@ -292,8 +291,6 @@ def _check_model(model: str | Path | None, decision: str | None) -> str | None:
 
     if model is not None and not Path(model).is_file():
         raise CheckpointError(f"{model}: model file not found")
-    if decision is not None and decision not in DECISION_POLICIES:
-        raise ConfigError(f"decision: {decision!r} is not one of {', '.join(DECISION_POLICIES)}")
     deployed = DeployedModel.load(model)
     policy_thresholds(decision or deployed.default_decision, deployed.fitted_thresholds())
     return None if model is None else str(Path(model).absolute())

@@ -438,14 +438,14 @@ def run_predict(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
 
 def run_bulk(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
     """Runs ``faceattr bulk`` with parsed arguments (:func:`faceattr.bulk.predict_collection`); the exit status."""
+    from faceattr.bulk import predict_collection
+
     try:
-        from faceattr.bulk import predict_collection
-    except ImportError as error:
-        stderr.write(f"faceattr: {error}\n")
-        return EXIT_USAGE
-    summary = predict_collection(args.input, args.output, model=args.model, decision=args.decision,
-                                 batch_size=args.batch_size, num_workers=args.workers, ray_address=args.ray_address,
-                                 column=args.column)
+        summary = predict_collection(args.input, args.output, model=args.model, decision=args.decision,
+                                     batch_size=args.batch_size, num_workers=args.workers,
+                                     ray_address=args.ray_address, column=args.column)
+    except ImportError as error:  # Ray is missing: the message names the extra
+        raise ConfigError(str(error)) from error
     stdout.write(f"{printable(str(summary.output))}: {summary.images} photos predicted ({summary.faces} faces, "
                  f"{summary.errors} unreadable), {summary.skipped} already done\n")
     return EXIT_UNREADABLE if summary.errors else EXIT_OK

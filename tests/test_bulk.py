@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +160,9 @@ def test_cli_refuses_an_output_that_is_neither_parquet_nor_csv(tmp_path, capsys)
     assert cli.main(["bulk", str(tmp_path / "photos"), "--output", str(tmp_path / "faces.xlsx")]) == cli.EXIT_USAGE
     assert "faces.xlsx: must end in .parquet or .csv" in capsys.readouterr().err
     assert not (tmp_path / "faces.xlsx").exists()
+
+
+def test_without_ray_the_cli_names_the_extra_to_install(monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "ray.data", None)  # what `import ray.data` finds where Ray is not installed
+    assert cli.main(["bulk", str(tmp_path), "--output", str(tmp_path / "faces.parquet")]) == cli.EXIT_USAGE
+    assert 'pip install "faceattr[ray]"' in capsys.readouterr().err

@@ -19,6 +19,7 @@ from conftest import start_local_ray
 from fastapi.testclient import TestClient
 from ray import serve
 
+from faceattr import cli
 from faceattr.serve.app import create_app
 from faceattr.serve.ray_serve import APP_NAME, start_on_ray, stop_on_ray
 from faceattr.serve.service import Service
@@ -119,3 +120,9 @@ def test_the_page_and_the_webcam_stream_pass_through_the_proxy(served) -> None:
         stream.send(ASTRONAUT.read_bytes())
         answer = json.loads(stream.recv(timeout=60))
     assert (answer["width"], answer["height"]) == (512, 512) and "latency_ms" in answer
+
+
+def test_without_ray_the_cli_names_the_extra_to_install(monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` finds where Ray is not installed
+    assert cli.main(["serve", "--ray"]) == cli.EXIT_USAGE
+    assert 'pip install "faceattr[ray]"' in capsys.readouterr().err

@@ -81,6 +81,16 @@ def build_application(settings: ServeSettings, replicas: int = 2) -> Any:
     return deployment.bind()
 
 
+def _import_ray() -> tuple[Any, Any]:
+    """``ray`` and ``ray.serve``, or an ImportError naming the extra to install."""
+    try:
+        import ray
+        from ray import serve
+    except ImportError as error:
+        raise ImportError(f"faceattr serve --ray needs Ray: {RAY_EXTRA}") from error
+    return ray, serve
+
+
 def start_on_ray(settings: ServeSettings, replicas: int, ray_address: str | None = None,
                  num_cpus: int | None = None) -> None:
     """Starts Ray (or joins ``ray_address``), Serve's proxy on ``settings.host:port`` and the application.
@@ -97,11 +107,7 @@ def start_on_ray(settings: ServeSettings, replicas: int, ray_address: str | None
     Raises:
         ImportError: Ray is not installed (the message names the extra).
     """
-    try:
-        import ray
-        from ray import serve
-    except ImportError as error:
-        raise ImportError(f"faceattr serve --ray needs Ray: {RAY_EXTRA}") from error
+    ray, serve = _import_ray()
     if not ray.is_initialized() and ray_address is None:
         ray.init(num_cpus=num_cpus or replicas + 1, include_dashboard=False, logging_level=logging.WARNING)
     elif not ray.is_initialized():
@@ -127,8 +133,9 @@ def stop_on_ray(local: bool) -> None:
 
 def serve_on_ray(settings: ServeSettings, replicas: int, ray_address: str | None = None) -> None:
     """Runs the service on Ray Serve until Ctrl-C or SIGTERM, then shuts it down cleanly (:func:`stop_on_ray`)."""
+    _import_ray()  # first: without Ray there is nothing to start or stop
     logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    logging.getLogger("faceattr").setLevel(logging.INFO)
+    logging.getLogger("faceattr").setLevel(logging.INFO)  # readiness and the access log, as the plain service
     # SIGTERM (a service manager, `kill`) ends it as Ctrl-C does: through the clean shutdown below.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
