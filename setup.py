@@ -5,6 +5,13 @@ from pathlib import Path
 from setuptools import find_namespace_packages, setup
 
 here = Path(__file__).parent
+# faceattr serve: the REST API, its page and metrics (websockets: uvicorn's WebSocket protocol).
+serve = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "prometheus-client>=0.17", "websockets>=12"]
+# Bulk prediction (Ray Data) and the service under Ray Serve, which serves the same FastAPI app and so needs the
+# serve extra too. 2.47: the first release with serve.ingress taking a function that builds the app on each replica.
+ray = ["ray[serve,data]>=2.47"] + serve
+# tools/export_model.py --format onnx (torch's dynamo exporter needs onnxscript) and backend="onnx" (onnxruntime).
+onnx = ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"]
 version = {}
 exec((here / "faceattr" / "version.py").read_text(), version)
 
@@ -22,6 +29,8 @@ setup(
         "faceattr": ["py.typed"],  # PEP 561: the package's annotations are for type checkers
         # The default model (tools/export_model.py): weights and their description with the checksum.
         "faceattr.weights": ["*.safetensors", "*.json"],
+        # The service's web page, served from the package (no CDN).
+        "faceattr.serve.page": ["*.html", "*.js", "*.css", "*.svg"],
     },
     install_requires=[
         "torch>=2.3",
@@ -40,11 +49,13 @@ setup(
         "Pillow>=10.0",
     ],
     extras_require={
-        "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0"],
-        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],
+        # The tests' extra: every optional feature is tested, so it installs them all. playwright drives
+        # Debian's chromium in the page's browser tests (never its own browser download).
+        "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0", "httpx>=0.25", "playwright>=1.45"] + serve + ray + onnx,
+        "serve": serve,
         "demo": ["opencv-python>=4.8,<5"],
-        # tools/export_model.py --format onnx (torch's dynamo exporter needs onnxscript) and backend="onnx".
-        "onnx": ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"],
+        "ray": ray,
+        "onnx": onnx,
     },
     entry_points={"console_scripts": ["faceattr=faceattr.cli:main"]},
     classifiers=[

@@ -18,7 +18,7 @@ from faceattr import cli
 from faceattr.attributes import ATTRIBUTES
 from faceattr.errors import CheckpointError
 from faceattr.inference.annotate import annotate, face_labels
-from faceattr.inference.results import FaceResult, ImageResult
+from faceattr.inference.results import CSV_HEADER, FaceResult, ImageResult, spreadsheet_safe
 
 TWO_PEOPLE = "faces/face_recognition/examples/two_people.jpg"
 
@@ -147,7 +147,7 @@ def test_csv_has_a_row_per_face_with_all_probabilities(tmp_path, fake, model, ca
     assert run(capsys, "predict", *images, "--model", model, "--csv", table)[0] == 0
     rows = list(csv.DictReader(table.open(encoding="utf-8")))
     assert [row["path"] for row in rows] == [str(images[0]), str(images[1])]
-    assert list(rows[0]) == [*cli.CSV_HEADER, *ATTRIBUTES, "decision", *(f"{name}_present" for name in ATTRIBUTES)]
+    assert list(rows[0]) == [*CSV_HEADER, *ATTRIBUTES, "decision", *(f"{name}_present" for name in ATTRIBUTES)]
     assert (rows[0]["face"], rows[0]["x1"], rows[0]["Smiling"], rows[0]["Bald"]) == ("1", "20.0", "0.9000", "0.1000")
     assert (rows[0]["decision"], rows[0]["Smiling_present"], rows[0]["Male_present"], rows[0]["Bald_present"]) == (
         "f1", "1", "1", "0")
@@ -435,7 +435,7 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_escaped(tmp_path, fake, mode
     assert run(capsys, "predict", "--model", model, "--csv", "out.csv", "--", *names)[0] == 0
     paths = [row["path"] for row in csv.DictReader(Path("out.csv").read_text(encoding="utf-8").splitlines())]
     assert paths == ["'" + name for name in names[:-1]] + ["plain.png"]
-    assert cli.spreadsheet_safe("-3.5") == "-3.5"  # numbers (a box off the photo's edge) stay numbers
+    assert spreadsheet_safe("-3.5") == "-3.5"  # numbers (a box off the photo's edge) stay numbers
     assert cli.main(["predict", "--help"]) == 0
     assert "formula" in capsys.readouterr().out
 

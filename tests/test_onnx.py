@@ -47,10 +47,12 @@ def outputs(predictor: Predictor, images: list[np.ndarray]) -> tuple[np.ndarray,
 
 def test_an_onnx_export_gives_the_probabilities_of_its_safetensors_twin(exports: dict[str, Path]) -> None:
     images = faces(5)
-    torch_p, torch_b, torch_listed = outputs(Predictor(exports["safetensors"], device="cpu", batch_size=3), images)
+    torch_predictor = Predictor(exports["safetensors"], device="cpu", batch_size=3)
+    torch_p, torch_b, torch_listed = outputs(torch_predictor, images)
     onnx_predictor = Predictor(exports["onnx"], device="cpu", batch_size=3)
     onnx_p, onnx_b, onnx_listed = outputs(onnx_predictor, images)
-    assert onnx_predictor.backend == "onnx"  # the default for an .onnx model
+    assert (torch_predictor.backend, onnx_predictor.backend) == ("torch", "onnx")  # onnx: the default for an .onnx
+    assert onnx_predictor.model.model_args == torch_predictor.model.model_args  # what the service reports
     assert np.abs(onnx_p - torch_p).max() < BACKEND_TOLERANCE and np.abs(onnx_b - torch_b).max() < BACKEND_TOLERANCE
     assert onnx_listed == torch_listed
 

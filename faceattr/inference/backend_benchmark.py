@@ -71,7 +71,7 @@ def measure_backend(model: str | None, backend: str, threads: int, photos: dict[
     network = {}
     for batch in batches:
         crops = rng.integers(0, 256, (batch, predictor.image_size, predictor.image_size, 3), dtype=np.uint8)
-        network[str(batch)] = fastest_and_median(lambda: predictor.network(crops), runs)
+        network[str(batch)] = fastest_and_median(lambda: predictor.model(crops), runs)
     predict, detect, faces = {}, {}, {}
     for _, which, _ in PHOTOS:
         photo = photos[which]

@@ -16,7 +16,7 @@ Runtime without a second file shipped. Both give the same probabilities within
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -30,16 +30,22 @@ from faceattr.models.net import FaceAttrNet
 #: (measured: under 1e-6 on the default model; float32 arithmetic in another order).
 BACKEND_TOLERANCE = 1e-4
 
-#: uint8 crops ``(B, S, S, 3)`` -> attribute logits ``(B, 40)`` and beauty ``(B,)``, float32 arrays.
-Network = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+class Network(Protocol):
+    """What a backend runs: uint8 crops ``(B, S, S, 3)`` -> attribute logits ``(B, 40)`` and beauty ``(B,)``,
+    float32 arrays; ``model_args`` are :attr:`FaceAttrNet.model_args` (the backbone...)."""
+
+    model_args: dict[str, Any]
+
+    def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class TorchNetwork:
-    """:class:`FaceAttrNet` on ``device`` as a :data:`Network`."""
+    """:class:`FaceAttrNet` on ``device`` as a :class:`Network`."""
 
     def __init__(self, network: FaceAttrNet, device: torch.device):
         self.network = network.to(device)
         self.device = device
+        self.model_args = network.model_args
 
     def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         images = torch.from_numpy(crops).permute(0, 3, 1, 2).to(self.device)
@@ -84,4 +90,4 @@ def load_network(model: DeployedModel, backend: str | None, device: torch.device
     from faceattr.models.onnx import OnnxNetwork, network_to_onnx
 
     graph = model.onnx or network_to_onnx(model.build_network(), model.image_size).SerializeToString()
-    return backend, OnnxNetwork(graph, device=device.type)
+    return backend, OnnxNetwork(graph, model.model_args, device=device.type)

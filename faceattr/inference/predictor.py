@@ -148,14 +148,19 @@ class Predictor:
         self.checkpoint = deployed.source
         #: The decision policy listing each face's present attributes, and its 40 thresholds.
         self.decision = decision or ("probability" if threshold is not None else deployed.default_decision)
-        self.thresholds = policy_thresholds(self.decision, deployed.fitted_thresholds(), threshold)
+        #: Every fitted policy's 40 thresholds by name (``probability`` needs none).
+        self.fitted_thresholds = deployed.fitted_thresholds()
+        self.thresholds = policy_thresholds(self.decision, self.fitted_thresholds, threshold)
+        #: The validation evaluation stored with the model (:mod:`faceattr.evaluation.summary`).
+        self.metrics = deployed.metrics
         self.temperatures = np.array(deployed.temperatures)
         self.offsets = np.array(deployed.offsets)
         self.image_size = deployed.image_size
         #: The crop of CelebA's aligned frame the model was trained on, cut from every face.
         self.crop = deployed.crop
-        #: ``torch`` or ``onnx``, and the network it runs (:data:`~faceattr.inference.backends.Network`).
-        self.backend, self.network = load_network(deployed, backend, self.device)
+        #: ``torch`` or ``onnx``, and the network it runs (a :class:`~faceattr.inference.backends.Network`:
+        #: called on uint8 crops, with the ``model_args`` it was built from).
+        self.backend, self.model = load_network(deployed, backend, self.device)
         # The transform that evaluation applies to CelebA's aligned images: one function, so the
         # aligned path cannot drift from what the model was trained and scored on.
         self.aligned_transform = eval_transform(self.image_size, self.crop)
@@ -319,21 +324,53 @@ class Predictor:
 
     def _run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated probabilities ``(B, 40)`` and clipped beauty ``(B,)`` for uint8 crops ``(B, S, S, 3)``."""
-        logits, beauty = self.network(crops)
+        logits, beauty = self.model(crops)
         # Rounded to float32, the network's precision: float64's further digits would be noise.
         probabilities = apply_calibration(logits, self.temperatures, self.offsets).astype(np.float32)
         return probabilities.astype(np.float64), np.clip(beauty, *BEAUTY_RANGE).astype(np.float64)
 
+    def resolve_decision(self, decision: str | None = None, threshold: float | None = None) -> tuple[str, np.ndarray]:
+        """The policy that ``decision`` and ``threshold`` name, and its 40 thresholds.
+
+        Args:
+            decision: A policy, as for :class:`Predictor`; ``None``: this predictor's own, or
+                ``probability`` when ``threshold`` is given.
+            threshold: The ``probability`` policy's cut-off.
+
+        Raises:
+            ConfigError: As :class:`Predictor` for ``decision`` and ``threshold``.
+        """
+        if decision is None and threshold is None:
+            return self.decision, self.thresholds
+        decision = decision or "probability"
+        return decision, policy_thresholds(decision, self.fitted_thresholds, threshold)
+
+    def with_decision(self, faces: Sequence[FaceResult], decision: str | None = None,
+                      threshold: float | None = None) -> list[FaceResult]:
+        """``faces`` with their present attributes listed by another decision policy.
+
+        The probabilities are kept: only :attr:`FaceResult.attributes` and ``decision`` change, so one
+        prediction can be shown under every policy (the service's ``?decision=``). The arguments
+        and errors are :meth:`resolve_decision`'s.
+        """
+        name, thresholds = self.resolve_decision(decision, threshold)
+        return [replace(face, attributes=_listed(np.array([face.probabilities[a] for a in ATTRIBUTES]), thresholds),
+                        decision=name) for face in faces]
+
     def _result(self, detection: Detection, probabilities: np.ndarray, beauty: float) -> FaceResult:
         landmarks = None if detection.landmarks is None else tuple(
             (float(x), float(y)) for x, y in detection.landmarks)
-        present = decide(probabilities[None, :], self.thresholds)[0]
-        # Most probable first (a stable sort: ties keep ATTRIBUTES order).
-        listed = sorted(np.flatnonzero(present), key=lambda column: -probabilities[column])
         return FaceResult(
             box=tuple(float(v) for v in detection.box), score=float(detection.score), landmarks=landmarks,
             probabilities={name: float(p) for name, p in zip(ATTRIBUTES, probabilities)},
-            attributes=tuple(ATTRIBUTES[column] for column in listed), beauty=float(beauty), decision=self.decision)
+            attributes=_listed(probabilities, self.thresholds), beauty=float(beauty), decision=self.decision)
+
+
+def _listed(probabilities: np.ndarray, thresholds: np.ndarray) -> tuple[str, ...]:
+    """The present attributes of one face's ``(40,)`` probabilities, most probable first."""
+    present = decide(probabilities[None, :], thresholds)[0]
+    # A stable sort: ties keep ATTRIBUTES order.
+    return tuple(ATTRIBUTES[column] for column in sorted(np.flatnonzero(present), key=lambda c: -probabilities[c]))
 
 
 def load_model(checkpoint: str | Path | None = None, device: str = "auto", decision: str | None = None,

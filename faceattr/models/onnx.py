@@ -175,6 +175,7 @@ class OnnxNetwork:
 
     Args:
         model: A serialized ONNX model with :data:`INPUT` and :data:`OUTPUTS`.
+        model_args: The :attr:`FaceAttrNet.model_args` it was exported from (kept for callers that report them).
         threads: Intra-op threads; ``None``: torch's (``torch.get_num_threads()``), so one
             setting governs both backends. One inter-op thread: the graph is a chain. The
             threads do not spin waiting for work between runs.
@@ -184,12 +185,12 @@ class OnnxNetwork:
         ConfigError: ``onnxruntime`` is not installed.
         CheckpointError: ONNX Runtime refuses the model.
 
-    >>> network = OnnxNetwork(Path("team.onnx").read_bytes())  # doctest: +SKIP
+    >>> network = OnnxNetwork(Path("team.onnx").read_bytes(), {"backbone": "resnet18"})  # doctest: +SKIP
     >>> [a.shape for a in network(np.zeros((2, 64, 64, 3), np.uint8))]  # doctest: +SKIP
     [(2, 40), (2,)]
     """
 
-    def __init__(self, model: bytes, threads: int | None = None, device: str = "cpu"):
+    def __init__(self, model: bytes, model_args: dict[str, Any], threads: int | None = None, device: str = "cpu"):
         ort = require("onnxruntime", "backend 'onnx'")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -209,6 +210,7 @@ class OnnxNetwork:
         except Exception as error:  # onnxruntime raises its own unexported exception classes
             raise CheckpointError(f"ONNX Runtime cannot load the model: {error}") from error
         self.threads = options.intra_op_num_threads
+        self.model_args = dict(model_args)
 
     def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Attribute logits ``(B, 40)`` and beauty ``(B,)``, float32, for uint8 crops ``(B, S, S, 3)``."""

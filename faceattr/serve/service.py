@@ -1,0 +1,279 @@
+"""The model behind the API: admission (the bounded queue), safe decoding off the event loop,
+micro-batched detection and network, and the decision policy a request asks for.
+
+:class:`Service` is what the routes of :mod:`faceattr.serve.app` call; it knows nothing of HTTP
+but the status and code of its refusals (:class:`~faceattr.serve.errors.ServiceError`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from faceattr.attributes import ATTRIBUTES, BEAUTY_RANGE
+from faceattr.config import DECISION_POLICIES
+from faceattr.errors import ConfigError, ImageError
+from faceattr.evaluation.summary import headline_figures
+from faceattr.image import read_reduced
+from faceattr.inference.annotate import annotate
+from faceattr.inference.predictor import Predictor, rescale_faces
+from faceattr.inference.results import FaceResult
+from faceattr.serve.batcher import MicroBatcher
+from faceattr.serve.errors import ServiceError
+from faceattr.serve.metrics import ServiceMetrics
+from faceattr.serve.settings import ServeSettings
+from faceattr.version import __version__
+
+logger = logging.getLogger(__name__)
+
+#: Image formats the service decodes, by PIL's name for them; anything else is refused as 415.
+ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
+
+#: Quality of the annotated JPEG answered by ``/v1/annotate``.
+ANNOTATED_QUALITY = 90
+
+#: Threads decoding uploads and encoding annotated images beside the inference thread.
+DECODE_THREADS = 2
+
+#: Runs the network on one decoded image: its faces, in the image's pixels.
+Runner = Callable[[np.ndarray], Awaitable[list[FaceResult]]]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The faces of one uploaded image.
+
+    Attributes:
+        faces: Best detector score first, boxes and landmarks in the full image's pixels.
+        width: The upright image's width in pixels.
+        height: Its height.
+        decision: The policy that listed the faces' present attributes.
+    """
+
+    faces: list[FaceResult]
+    width: int
+    height: int
+    decision: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON answer of ``POST /v1/predict``."""
+        return {"width": self.width, "height": self.height, "decision": self.decision,
+                "faces": [face.to_dict() for face in self.faces]}
+
+
+def sniff(data: bytes, max_pixels: int, min_side: int) -> None:
+    """Refuses an upload from its header, before anything is decoded.
+
+    The type comes from the bytes (PIL's magic-number detection), never from a file name.
+
+    Raises:
+        ServiceError: ``bad_request`` (empty), ``unsupported_media_type``, ``image_too_large``
+            (more than ``max_pixels``: a decompression bomb needs only a header to claim
+            gigapixels) or ``image_too_small`` (a side under ``min_side``, the smallest face the
+            detector finds).
+
+    >>> sniff(b"hello", 100, 1)
+    Traceback (most recent call last):
+    ...
+    faceattr.serve.errors.ServiceError: upload: not an image of a supported type (JPEG, PNG, WebP, BMP, GIF, TIFF)
+    """
+    if not data:
+        raise ServiceError(400, "bad_request", "upload: the image is empty (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            kind, (width, height) = image.format, image.size
+    except Image.DecompressionBombError as error:  # over twice PIL's own limit: refused by PIL from the header
+        raise ServiceError(413, "image_too_large", f"upload: {error}") from error
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        kind, width, height = None, 0, 0
+    if kind not in ACCEPTED_FORMATS:
+        raise ServiceError(415, "unsupported_media_type",
+                           "upload: not an image of a supported type (JPEG, PNG, WebP, BMP, GIF, TIFF)")
+    if width * height > max_pixels:
+        raise ServiceError(413, "image_too_large", f"upload: {width}x{height} is {width * height:,} pixels, over "
+                                                   f"the limit of {max_pixels:,}")
+    if min(width, height) < min_side:
+        raise ServiceError(422, "image_too_small", f"upload: {width}x{height} is smaller than the smallest face "
+                                                   f"the detector finds ({min_side} px)")
+
+
+class Service:
+    """One loaded model serving requests: at most ``settings.max_queue`` in flight.
+
+    Args:
+        settings: The service's settings.
+        predictor: A loaded predictor; ``None``: :meth:`start` loads ``settings.model``.
+        metrics: Where to count; a new :class:`ServiceMetrics` when ``None``.
+        runner: What runs the network on a decoded image; ``None``: this process's
+            :class:`~faceattr.serve.batcher.MicroBatcher` (Ray Serve passes its ``@serve.batch`` method).
+    """
+
+    def __init__(self, settings: ServeSettings, predictor: Predictor | None = None,
+                 metrics: ServiceMetrics | None = None, runner: Runner | None = None):
+        self.settings = settings
+        self.predictor = predictor
+        self.metrics = metrics or ServiceMetrics()
+        self._runner = runner
+        self._batcher: MicroBatcher[np.ndarray, list[FaceResult]] | None = None
+        self._pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="faceattr-decode")
+        self._in_flight = 0
+        self._decoding = 0
+        self.ready = False
+
+    async def start(self) -> None:
+        """Loads the model (unless given), warms it up, starts the micro-batcher; then :attr:`ready`."""
+        loop = asyncio.get_running_loop()
+        if self.predictor is None:
+            settings = self.settings
+            self.predictor = await loop.run_in_executor(self._pool, lambda: Predictor(
+                settings.model, device=settings.device, batch_size=max(settings.max_batch, 8),
+                decision=settings.decision, max_pixels=settings.max_pixels))
+        if self._runner is None:
+            self._batcher = MicroBatcher(self.faces_of, self.settings.max_batch, self.settings.max_wait_ms / 1000,
+                                         incoming=lambda: self._decoding, on_batch=self.metrics.batch_size.observe)
+            self._batcher.start()
+            self._runner = self._batcher.run
+        # MTCNN's first pass over an image size builds its pyramid; pay for it before the first request.
+        await loop.run_in_executor(self._pool, self.faces_of, [np.zeros((480, 640, 3), np.uint8)])
+        self.ready = True
+        logger.info("ready: %r", self.predictor)
+
+    async def stop(self) -> None:
+        """Stops taking requests, finishes those in the batcher, frees the threads."""
+        self.ready = False
+        if self._batcher is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._batcher.stop)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def faces_of(self, arrays: Sequence[np.ndarray]) -> list[list[FaceResult]]:
+        """Detection and the network over decoded images, in their own pixels (blocking)."""
+        predictor = self._loaded
+        return predictor.classify(arrays, predictor.detector.detect_batch(arrays))
+
+    @property
+    def _loaded(self) -> Predictor:
+        if self.predictor is None:
+            raise ServiceError(503, "not_ready", "the model is still loading")
+        return self.predictor
+
+    @contextlib.asynccontextmanager
+    async def admitted(self, count: int = 1) -> AsyncIterator[None]:
+        """A place in the bounded queue for ``count`` images, or a refusal.
+
+        Raises:
+            ServiceError: ``not_ready`` (503) before the model is loaded or while stopping;
+                ``overloaded`` (429) when ``max_queue`` requests are already in flight.
+        """
+        if not self.ready:
+            raise ServiceError(503, "not_ready", "the model is still loading or the service is stopping")
+        if self._in_flight + count > self.settings.max_queue:
+            raise ServiceError(429, "overloaded", f"{self._in_flight} requests in flight, the queue holds "
+                                                  f"{self.settings.max_queue}; retry later")
+        self._in_flight += count
+        self.metrics.queue_depth.set(self._in_flight)
+        try:
+            yield
+        finally:
+            self._in_flight -= count
+            self.metrics.queue_depth.set(self._in_flight)
+
+    def check_decision(self, decision: str | None, threshold: float | None) -> str:
+        """The policy a request's ``decision`` and ``threshold`` name, checked before any work.
+
+        Raises:
+            ServiceError: ``invalid_parameter`` naming the parameter.
+        """
+        try:
+            return self._loaded.resolve_decision(decision, threshold)[0]
+        except ConfigError as error:
+            raise ServiceError(422, "invalid_parameter", str(error)) from error
+
+    async def predict_bytes(self, data: bytes, decision: str | None = None,
+                            threshold: float | None = None) -> Prediction:
+        """The faces in an uploaded image, their attributes listed by ``decision``.
+
+        Raises:
+            ServiceError: For every refusal (see :func:`sniff`, :meth:`admitted`,
+                :meth:`check_decision`; ``invalid_image`` when it cannot be decoded).
+        """
+        policy = self.check_decision(decision, threshold)
+        async with self.admitted():
+            array, size = await self._decode(data)
+            faces = await self._run(array)
+        full = rescale_faces(faces, size[0] / array.shape[1], size[1] / array.shape[0])
+        self.metrics.faces.inc(len(full))
+        return Prediction(self._loaded.with_decision(full, decision, threshold), size[0], size[1], policy)
+
+    async def annotate_bytes(self, data: bytes, decision: str | None = None, threshold: float | None = None,
+                             top: int = 3) -> bytes:
+        """The uploaded image with its faces drawn (boxes, landmarks, beauty, ``top`` attributes), as JPEG.
+
+        Large JPEGs come back at the reduced size they were decoded at (see
+        :func:`~faceattr.image.read_reduced`).
+        """
+        self.check_decision(decision, threshold)
+        async with self.admitted():
+            array, _ = await self._decode(data)
+            faces = self._loaded.with_decision(await self._run(array), decision, threshold)
+            self.metrics.faces.inc(len(faces))
+            return await asyncio.get_running_loop().run_in_executor(self._pool, _jpeg, annotate(array, faces, top))
+
+    async def _decode(self, data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
+        predictor = self._loaded
+        self._decoding += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, _decode, data, predictor.decode_side, self.settings.max_pixels,
+                predictor.detector.min_face_size)
+        finally:
+            self._decoding -= 1
+
+    async def _run(self, array: np.ndarray) -> list[FaceResult]:
+        assert self._runner is not None, "start() first"
+        self.metrics.images.inc()
+        return await self._runner(array)
+
+    def model_info(self) -> dict[str, Any]:
+        """The answer of ``GET /v1/model``: what model this is, how it was validated, what it offers."""
+        predictor = self._loaded
+        return {
+            "faceattr_version": __version__,
+            "model": predictor.checkpoint.name if predictor.checkpoint else None,
+            "backbone": predictor.model.model_args.get("backbone"),
+            "input_size": predictor.image_size,
+            "crop": list(predictor.crop),
+            "backend": self.settings.backend,
+            "device": str(predictor.device),
+            "attributes": list(ATTRIBUTES),
+            "beauty_range": list(BEAUTY_RANGE),
+            "decision_policies": [p for p in DECISION_POLICIES
+                                  if p == "probability" or p in predictor.fitted_thresholds],
+            "default_decision": predictor.decision,
+            "validation": headline_figures(predictor.metrics) if predictor.metrics else {},
+            "limits": {"max_upload_mb": self.settings.max_upload_mb, "max_pixels": self.settings.max_pixels,
+                       "max_batch_files": self.settings.max_batch_files, "timeout_s": self.settings.timeout_s,
+                       "max_queue": self.settings.max_queue},
+        }
+
+
+def _decode(data: bytes, decode_side: int, max_pixels: int, min_side: int) -> tuple[np.ndarray, tuple[int, int]]:
+    sniff(data, max_pixels, min_side)
+    try:
+        return read_reduced(data, decode_side, max_pixels)
+    except ImageError as error:
+        raise ServiceError(422, "invalid_image", f"upload: {str(error).removeprefix('<bytes>: ')}") from error
+
+
+def _jpeg(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "JPEG", quality=ANNOTATED_QUALITY)
+    return buffer.getvalue()
