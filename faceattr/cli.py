@@ -202,6 +202,9 @@ def add_serve_parser(commands: Any) -> None:
     serve.add_argument("--port", type=int, default=8000, help="default: 8000")
     serve.add_argument("--model", metavar="MODEL", help="a best.pt or .safetensors (default: the installed model)")
     serve.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="default: cpu")
+    serve.add_argument("--backend", choices=PREDICTION_BACKENDS, default=None,
+                       help="what runs the network: torch, or onnx (ONNX Runtime, pip install \"faceattr[onnx]\"); "
+                            "default: onnx for an .onnx model, else torch")
     serve.add_argument("--decision", choices=DECISION_POLICIES, default=None,
                        help="the policy when a request names none (default: the model's)")
     serve.add_argument("--max-batch", type=_positive, default=8, metavar="N",
@@ -235,7 +238,8 @@ def run_serve(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise ConfigError(f"faceattr serve needs its extra: pip install \"faceattr[serve]\" ({error})") from error
     settings = ServeSettings(
-        host=args.host, port=args.port, model=args.model, device=args.device, decision=args.decision,
+        host=args.host, port=args.port, model=args.model, device=args.device, backend=args.backend,
+        decision=args.decision,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         max_upload_mb=args.max_upload_mb, timeout_s=args.timeout_s,
         api_key=args.api_key or api_key_from_environment(), cors_origins=tuple(args.cors_origins))

@@ -136,7 +136,7 @@ class Service:
             settings = self.settings
             self.predictor = await loop.run_in_executor(self._pool, lambda: Predictor(
                 settings.model, device=settings.device, batch_size=max(settings.max_batch, 8),
-                decision=settings.decision, max_pixels=settings.max_pixels))
+                decision=settings.decision, max_pixels=settings.max_pixels, backend=settings.backend))
         if self._runner is None:
             self._batcher = MicroBatcher(self.faces_of, self.settings.max_batch, self.settings.max_wait_ms / 1000,
                                          incoming=lambda: self._decoding, on_batch=self.metrics.batch_size.observe)
@@ -251,7 +251,7 @@ class Service:
             "backbone": predictor.model.model_args.get("backbone"),
             "input_size": predictor.image_size,
             "crop": list(predictor.crop),
-            "backend": self.settings.backend,
+            "backend": predictor.backend,
             "device": str(predictor.device),
             "attributes": list(ATTRIBUTES),
             "beauty_range": list(BEAUTY_RANGE),
