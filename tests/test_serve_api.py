@@ -413,3 +413,18 @@ class TestSlowClients:
         finally:
             server.should_exit = True
             thread.join(timeout=10)
+
+
+def test_the_onnx_backend_serves_the_torch_answers_within_the_backend_tolerance(predictor: Predictor,
+                                                                                 photo: bytes) -> None:
+    from faceattr.inference.backends import BACKEND_TOLERANCE
+
+    settings = ServeSettings(backend="onnx")
+    with TestClient(create_app(settings)) as client:  # the service loads the default model itself
+        assert client.get("/v1/model").json()["backend"] == "onnx"
+        served = client.post("/v1/predict", content=photo).json()["faces"]
+    expected = predictor.predict(photo)
+    assert len(served) == len(expected) == 1
+    assert list(served[0]["probabilities"].values()) == pytest.approx(
+        list(expected[0].probabilities.values()), abs=BACKEND_TOLERANCE)
+    assert served[0]["beauty"] == pytest.approx(expected[0].beauty, abs=1e-3)
