@@ -9,6 +9,11 @@ here = Path(__file__).parent
 # test, faceattr.serve.loadtest and tools/benchmark_serve.py).
 serve = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "prometheus-client>=0.17", "websockets>=12",
          "httpx>=0.25"]
+# Bulk prediction (Ray Data) and the service under Ray Serve, which serves the same FastAPI app and so needs the
+# serve extra too. 2.47: the first release with serve.ingress taking a function that builds the app on each replica.
+ray = ["ray[serve,data]>=2.47"] + serve
+# tools/export_model.py --format onnx (torch's dynamo exporter needs onnxscript) and backend="onnx" (onnxruntime).
+onnx = ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"]
 version = {}
 exec((here / "faceattr" / "version.py").read_text(), version)
 
@@ -46,10 +51,13 @@ setup(
         "Pillow>=10.0",
     ],
     extras_require={
-        # The tests' extra: every optional feature is tested, so it installs them all.
-        "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0"] + serve,
+        # The tests' extra: every optional feature is tested, so it installs them all. playwright drives
+        # Debian's chromium in the page's browser tests (never its own browser download).
+        "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0", "playwright>=1.45"] + serve + ray + onnx,
         "serve": serve,
         "demo": ["opencv-python>=4.8,<5"],
+        "ray": ray,
+        "onnx": onnx,
     },
     entry_points={"console_scripts": ["faceattr=faceattr.cli:main"]},
     classifiers=[

@@ -23,12 +23,19 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from faceattr.attributes import ATTRIBUTES
-from faceattr.config import DECISION_POLICIES
+from faceattr.config import DECISION_POLICIES, PREDICTION_BACKENDS
 from faceattr.errors import ConfigError, FaceAttrError
 from faceattr.files import fit_name, open_exclusive, write_exclusive
 from faceattr.image import IMAGE_EXTENSIONS, find_images, read_reduced
-from faceattr.inference.results import OUTSIDE_NOTE, ImageResult, ranked_attributes
+from faceattr.inference.results import (  # the results table is shared with faceattr.bulk
+    CSV_COLUMNS,
+    OUTSIDE_NOTE,
+    ImageResult,
+    csv_rows,
+    printable,
+    ranked_attributes,
+    spreadsheet_safe,
+)
 from faceattr.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -49,24 +56,12 @@ EXIT_CODES = f"""exit status:
      images found (message on stderr)
   {EXIT_INTERNAL} internal error: a bug in faceattr (traceback on stderr)"""
 
-#: First characters that make a spreadsheet take a cell as a formula (OWASP, "CSV Injection").
-FORMULA_PREFIXES: frozenset[str] = frozenset("=+-@\t\r")
-
 #: Present attributes drawn per face by ``--save-annotated`` when ``--top`` is not given.
 DRAWN_ATTRIBUTES = 3
 
-#: CSV columns before the 40 attribute probabilities.
-CSV_HEADER: tuple[str, ...] = ("path", "face", "x1", "y1", "x2", "y2", "score", "beauty")
-
-#: CSV columns after the probabilities: the decision policy, then each attribute's decision (1 present, 0 absent).
-CSV_DECISION_HEADER: tuple[str, ...] = ("decision", *(f"{name}_present" for name in ATTRIBUTES))
-
-#: Every CSV column, in order.
-CSV_COLUMNS: tuple[str, ...] = (*CSV_HEADER, *ATTRIBUTES, *CSV_DECISION_HEADER)
-
 
 def load_predictor(checkpoint: str | Path | None, device: str, batch_size: int, decision: str | None = None,
-                   threshold: float | None = None) -> Any:
+                   threshold: float | None = None, backend: str | None = None) -> Any:
     """Builds a :class:`faceattr.inference.predictor.Predictor` (imported here: it brings torch and the detector).
 
     Args:
@@ -76,6 +71,7 @@ def load_predictor(checkpoint: str | Path | None, device: str, batch_size: int, 
         batch_size: Faces per network batch.
         decision: The decision policy (``None``: the model's default).
         threshold: The probability policy's cut-off.
+        backend: What runs the network, ``torch`` or ``onnx`` (``None``: ``onnx`` for an ``.onnx`` model).
 
     Returns:
         The predictor.
@@ -83,11 +79,13 @@ def load_predictor(checkpoint: str | Path | None, device: str, batch_size: int, 
     Raises:
         CheckpointError: The model file is missing, corrupt or incompatible, or no default
             model is installed.
-        ConfigError: The decision policy is unknown to the model, or the threshold is bad.
+        ConfigError: The decision policy is unknown to the model, the threshold is bad, or the
+            backend's packages are not installed.
     """
     from faceattr.inference.predictor import Predictor
 
-    return Predictor(checkpoint, device=device, batch_size=batch_size, decision=decision, threshold=threshold)
+    return Predictor(checkpoint, device=device, batch_size=batch_size, decision=decision, threshold=threshold,
+                     backend=backend)
 
 
 def _positive(text: str) -> int:
@@ -136,8 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                               + " ".join(sorted(IMAGE_EXTENSIONS)) + " files; links to files and links to folders "
                               "are followed, a link back to a folder already searched is skipped with a warning")
     predict.add_argument("--model", metavar="MODEL",
-                         help="a best.pt written by tools/train.py or a .safetensors written by tools/export_model.py "
-                              "(default: the model installed with faceattr)")
+                         help="a best.pt written by tools/train.py or a .safetensors or .onnx written by "
+                              "tools/export_model.py (default: the model installed with faceattr)")
     predict.add_argument("--aligned", action="store_true",
                          help="the images are faces already aligned as CelebA's img_align_celeba (178x218 or that "
                               "geometry at any size): no detection, one face per image")
@@ -152,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "DIR/NAME.jpg (names too long for the file system are shortened with a hash); "
                               "refused if DIR is or holds an input; a DIR inside an input folder is not searched")
     predict.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+    predict.add_argument("--backend", choices=PREDICTION_BACKENDS, default=None,
+                         help="what runs the network: torch, or onnx (ONNX Runtime: pip install 'faceattr[onnx]'; a "
+                              "model that is not an .onnx is exported to ONNX in memory as it loads, a few seconds); "
+                              "default: onnx for an .onnx model, torch otherwise")
     predict.add_argument("--batch-size", type=_positive, default=32, metavar="N", help="default: 32")
     predict.add_argument("--decision", choices=DECISION_POLICIES, default=None,
                          help="how attributes are judged present: f1 (thresholds maximising F1 on validation), "
@@ -163,8 +165,30 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top", type=_non_negative, default=None, metavar="K",
                          help="list at most K present attributes per face, most probable first (default: all; "
                               "--save-annotated draws 3)")
+    add_bulk_parser(commands)
     add_serve_parser(commands)
     return parser
+
+
+def add_bulk_parser(commands: Any) -> None:
+    """The ``bulk`` subcommand's arguments (:func:`faceattr.bulk.predict_collection`)."""
+    bulk = commands.add_parser(
+        "bulk", help="predict a whole collection with Ray: a table of faces, resumable",
+        description="Predicts every photo of a folder (recursively), a text file of paths (one a line) or a "
+                    "Parquet file's column of paths with Ray Data, and writes one row per face (the --csv "
+                    "columns, the present attributes and an error column) to OUT.parquet or OUT.csv, a "
+                    "folder of part files. Run again with the same OUT to go on where a run stopped.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bulk.add_argument("input", metavar="INPUT", help="a folder, a .parquet file, or a text file of paths")
+    bulk.add_argument("--output", required=True, type=Path, metavar="OUT", help="OUT.parquet or OUT.csv")
+    bulk.add_argument("--column", default="path", help="the Parquet input's column of paths (default: path)")
+    bulk.add_argument("--ray-address", metavar="ADDR",
+                      help="join a running Ray cluster (auto: the cluster of this machine, after `ray start "
+                           "--head`; see docs/RAY.md); default: start Ray here with --workers CPUs")
+    bulk.add_argument("--workers", type=_positive, default=2, metavar="N", help="predictors, one CPU each (default: 2)")
+    bulk.add_argument("--batch-size", type=_positive, default=16, metavar="N", help="photos per batch (default: 16)")
+    bulk.add_argument("--model", metavar="MODEL", help="as for predict (default: the model installed with faceattr)")
+    bulk.add_argument("--decision", choices=DECISION_POLICIES, default=None, help="as for predict (default: the model's)")
 
 
 def add_serve_parser(commands: Any) -> None:
@@ -178,6 +202,9 @@ def add_serve_parser(commands: Any) -> None:
     serve.add_argument("--port", type=int, default=8000, help="default: 8000")
     serve.add_argument("--model", metavar="MODEL", help="a best.pt or .safetensors (default: the installed model)")
     serve.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="default: cpu")
+    serve.add_argument("--backend", choices=PREDICTION_BACKENDS, default=None,
+                       help="what runs the network: torch, or onnx (ONNX Runtime, pip install \"faceattr[onnx]\"); "
+                            "default: onnx for an .onnx model, else torch")
     serve.add_argument("--decision", choices=DECISION_POLICIES, default=None,
                        help="the policy when a request names none (default: the model's)")
     serve.add_argument("--max-batch", type=_positive, default=8, metavar="N",
@@ -194,6 +221,13 @@ def add_serve_parser(commands: Any) -> None:
                             "variable, which stays out of process listings")
     serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", dest="cors_origins",
                        help="allow browser pages from ORIGIN to call the API (repeatable; default: CORS off)")
+    serve.add_argument("--ray", action="store_true",
+                       help="run under Ray Serve: --replicas copies of the service behind Ray's proxy on --host:--port "
+                            "(pip install \"faceattr[ray]\")")
+    serve.add_argument("--replicas", type=_positive, default=2, metavar="N", help="with --ray (default: 2)")
+    serve.add_argument("--ray-address", metavar="ADDR",
+                       help="with --ray: join a running Ray cluster (auto after `ray start --head` on this machine); "
+                            "default: start Ray here")
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -204,14 +238,23 @@ def run_serve(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise ConfigError(f"faceattr serve needs its extra: pip install \"faceattr[serve]\" ({error})") from error
     settings = ServeSettings(
-        host=args.host, port=args.port, model=args.model, device=args.device, decision=args.decision,
+        host=args.host, port=args.port, model=args.model, device=args.device, backend=args.backend,
+        decision=args.decision,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         max_upload_mb=args.max_upload_mb, timeout_s=args.timeout_s,
         api_key=args.api_key or api_key_from_environment(), cors_origins=tuple(args.cors_origins))
     if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
         logger.warning("serving on %s without an API key: anyone who reaches this address can use it",
                        settings.host)
-    serve(settings)
+    if args.ray:
+        from faceattr.serve.ray_serve import serve_on_ray
+
+        try:
+            serve_on_ray(settings, args.replicas, args.ray_address)
+        except ImportError as error:  # Ray is missing: the message names the extra
+            raise ConfigError(str(error)) from error
+    else:
+        serve(settings)
     return EXIT_OK
 
 
@@ -243,56 +286,6 @@ def format_result(result: ImageResult, top: int | None = None) -> list[str]:
         note = f"  (crop {face.outside:.0%} outside the photo)" if face.outside > OUTSIDE_NOTE else ""
         lines.append(f"{result.source}  face {number}  box ({box})  beauty {face.beauty:.2f}  {attributes}{note}")
     return lines
-
-
-def csv_rows(result: ImageResult) -> list[list[str]]:
-    """One CSV row per face of ``result``, in the columns of :data:`CSV_COLUMNS`.
-
-    >>> from faceattr.inference.results import FaceResult
-    >>> face = FaceResult((1, 2, 3, 4), 0.9, None, dict.fromkeys(ATTRIBUTES, 0.2) | {"Male": 0.9}, ("Male",), 3.0, "f1")
-    >>> row = dict(zip(CSV_COLUMNS, csv_rows(ImageResult("a.jpg", [face]))[0]))
-    >>> row["Male"], row["decision"], row["Male_present"], row["Young_present"]
-    ('0.9000', 'f1', '1', '0')
-    """
-    rows = []
-    for number, face in enumerate(result.faces, start=1):
-        box = [f"{float(v):.1f}" for v in face.box]
-        probabilities = [f"{face.probabilities[name]:.4f}" for name in ATTRIBUTES]
-        present = face.present()
-        rows.append([result.source, str(number), *box, f"{face.score:.4f}", f"{face.beauty:.3f}", *probabilities,
-                     face.decision or "", *("1" if present[name] else "0" for name in ATTRIBUTES)])
-    return rows
-
-
-def printable(text: str) -> str:
-    """``text`` with the bytes of a file name that are not UTF-8 shown as ``\\xNN`` escapes.
-
-    On POSIX a file name is bytes; Python keeps the undecodable ones as lone surrogates, which
-    no UTF-8 output (the terminal, the CSV, JSON parsers) accepts. Outputs name such a file
-    ``caf\\xe9.jpg``: readable, valid UTF-8, and the bytes are still there to see.
-
-    >>> import os
-    >>> printable(os.fsdecode(b"caf\\xe9.jpg")), printable("café.jpg")
-    ('caf\\\\xe9.jpg', 'café.jpg')
-    """
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def spreadsheet_safe(cell: str) -> str:
-    """``cell`` with a ``'`` in front if a spreadsheet would run it as a formula (CSV injection).
-
-    Numbers stay as they are: a box's ``-3.5`` is a number to a spreadsheet, not a formula.
-
-    >>> spreadsheet_safe("=HYPERLINK(1).jpg"), spreadsheet_safe("-3.5"), spreadsheet_safe("a.jpg")
-    ("'=HYPERLINK(1).jpg", '-3.5', 'a.jpg')
-    """
-    if cell[:1] not in FORMULA_PREFIXES:
-        return cell
-    try:
-        float(cell)
-    except ValueError:
-        return "'" + cell
-    return cell
 
 
 class _AnnotatedWriter:
@@ -394,7 +387,8 @@ def run_predict(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
     if args.model is not None and not Path(args.model).is_file():
         stderr.write(f"faceattr: {args.model}: model file not found\n")
         return EXIT_USAGE
-    predictor = load_predictor(args.model, args.device, args.batch_size, args.decision, args.threshold)
+    predictor = load_predictor(args.model, args.device, args.batch_size, args.decision, args.threshold,
+                               backend=args.backend)
     annotated = None
     outputs = contextlib.ExitStack()
     try:
@@ -454,6 +448,21 @@ def run_predict(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
     return EXIT_UNREADABLE if failed else EXIT_OK
 
 
+def run_bulk(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
+    """Runs ``faceattr bulk`` with parsed arguments (:func:`faceattr.bulk.predict_collection`); the exit status."""
+    from faceattr.bulk import predict_collection
+
+    try:
+        summary = predict_collection(args.input, args.output, model=args.model, decision=args.decision,
+                                     batch_size=args.batch_size, num_workers=args.workers,
+                                     ray_address=args.ray_address, column=args.column)
+    except ImportError as error:  # Ray is missing: the message names the extra
+        raise ConfigError(str(error)) from error
+    stdout.write(f"{printable(str(summary.output))}: {summary.images} photos predicted ({summary.faces} faces, "
+                 f"{summary.errors} unreadable), {summary.skipped} already done\n")
+    return EXIT_UNREADABLE if summary.errors else EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """The ``faceattr`` console script.
 
@@ -479,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return run_serve(args)
-        return run_predict(args, sys.stdout, sys.stderr)
+        return {"predict": run_predict, "bulk": run_bulk}[args.command](args, sys.stdout, sys.stderr)
     except FaceAttrError as error:
         sys.stderr.write(f"faceattr: {error}\n")
         return EXIT_USAGE

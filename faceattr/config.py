@@ -249,6 +249,9 @@ THRESHOLD_METRICS: tuple[str, ...] = ("balanced_accuracy", "f1")
 #: applies them); here so that the deployed model checks them without importing evaluation.
 DECISION_POLICIES: tuple[str, ...] = ("balanced", "f1", "probability")
 
+#: What runs the network at prediction (:mod:`faceattr.inference.backends`): PyTorch or ONNX Runtime.
+PREDICTION_BACKENDS: tuple[str, ...] = ("torch", "onnx")
+
 #: Allowed values of each choice; a key through a list (``data.sources.kind``) is checked in every item.
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.sources.kind": SOURCE_KINDS,

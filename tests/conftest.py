@@ -30,6 +30,16 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def start_local_ray(num_cpus: int) -> None:
+    """Starts a local Ray whose workers import this checkout's faceattr, wherever another one is installed."""
+    import os
+
+    import ray
+
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+
+
 @dataclass
 class ToolRun:
     """What a tool run gave: its exit status and what it printed."""

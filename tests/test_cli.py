@@ -18,7 +18,7 @@ from faceattr import cli
 from faceattr.attributes import ATTRIBUTES
 from faceattr.errors import CheckpointError
 from faceattr.inference.annotate import annotate, face_labels
-from faceattr.inference.results import FaceResult, ImageResult
+from faceattr.inference.results import CSV_HEADER, FaceResult, ImageResult, spreadsheet_safe
 
 TWO_PEOPLE = "faces/face_recognition/examples/two_people.jpg"
 
@@ -27,8 +27,9 @@ class FakePredictor:
     """One face in the middle of each photo, none in photos named ``blank*``; unreadable files give an error."""
 
     def __init__(self, checkpoint: str | None, device: str, batch_size: int, decision: str | None = None,
-                 threshold: float | None = None):
+                 threshold: float | None = None, backend: str | None = None):
         self.checkpoint = checkpoint
+        self.backend = backend
         self.decision = decision or ("probability" if threshold is not None else "f1")
         self.threshold = threshold
         self.batches: list[int] = []
@@ -58,8 +59,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> list[FakePredictor]:
     made: list[FakePredictor] = []
 
     def load(checkpoint: str | None, device: str, batch_size: int, decision: str | None = None,
-             threshold: float | None = None) -> FakePredictor:
-        made.append(FakePredictor(checkpoint, device, batch_size, decision, threshold))
+             threshold: float | None = None, backend: str | None = None) -> FakePredictor:
+        made.append(FakePredictor(checkpoint, device, batch_size, decision, threshold, backend))
         return made[-1]
 
     monkeypatch.setattr(cli, "load_predictor", load)
@@ -101,6 +102,17 @@ def test_top_lists_at_most_k_attributes_most_probable_first(tmp_path, fake, mode
     assert code == 0 and out.splitlines() == [f"{face}  face 1  box (20,15,60,45)  beauty 3.46  Smiling 0.90"]
 
 
+@pytest.mark.parametrize("argv, backend", [([], None), (["--backend", "onnx"], "onnx"), (["--backend", "torch"], "torch")])
+def test_backend_reaches_the_predictor(tmp_path, fake, model, capsys, argv, backend) -> None:
+    assert run(capsys, "predict", photo(tmp_path / "a.jpg"), "--model", model, *argv)[0] == 0
+    assert fake[0].backend == backend
+
+
+def test_an_unknown_backend_is_a_usage_error_naming_the_choices(tmp_path, fake, model, capsys) -> None:
+    code, _, err = run(capsys, "predict", photo(tmp_path / "a.jpg"), "--model", model, "--backend", "tensorflow")
+    assert code == 2 and "--backend" in err and "'torch', 'onnx'" in err and fake == []
+
+
 @pytest.mark.parametrize("argv, decision, threshold", [
     ([], None, None), (["--decision", "balanced"], "balanced", None), (["--decision", "f1"], "f1", None),
     (["--threshold", "0.7"], None, 0.7), (["--decision", "probability", "--threshold", "0.3"], "probability", 0.3)])
@@ -135,7 +147,7 @@ def test_csv_has_a_row_per_face_with_all_probabilities(tmp_path, fake, model, ca
     assert run(capsys, "predict", *images, "--model", model, "--csv", table)[0] == 0
     rows = list(csv.DictReader(table.open(encoding="utf-8")))
     assert [row["path"] for row in rows] == [str(images[0]), str(images[1])]
-    assert list(rows[0]) == [*cli.CSV_HEADER, *ATTRIBUTES, "decision", *(f"{name}_present" for name in ATTRIBUTES)]
+    assert list(rows[0]) == [*CSV_HEADER, *ATTRIBUTES, "decision", *(f"{name}_present" for name in ATTRIBUTES)]
     assert (rows[0]["face"], rows[0]["x1"], rows[0]["Smiling"], rows[0]["Bald"]) == ("1", "20.0", "0.9000", "0.1000")
     assert (rows[0]["decision"], rows[0]["Smiling_present"], rows[0]["Male_present"], rows[0]["Bald_present"]) == (
         "f1", "1", "1", "0")
@@ -228,7 +240,7 @@ def test_aligned_flag_reaches_the_predictor(tmp_path, fake, model, capsys) -> No
 
 
 def test_bad_model_file_exits_2_without_traceback(tmp_path, model, monkeypatch, capsys) -> None:
-    def refuse(checkpoint: str, device: str, batch_size: int, *policy: object) -> None:
+    def refuse(checkpoint: str, device: str, batch_size: int, *policy: object, **backend: object) -> None:
         raise CheckpointError(f"{checkpoint}: not a readable checkpoint")
 
     monkeypatch.setattr(cli, "load_predictor", refuse)
@@ -306,7 +318,7 @@ def test_large_jpeg_is_annotated_on_a_reduced_decode_where_its_faces_are(shared_
 
     # A detector that sees 512 px: the predictor decodes this 4096 px JPEG at 1/4, the annotation at 1/2
     # (the largest reduction keeping 1920 px), not a second time at full size.
-    monkeypatch.setattr(cli, "load_predictor", lambda checkpoint, device, batch_size, *policy: Predictor(
+    monkeypatch.setattr(cli, "load_predictor", lambda checkpoint, device, batch_size, *policy, **backend: Predictor(
         checkpoint, device=device, batch_size=batch_size, detector=FaceDetector(max_side=512)))
     image = tmp_path / "big.jpg"
     Image.open(shared_data / TWO_PEOPLE).convert("RGB").resize((4096, 2404)).save(image, quality=95)
@@ -423,7 +435,7 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_escaped(tmp_path, fake, mode
     assert run(capsys, "predict", "--model", model, "--csv", "out.csv", "--", *names)[0] == 0
     paths = [row["path"] for row in csv.DictReader(Path("out.csv").read_text(encoding="utf-8").splitlines())]
     assert paths == ["'" + name for name in names[:-1]] + ["plain.png"]
-    assert cli.spreadsheet_safe("-3.5") == "-3.5"  # numbers (a box off the photo's edge) stay numbers
+    assert spreadsheet_safe("-3.5") == "-3.5"  # numbers (a box off the photo's edge) stay numbers
     assert cli.main(["predict", "--help"]) == 0
     assert "formula" in capsys.readouterr().out
 

@@ -17,7 +17,7 @@ from PIL import Image
 from faceattr import ATTRIBUTES, FaceResult, ImageResult, Predictor, load_model, predict
 from faceattr.config import Config
 from faceattr.data.transforms import eval_transform
-from faceattr.errors import CheckpointError, ImageError
+from faceattr.errors import CheckpointError, ConfigError, ImageError
 from faceattr.evaluation.decision import decide
 from faceattr.geometry import CELEBA_CROP
 from faceattr.image import read_image, read_reduced
@@ -359,6 +359,11 @@ def test_predict_loads_each_checkpoint_once(checkpoint: Path) -> None:
     assert all(isinstance(r, ImageResult) and r.faces == [] for r in results)
     assert _cached_predictor.cache_info().misses == 1
     _cached_predictor.cache_clear()
+
+
+def test_an_unknown_backend_is_a_config_error_naming_backend(checkpoint: Path) -> None:
+    with pytest.raises(ConfigError, match="backend: expected one of torch, onnx, got 'tensorrt'"):
+        Predictor(checkpoint, device="cpu", backend="tensorrt")
 
 
 def test_checkpoint_without_thresholds_is_refused(tmp_path: Path) -> None:

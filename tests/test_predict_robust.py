@@ -121,7 +121,11 @@ def test_bgr_arrays_give_the_results_of_rgb(centred: Predictor, monkeypatch: pyt
     expected = centred.predict(rgb)
     assert centred.predict(bgr) != expected  # the channel order matters to the network
     assert centred.predict(bgr, bgr=True) == expected
-    assert [r.faces for r in centred.predict_many([bgr, bgr], bgr=True)] == [expected, expected]
+    # Two faces share one network batch, whose kernels may round differently from a batch of one.
+    for result in centred.predict_many([bgr, bgr], bgr=True):
+        (face,) = result.faces
+        assert face.box == expected[0].box and face.attributes == expected[0].attributes
+        assert list(face.probabilities.values()) == pytest.approx(list(expected[0].probabilities.values()), abs=1e-5)
     assert centred.predict_aligned([bgr], bgr=True) == centred.predict_aligned([rgb])
     monkeypatch.setattr(predictor_module, "_cached_predictor", lambda checkpoint, *policy: centred)
     assert predict(bgr, bgr=True) == expected

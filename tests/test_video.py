@@ -105,6 +105,13 @@ def test_no_smoothing_and_no_hysteresis_give_the_predictor_thresholding() -> Non
     assert result.attributes == tuple(name for name, p, t in zip(ATTRIBUTES, probabilities, thresholds) if p >= t)
 
 
+def test_tracked_attributes_come_most_probable_first() -> None:
+    tracker = FaceTracker(np.full(40, 0.5), smoothing=0.0, hysteresis=0.0)
+    probabilities = dict.fromkeys(ATTRIBUTES, 0.1) | {"Bags_Under_Eyes": 0.6, "Smiling": 0.99, "Young": 0.8}
+    result = tracker.update([FaceResult((0.0, 0.0, 9.0, 9.0), 1.0, None, probabilities, (), 3.0)])[0].face
+    assert result.attributes == ("Smiling", "Young", "Bags_Under_Eyes")
+
+
 def test_hysteresis_turns_on_at_the_threshold_and_off_only_below_the_margin() -> None:
     tracker = FaceTracker([0.5] * 40, smoothing=0.0, hysteresis=0.1)
     sequence = [0.45, 0.5, 0.42, 0.41, 0.39, 0.45, 0.5]

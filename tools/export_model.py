@@ -8,6 +8,12 @@ checkpoint, the sha256 of the weights and a digest of the decision fields). With
 under temporary names and moved into place only once complete and within the size limit, so a
 refused export leaves the previous pair as it was.
 
+--format onnx writes OUT/NAME.onnx instead: the network as an ONNX graph (input uint8 images
+(B, 3, S, S), outputs attributes (B, 40) logits and beauty (B,), batch axis dynamic) with the same
+description in its metadata, one file that `faceattr predict --model NAME.onnx` runs with ONNX
+Runtime (needs pip install "faceattr[onnx]"). Its float16 weights are stored as float16 and cast
+to float32 in the graph.
+
 --dtype auto stores float16 weights when that moves no calibrated probability by more than
 --tolerance on the check images, else float32; the weights file must stay under 30 MB.
 Check images are CelebA-style aligned crops (files or folders, e.g.
@@ -17,6 +23,7 @@ Examples:
     python tools/export_model.py runs/r18/best.pt --into-package
     python tools/export_model.py runs/r18/best.pt --into-package --check-images ../shared/data/celeba/img_align_celeba
     python tools/export_model.py runs/r18/best.pt --out dist/ --name team_model --dtype float32
+    python tools/export_model.py faceattr/weights/default.safetensors --out dist/ --format onnx
 """
 
 from __future__ import annotations
@@ -31,9 +38,11 @@ WEIGHTS = Path(__file__).resolve().parents[1] / "faceattr" / "weights"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Export a trained model (best.pt) as safetensors + JSON.",
+    parser = argparse.ArgumentParser(description="Export a trained model (best.pt) as safetensors + JSON, or ONNX.",
                                      epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="a best.pt written by tools/train.py")
+    parser.add_argument("checkpoint", help="a best.pt written by tools/train.py (or an exported .safetensors)")
+    parser.add_argument("--format", choices=("safetensors", "onnx"), default="safetensors",
+                        help="NAME.safetensors + NAME.json, or one NAME.onnx (default: safetensors)")
     parser.add_argument("--out", type=Path, default=WEIGHTS,
                         help=f"output folder (default: {WEIGHTS}, which needs --into-package)")
     parser.add_argument("--into-package", action="store_true",
@@ -83,14 +92,14 @@ def main(argv: list[str] | None = None) -> int:
         dtype = args.dtype
         if dtype == "auto":
             dtype = "float16" if error["max_probability_difference"] <= args.tolerance else "float32"
-        weights = args.out / f"{args.name}.safetensors"
+        weights = args.out / f"{args.name}.{args.format}"
         description = export_model(args.checkpoint, weights, dtype)
         DeployedModel.load(weights)  # the pair just written loads and passes its checksums
     except FaceAttrError as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    print(f"wrote {weights} ({dtype}, {description['bytes'] / 1e6:.1f} MB, sha256 {description['sha256']}) "
-          f"and {weights.with_suffix('.json')}")
+    written = "" if args.format == "onnx" else f" and {weights.with_suffix('.json')}"
+    print(f"wrote {weights} ({dtype}, {weights.stat().st_size / 1e6:.1f} MB, sha256 {description['sha256']}){written}")
     return 0
 
 

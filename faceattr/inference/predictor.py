@@ -30,9 +30,11 @@ from PIL import Image
 from faceattr.attributes import ATTRIBUTES, BEAUTY_RANGE
 from faceattr.data.transforms import eval_transform
 from faceattr.errors import ConfigError, ImageError
+from faceattr.evaluation.calibration import apply_calibration
 from faceattr.evaluation.decision import decide, policy_thresholds
 from faceattr.image import PREDICTION_MAX_PIXELS, read_image, read_reduced, source_name
 from faceattr.inference.align import align_crop, crop_outside
+from faceattr.inference.backends import load_network
 from faceattr.inference.detect import Detection, FaceDetector
 from faceattr.inference.results import (  # re-exported: the public API's home is predictor
     FaceResult,
@@ -90,9 +92,9 @@ class Predictor:
 
     Args:
         checkpoint: A checkpoint written by ``tools/train.py`` (``best.pt``), an exported model
-            (a ``.safetensors`` with its ``.json`` beside it, see :mod:`faceattr.training.export`), or
-            ``None`` for the default model installed with the package; read by
-            :meth:`DeployedModel.load <faceattr.models.deployed.DeployedModel.load>`.
+            (a ``.safetensors`` with its ``.json`` beside it, or an ``.onnx``, see
+            :mod:`faceattr.training.export`), or ``None`` for the default model installed with the
+            package; read by :meth:`DeployedModel.load <faceattr.models.deployed.DeployedModel.load>`.
         device: ``"auto"`` (a GPU when there is one), ``"cpu"`` or ``"cuda"``.
         batch_size: Faces per network batch, and images decoded and detected at a time by
             :meth:`predict_many` (its memory does not grow with the number of inputs).
@@ -107,6 +109,11 @@ class Predictor:
         max_pixels: Images of more pixels (width x height) are refused from their header,
             before decoding (:data:`~faceattr.image.PREDICTION_MAX_PIXELS`, 64 megapixels,
             by default; ``None``: only PIL's decompression-bomb limit of 89.5 million).
+        backend: What runs the network (:mod:`faceattr.inference.backends`): ``torch``, or
+            ``onnx`` (ONNX Runtime, ``pip install "faceattr[onnx]"``; a model that is not an
+            ``.onnx`` is exported to ONNX in memory as it loads); ``None``: ``onnx`` for an
+            ``.onnx`` model, ``torch`` otherwise. Detection, calibration and the decision are
+            the same for both.
 
     Raises:
         CheckpointError: The model file is missing, unreadable, fails its checksum, lacks a
@@ -114,7 +121,7 @@ class Predictor:
         ConfigError: ``batch_size`` or ``max_pixels`` < 1, ``device`` names a GPU that is not there, an
             unknown ``decision``, one the model was not fitted with (a model from before policies has
             ``balanced`` and ``probability`` only), or a ``threshold`` outside (0, 1) or with
-            another policy.
+            another policy; an unknown ``backend``, or ``onnx`` without its packages.
 
     >>> predictor = Predictor(device="cpu")  # doctest: +SKIP
     >>> predictor.predict("photo.jpg")[0].beauty  # doctest: +SKIP
@@ -123,7 +130,7 @@ class Predictor:
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "auto", batch_size: int = 32,
                  detector: FaceDetector | None = None, decision: str | None = None, threshold: float | None = None,
-                 max_pixels: int | None = PREDICTION_MAX_PIXELS):
+                 max_pixels: int | None = PREDICTION_MAX_PIXELS, backend: str | None = None):
         if batch_size < 1:
             raise ConfigError(f"batch_size: must be at least 1, got {batch_size}")
         if max_pixels is not None and max_pixels < 1:
@@ -146,12 +153,14 @@ class Predictor:
         self.thresholds = policy_thresholds(self.decision, self.fitted_thresholds, threshold)
         #: The validation evaluation stored with the model (:mod:`faceattr.evaluation.summary`).
         self.metrics = deployed.metrics
-        self.temperatures = torch.tensor(deployed.temperatures, device=self.device)
-        self.offsets = torch.tensor(deployed.offsets, device=self.device)
+        self.temperatures = np.array(deployed.temperatures)
+        self.offsets = np.array(deployed.offsets)
         self.image_size = deployed.image_size
         #: The crop of CelebA's aligned frame the model was trained on, cut from every face.
         self.crop = deployed.crop
-        self.model = deployed.build_network().to(self.device)
+        #: ``torch`` or ``onnx``, and the network it runs (a :class:`~faceattr.inference.backends.Network`:
+        #: called on uint8 crops, with the ``model_args`` it was built from).
+        self.backend, self.model = load_network(deployed, backend, self.device)
         # The transform that evaluation applies to CelebA's aligned images: one function, so the
         # aligned path cannot drift from what the model was trained and scored on.
         self.aligned_transform = eval_transform(self.image_size, self.crop)
@@ -161,12 +170,13 @@ class Predictor:
         self.decode_side = self.detector.needed_side(CROP_FACE_SHARE * self.image_size)
         # The first forward pass allocates and picks kernels; pay for it here, not on the first image.
         self._run(np.zeros((1, self.image_size, self.image_size, 3), np.uint8))
-        logger.info("loaded %s (%s, %d px) on %s", self.checkpoint, self.model.model_args["backbone"],
-                    self.image_size, self.device)
+        logger.info("loaded %s (%s, %d px) on %s with %s", self.checkpoint, deployed.model_args["backbone"],
+                    self.image_size, self.device, self.backend)
 
     def __repr__(self) -> str:
         return (f"Predictor({str(self.checkpoint)!r}, device={str(self.device)!r}, "
-                f"batch_size={self.batch_size}, detector={self.detector!r}, decision={self.decision!r})")
+                f"batch_size={self.batch_size}, detector={self.detector!r}, decision={self.decision!r}, "
+                f"backend={self.backend!r})")
 
     def predict(self, image: Any, bgr: bool = False) -> list[FaceResult]:
         """The faces in one input, best detector score first.
@@ -314,13 +324,10 @@ class Predictor:
 
     def _run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated probabilities ``(B, 40)`` and clipped beauty ``(B,)`` for uint8 crops ``(B, S, S, 3)``."""
-        images = torch.from_numpy(crops).permute(0, 3, 1, 2).to(self.device)
-        with torch.inference_mode():
-            output = self.model(images)
-        calibrated = torch.sigmoid(output["attributes"].float() / self.temperatures + self.offsets)
-        probabilities = calibrated.cpu().numpy()
-        beauty = output["beauty"].float().clamp(*BEAUTY_RANGE).cpu().numpy()
-        return probabilities.astype(np.float64), beauty.astype(np.float64)
+        logits, beauty = self.model(crops)
+        # Rounded to float32, the network's precision: float64's further digits would be noise.
+        probabilities = apply_calibration(logits, self.temperatures, self.offsets).astype(np.float32)
+        return probabilities.astype(np.float64), np.clip(beauty, *BEAUTY_RANGE).astype(np.float64)
 
     def resolve_decision(self, decision: str | None = None, threshold: float | None = None) -> tuple[str, np.ndarray]:
         """The policy that ``decision`` and ``threshold`` name, and its 40 thresholds.
@@ -367,14 +374,15 @@ def _listed(probabilities: np.ndarray, thresholds: np.ndarray) -> tuple[str, ...
 
 
 def load_model(checkpoint: str | Path | None = None, device: str = "auto", decision: str | None = None,
-               threshold: float | None = None) -> Predictor:
-    """Loads a model for prediction: the installed default, a ``best.pt`` or an exported ``.safetensors``.
+               threshold: float | None = None, backend: str | None = None) -> Predictor:
+    """Loads a model for prediction: the installed default, a ``best.pt`` or an exported ``.safetensors`` or ``.onnx``.
 
-    ``decision`` and ``threshold`` choose the decision policy, as for :class:`Predictor`.
+    ``decision`` and ``threshold`` choose the decision policy, ``backend`` what runs the network
+    (``torch`` or ``onnx``), as for :class:`Predictor`.
 
-    >>> predictor = load_model(device="cpu", decision="probability", threshold=0.6)  # doctest: +SKIP
+    >>> predictor = load_model(device="cpu", decision="probability", threshold=0.6, backend="onnx")  # doctest: +SKIP
     """
-    return Predictor(checkpoint, device=device, decision=decision, threshold=threshold)
+    return Predictor(checkpoint, device=device, decision=decision, threshold=threshold, backend=backend)
 
 
 @lru_cache(maxsize=_CACHE_SIZE)

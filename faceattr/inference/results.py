@@ -13,10 +13,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from faceattr.attributes import ATTRIBUTES
+
 #: :attr:`FaceResult.outside` above which the CLI adds a note to the face: with 13% of the crop
 #: outside the photo the default model scores as on whole photos, with 42% it loses 3 points of
 #: mean balanced accuracy on CelebA validation (docs/MODEL_CARD.md, "Faces at the edge of the photo").
 OUTSIDE_NOTE = 0.25
+
+#: Columns of a results table (``faceattr predict --csv``, :mod:`faceattr.bulk`) before the 40 probabilities.
+CSV_HEADER: tuple[str, ...] = ("path", "face", "x1", "y1", "x2", "y2", "score", "beauty")
+
+#: Columns after the probabilities: the decision policy, then each attribute's decision (1 present, 0 absent).
+CSV_DECISION_HEADER: tuple[str, ...] = ("decision", *(f"{name}_present" for name in ATTRIBUTES))
+
+#: Every column of a results table, in order.
+CSV_COLUMNS: tuple[str, ...] = (*CSV_HEADER, *ATTRIBUTES, *CSV_DECISION_HEADER)
+
+#: First characters that make a spreadsheet take a cell as a formula (OWASP, "CSV Injection").
+FORMULA_PREFIXES: frozenset[str] = frozenset("=+-@\t\r")
 
 
 @dataclass(frozen=True)
@@ -117,3 +131,91 @@ def ranked_attributes(face: Any) -> list[str]:
     ['Young', 'Male']
     """
     return sorted(face.attributes, key=lambda name: -face.probabilities.get(name, 0.0))
+
+
+def face_rows(result: ImageResult) -> list[dict[str, Any]]:
+    """One row per face of ``result``, keyed by :data:`CSV_COLUMNS`, with typed values.
+
+    ``face`` counts from 1; box, score, beauty and probabilities are floats, ``decision`` a string
+    (``None`` where unknown), the ``NAME_present`` columns booleans. An image without faces has no row.
+
+    >>> face = FaceResult((1, 2, 3, 4), 0.9, None, dict.fromkeys(ATTRIBUTES, 0.2) | {"Male": 0.9}, ("Male",), 3.0)
+    >>> row = face_rows(ImageResult("a.jpg", [face]))[0]
+    >>> row["face"], row["x2"], row["Male"], row["Male_present"], row["Young_present"]
+    (1, 3.0, 0.9, True, False)
+    """
+    rows = []
+    for number, face in enumerate(result.faces, start=1):
+        present = face.present()
+        rows.append({"path": result.source, "face": number, **dict(zip(("x1", "y1", "x2", "y2"), map(float, face.box))),
+                     "score": float(face.score), "beauty": float(face.beauty),
+                     **{name: float(face.probabilities[name]) for name in ATTRIBUTES}, "decision": face.decision,
+                     **{f"{name}_present": present[name] for name in ATTRIBUTES}})
+    return rows
+
+
+def csv_cells(row: dict[str, Any]) -> list[str]:
+    """A :func:`face_rows` row as the results CSV writes it, in :data:`CSV_COLUMNS` order.
+
+    Box to 0.1 pixel, score and probabilities to 4 decimals, beauty to 3, decisions as 1 or 0;
+    ``None`` (a row without a face) as an empty cell. Cells are not yet :func:`spreadsheet_safe`.
+
+    >>> cells = csv_cells(face_rows(ImageResult("a.jpg", [FaceResult((1, 2, 3, 4), 0.9, None,
+    ...     dict.fromkeys(ATTRIBUTES, 0.2), (), 3.0, "f1")]))[0])
+    >>> cells[:8], cells[8], cells[48], cells[49]
+    (['a.jpg', '1', '1.0', '2.0', '3.0', '4.0', '0.9000', '3.000'], '0.2000', 'f1', '0')
+    """
+    def cell(column: str, value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        if column in ("x1", "y1", "x2", "y2"):
+            return f"{value:.1f}"
+        if column == "beauty":
+            return f"{value:.3f}"
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    return [cell(column, row.get(column)) for column in CSV_COLUMNS]
+
+
+def csv_rows(result: ImageResult) -> list[list[str]]:
+    """One CSV row per face of ``result``, in the columns of :data:`CSV_COLUMNS` (see :func:`csv_cells`).
+
+    >>> face = FaceResult((1, 2, 3, 4), 0.9, None, dict.fromkeys(ATTRIBUTES, 0.2) | {"Male": 0.9}, ("Male",), 3.0, "f1")
+    >>> row = dict(zip(CSV_COLUMNS, csv_rows(ImageResult("a.jpg", [face]))[0]))
+    >>> row["Male"], row["decision"], row["Male_present"], row["Young_present"]
+    ('0.9000', 'f1', '1', '0')
+    """
+    return [csv_cells(row) for row in face_rows(result)]
+
+
+def printable(text: str) -> str:
+    """``text`` with the bytes of a file name that are not UTF-8 shown as ``\\xNN`` escapes.
+
+    On POSIX a file name is bytes; Python keeps the undecodable ones as lone surrogates, which
+    no UTF-8 output (the terminal, the CSV, JSON parsers) accepts. Outputs name such a file
+    ``caf\\xe9.jpg``: readable, valid UTF-8, and the bytes are still there to see.
+
+    >>> import os
+    >>> printable(os.fsdecode(b"caf\\xe9.jpg")), printable("café.jpg")
+    ('caf\\\\xe9.jpg', 'café.jpg')
+    """
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """``cell`` with a ``'`` in front if a spreadsheet would run it as a formula (CSV injection).
+
+    Numbers stay as they are: a box's ``-3.5`` is a number to a spreadsheet, not a formula.
+
+    >>> spreadsheet_safe("=HYPERLINK(1).jpg"), spreadsheet_safe("-3.5"), spreadsheet_safe("a.jpg")
+    ("'=HYPERLINK(1).jpg", '-3.5', 'a.jpg')
+    """
+    if cell[:1] not in FORMULA_PREFIXES:
+        return cell
+    try:
+        float(cell)
+    except ValueError:
+        return "'" + cell
+    return cell

@@ -233,7 +233,9 @@ class FaceTracker:
                                      track.probabilities >= self.thresholds)
             smoothed = dataclasses.replace(
                 face, probabilities={name: float(p) for name, p in zip(ATTRIBUTES, track.probabilities)},
-                attributes=tuple(name for name, on in zip(ATTRIBUTES, track.present) if on),
+                # Most probable first, as every FaceResult lists them (a stable sort: ties keep ATTRIBUTES order).
+                attributes=tuple(ATTRIBUTES[c] for c in sorted(np.flatnonzero(track.present),
+                                                                key=lambda c: -track.probabilities[c])),
                 beauty=float(track.beauty))
             results.append(TrackedFace(track.track_id, smoothed))
         return results

@@ -148,6 +148,8 @@ class DeployedModel:
         trained_with_faceattr: The faceattr it was trained with, if known.
         source: The file it was read from, ``None`` when built in memory.
         description: An export's JSON description, ``None`` for a checkpoint.
+        onnx: An ONNX export's file (:mod:`faceattr.models.onnx`), the network it runs; its
+            :attr:`state_dict` is empty then, so :meth:`build_network` refuses it.
 
     Raises:
         CheckpointError: A field is invalid; the message names the file and the key.
@@ -175,6 +177,7 @@ class DeployedModel:
     trained_with_faceattr: str | None = None
     source: Path | None = None
     description: dict[str, Any] | None = field(default=None, repr=False)
+    onnx: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         where = self.where
@@ -250,15 +253,18 @@ class DeployedModel:
 
     @classmethod
     def load(cls, model: str | Path | None = None) -> DeployedModel:
-        """Reads a model file: a ``best.pt``/``last.pt``, an exported ``.safetensors`` or the default.
+        """Reads a model file: a ``best.pt``/``last.pt``, an exported ``.safetensors`` or ``.onnx``, or the default.
 
         Args:
             model: A training checkpoint, an exported weights file (its ``.json`` beside it,
-                checksums verified), or ``None`` for the installed default model.
+                checksums verified), an ONNX export (its description inside it, checksums
+                verified; needs ``pip install "faceattr[onnx]"``), or ``None`` for the installed
+                default model.
 
         Raises:
             CheckpointError: A file is missing, unreadable or fails its checksum, a key is
                 missing, or a field is invalid (the message names the file and the key).
+            ConfigError: An ``.onnx`` file without the ``onnx`` package installed.
 
         >>> DeployedModel.load("no/such/best.pt")
         Traceback (most recent call last):
@@ -268,6 +274,8 @@ class DeployedModel:
         path = cls.path_of(model)
         if path.suffix == ".safetensors":
             return _read_export(path)
+        if path.suffix == ".onnx":
+            return _read_onnx_export(path)
         return cls.from_checkpoint(load_checkpoint(path), path)
 
     @classmethod
@@ -381,12 +389,16 @@ class DeployedModel:
         """The network with the stored weights, in eval mode on the CPU.
 
         Raises:
-            CheckpointError: ``model_args`` do not build a network, or the weights do not fit it.
+            CheckpointError: ``model_args`` do not build a network, the weights do not fit it,
+                or the model is an ONNX export (it runs with ONNX Runtime only).
 
         >>> net = DeployedModel.from_training(FaceAttrNet("resnet10t"), [0.5] * 40, Config(), 0, {}).build_network()
         >>> net.training
         False
         """
+        if self.onnx is not None:
+            raise CheckpointError(f"{self.where}: an ONNX export has no PyTorch weights: run it with backend 'onnx', "
+                                  "or load the .safetensors or best.pt it was exported from")
         try:
             network = FaceAttrNet(**self.model_args)
         except (TypeError, ValueError) as error:
@@ -424,6 +436,35 @@ def _read_export(weights: Path) -> DeployedModel:
         description = json.loads(described.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{described}: not a readable model description ({error})") from error
+    digested = _check_description(description, described)
+    actual = sha256_of(weights)
+    if actual != description["sha256"]:
+        raise CheckpointError(f"{weights}: checksum mismatch: {described} gives sha256 {description['sha256']}, "
+                              f"the file has {actual}; the weights are corrupt or were replaced (or an export "
+                              "was interrupted: export again)")
+    tensors, _ = load_weights(weights)
+    # A float16 export is computed in float32, as it was trained: only the stored precision changes.
+    tensors = {key: value.float() if value.is_floating_point() else value for key, value in tensors.items()}
+    return _described_model(description, digested, described, weights, tensors)
+
+
+def _read_onnx_export(path: Path) -> DeployedModel:
+    """An ONNX export, its graph and decision fields verified against its description's digests."""
+    from faceattr.models.onnx import DESCRIPTION_KEY, read_onnx
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: ONNX model file not found")
+    data, description, actual = read_onnx(path)
+    where = f"{path} (metadata {DESCRIPTION_KEY!r})"
+    digested = _check_description(description, where)
+    if actual != description["sha256"]:
+        raise CheckpointError(f"{path}: checksum mismatch: its description gives sha256 {description['sha256']}, "
+                              f"the graph has {actual}; the graph was changed after export: export again")
+    return _described_model(description, digested, where, path, {}, onnx=data)
+
+
+def _check_description(description: Any, described: str | Path) -> Sequence[str] | None:
+    """The decision fields ``description`` digests (``None`` for format 1), once its format and keys are checked."""
     if not isinstance(description, dict):
         raise CheckpointError(f"{described}: expected a JSON object written by tools/export_model.py")
     digested = {FORMAT: DECISION_FIELDS, FORMAT_2: DECISION_FIELDS_2}.get(description.get("format"))
@@ -435,22 +476,22 @@ def _read_export(weights: Path) -> DeployedModel:
     if missing:
         raise CheckpointError(f"{described}: lacks {', '.join(map(repr, missing))}; expected a file written by "
                               "tools/export_model.py")
-    actual = sha256_of(weights)
-    if actual != description["sha256"]:
-        raise CheckpointError(f"{weights}: checksum mismatch: {described} gives sha256 {description['sha256']}, "
-                              f"the file has {actual}; the weights are corrupt or were replaced (or an export "
-                              "was interrupted: export again)")
-    tensors, _ = load_weights(weights)
-    # A float16 export is computed in float32, as it was trained: only the stored precision changes.
-    tensors = {key: value.float() if value.is_floating_point() else value for key, value in tensors.items()}
+    return digested
+
+
+def _described_model(description: dict[str, Any], digested: Sequence[str] | None, described: str | Path,
+                     source: Path, tensors: dict[str, Tensor], onnx: bytes | None = None) -> DeployedModel:
+    """The model a checked description gives, its decision fields verified against their digest."""
     model = DeployedModel(
         model_args=description["model_args"], state_dict=tensors, image_size=description["image_size"],
         crop=description.get("crop", CELEBA_CROP), thresholds=description["thresholds"],
         policy_thresholds=description.get("policy_thresholds", {}),
-        default_decision=description.get("default_decision", "balanced"), temperatures=description["temperatures"], offsets=description["offsets"],
-        attributes=description["attributes"], config=description["config"], metrics=description.get("metrics") or {},
-        epoch=description.get("epoch"), faceattr_version=description.get("faceattr_version"),
-        trained_with_faceattr=description.get("trained_with_faceattr"), source=weights, description=description)
+        default_decision=description.get("default_decision", "balanced"), temperatures=description["temperatures"],
+        offsets=description["offsets"], attributes=description["attributes"], config=description["config"],
+        metrics=description.get("metrics") or {}, epoch=description.get("epoch"),
+        faceattr_version=description.get("faceattr_version"),
+        trained_with_faceattr=description.get("trained_with_faceattr"), source=source, description=description,
+        onnx=onnx)
     # Validated first, so that a non-finite or impossible value is named rather than reported as a mismatch.
     if digested is not None and decision_digest(description, digested) != description["decision_sha256"]:
         raise CheckpointError(f"{described}: 'decision_sha256' does not match the decision fields "

@@ -18,7 +18,6 @@ client sends is ever used as a path.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -33,12 +32,13 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from faceattr.serve.auth import check_api_key
 from faceattr.serve.errors import ServiceError
 from faceattr.serve.service import Service
 from faceattr.serve.settings import ServeSettings
+from faceattr.serve.stream import router as stream_router
 from faceattr.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -70,25 +70,6 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (415, "unsupported_media_type", "not an image"), (422, "invalid_image", "bad image or parameter"),
         (429, "overloaded", "queue full: retry after Retry-After seconds"),
         (503, "not_ready", "model loading: retry after Retry-After seconds"), (504, "timeout", "request timed out"))}
-
-
-def check_api_key(connection: HTTPConnection) -> None:
-    """Refuses a request without the service's API key (when one is set).
-
-    The key may come as ``X-API-Key: KEY``, ``Authorization: Bearer KEY``, or, for the WebSocket
-    (browsers cannot set its headers), as the ``api_key`` query parameter. Compared in constant time.
-
-    Raises:
-        ServiceError: ``unauthorized`` (401).
-    """
-    expected = connection.app.state.settings.api_key
-    if expected is None:
-        return
-    authorization = connection.headers.get("authorization", "")
-    given = (connection.headers.get("x-api-key") or authorization.removeprefix("Bearer ").strip()
-             or connection.query_params.get("api_key") or "")
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise ServiceError(401, "unauthorized", "a valid API key is required (X-API-Key header)")
 
 
 class _Guard:
@@ -174,7 +155,7 @@ def create_app(settings: ServeSettings | None = None, service: Service | None = 
             with its own runner); ``None``: a :class:`Service` loading ``settings.model``.
 
     >>> app = create_app()
-    >>> sorted(route.path for route in app.routes if route.path.startswith("/v1"))[:3]
+    >>> sorted(path for path in app.openapi()["paths"] if path.startswith("/v1"))[:3]
     ['/v1/annotate', '/v1/model', '/v1/predict']
     """
     settings = settings or ServeSettings()
@@ -293,6 +274,7 @@ def create_app(settings: ServeSettings | None = None, service: Service | None = 
     async def page() -> FileResponse:
         return FileResponse(PAGE_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
+    app.include_router(stream_router)
     app.mount("/static", StaticFiles(directory=PAGE_DIR, check_dir=False), name="static")
     return app
 

@@ -91,7 +91,9 @@ def sniff(data: bytes, max_pixels: int, min_side: int) -> None:
     try:
         with Image.open(io.BytesIO(data)) as image:
             kind, (width, height) = image.format, image.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except Image.DecompressionBombError as error:  # over twice PIL's own limit: refused by PIL from the header
+        raise ServiceError(413, "image_too_large", f"upload: {error}") from error
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         kind, width, height = None, 0, 0
     if kind not in ACCEPTED_FORMATS:
         raise ServiceError(415, "unsupported_media_type",
@@ -152,7 +154,8 @@ class Service:
         if self.predictor is None:
             settings = self.settings
             self.predictor = Predictor(settings.model, device=settings.device, batch_size=max(settings.max_batch, 8),
-                                       decision=settings.decision, max_pixels=settings.max_pixels)
+                                       decision=settings.decision, max_pixels=settings.max_pixels,
+                                       backend=settings.backend)
 
     async def stop(self) -> None:
         """Stops taking requests, finishes those in the batcher, frees the threads."""
@@ -258,7 +261,7 @@ class Service:
             "backbone": predictor.model.model_args.get("backbone"),
             "input_size": predictor.image_size,
             "crop": list(predictor.crop),
-            "backend": self.settings.backend,
+            "backend": predictor.backend,
             "device": str(predictor.device),
             "attributes": list(ATTRIBUTES),
             "beauty_range": list(BEAUTY_RANGE),

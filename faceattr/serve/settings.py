@@ -6,15 +6,12 @@ import math
 import os
 from dataclasses import dataclass, fields
 
-from faceattr.config import DECISION_POLICIES
+from faceattr.config import DECISION_POLICIES, PREDICTION_BACKENDS
 from faceattr.errors import ConfigError
 from faceattr.image import PREDICTION_MAX_PIXELS
 
 #: The environment variable an API key may come from, so that it stays out of process listings.
 API_KEY_VARIABLE = "FACEATTR_API_KEY"
-
-#: Inference backends the service can run the network with.
-BACKENDS = ("torch", "onnx")
 
 
 @dataclass(frozen=True)
@@ -28,7 +25,8 @@ class ServeSettings:
         model: A model file (as :class:`~faceattr.inference.predictor.Predictor` takes), ``None``
             for the installed default.
         device: ``cpu``, ``cuda`` or ``auto``.
-        backend: ``torch`` or ``onnx``: what runs the network.
+        backend: What runs the network (:mod:`faceattr.inference.backends`): ``torch`` or ``onnx``;
+            ``None``: ``onnx`` for an ``.onnx`` model, else ``torch``.
         decision: The decision policy when a request names none; ``None``: the model's default.
         max_batch: Most images detected and classified together by the micro-batcher.
         max_wait_ms: Longest an image waits for others to fill its batch.
@@ -46,7 +44,7 @@ class ServeSettings:
     port: int = 8000
     model: str | None = None
     device: str = "cpu"
-    backend: str = "torch"
+    backend: str | None = None
     decision: str | None = None
     max_batch: int = 8
     max_wait_ms: float = 5.0
@@ -72,8 +70,8 @@ class ServeSettings:
             raise ConfigError(f"max_wait_ms: must be between 0 and 1000, got {self.max_wait_ms!r}")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ConfigError(f"port: must be an integer from 0 to 65535, got {self.port!r}")
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.backend is not None and self.backend not in PREDICTION_BACKENDS:
+            raise ConfigError(f"backend: {self.backend!r} is not one of {', '.join(PREDICTION_BACKENDS)}")
         if self.decision is not None and self.decision not in DECISION_POLICIES:
             raise ConfigError(f"decision: {self.decision!r} is not one of {', '.join(DECISION_POLICIES)}")
         if self.api_key is not None and len(self.api_key) < 8:

@@ -1,11 +1,13 @@
-"""Exported models: writes a safetensors weights file with a checksummed JSON description beside it.
+"""Exported models: a safetensors weights file with a checksummed JSON description beside it, or one ONNX file.
 
 ``tools/export_model.py`` turns a ``best.pt`` into ``NAME.safetensors`` (the network's tensors,
 float16 or float32) and ``NAME.json`` (constructor arguments, input size, crop, thresholds,
 temperatures and offsets, attribute names, the training config, the validation metrics, versions, the
 source checkpoint, the sha256 of the weights file and a digest of the decision fields). The
 package's default model is such a pair installed under ``faceattr/weights/``; a team can ship its
-own the same way. :meth:`faceattr.models.deployed.DeployedModel.load` reads them back.
+own the same way. ``NAME.onnx`` (``tools/export_model.py --format onnx``) holds the network as an
+ONNX graph and the same description in its metadata (:mod:`faceattr.models.onnx`), for ONNX
+Runtime. :meth:`faceattr.models.deployed.DeployedModel.load` reads them back.
 
 >>> export_model("runs/r18/best.pt", "dist/team.safetensors")["format"]  # doctest: +SKIP
 'faceattr-exported-model/2'
@@ -45,7 +47,7 @@ DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "float32": torch.flo
 
 
 def export_model(checkpoint: str | Path, weights: str | Path, dtype: str = "float16") -> dict[str, Any]:
-    """Writes a ``best.pt`` as an exported model: ``weights`` and its JSON description beside it.
+    """Writes a ``best.pt`` as an exported model: ``weights`` and its JSON description beside it, or an ``.onnx``.
 
     Both files are written under temporary names in the destination folder and moved into
     place only once the size is known to be within :data:`MAX_WEIGHTS_BYTES`, so a refused or
@@ -56,16 +58,19 @@ def export_model(checkpoint: str | Path, weights: str | Path, dtype: str = "floa
 
     Args:
         checkpoint: A deploy checkpoint written by the trainer (``best.pt``).
-        weights: The ``.safetensors`` file to write; its folder is created if needed.
+        weights: The ``.safetensors`` file to write (its folder is created if needed), or an
+            ``.onnx`` file: the network and its description in one file (:mod:`faceattr.models.onnx`).
         dtype: ``float16`` (half the size) or ``float32``; integer buffers keep their type.
 
     Returns:
-        The description written to :func:`~faceattr.models.deployed.description_path` ``(weights)``.
+        The description written to :func:`~faceattr.models.deployed.description_path` ``(weights)``
+        (into the ``.onnx`` file's metadata for ONNX).
 
     Raises:
         CheckpointError: The checkpoint is unusable, ``weights`` does not end in
-            ``.safetensors``, ``dtype`` is unknown, or the file would exceed
+            ``.safetensors`` or ``.onnx``, ``dtype`` is unknown, or the file would exceed
             :data:`MAX_WEIGHTS_BYTES` (nothing is left behind then).
+        ConfigError: ONNX without ``pip install "faceattr[onnx]"``.
 
     >>> export_model("runs/r18/best.pt", "dist/team.safetensors")["dtype"]  # doctest: +SKIP
     'float16'
@@ -83,7 +88,7 @@ def export_deployed(model: DeployedModel, weights: str | Path, dtype: str = "flo
 
     Args:
         model: The model.
-        weights: The ``.safetensors`` file to write.
+        weights: The ``.safetensors`` or ``.onnx`` file to write.
         dtype: ``float16`` or ``float32``.
         source_checkpoint: The name of the ``best.pt`` it came from (``None``: the model's own record of it).
 
@@ -97,30 +102,51 @@ def export_deployed(model: DeployedModel, weights: str | Path, dtype: str = "flo
     if source_checkpoint is None:
         source_checkpoint = (model.description or {}).get("source_checkpoint") or (
             model.source.name if model.source else None)
-    if weights.suffix != ".safetensors":
-        raise CheckpointError(f"{weights}: an exported model's weights file must end in .safetensors")
+    if weights.suffix not in (".safetensors", ".onnx"):
+        raise CheckpointError(f"{weights}: an exported model's weights file must end in .safetensors or .onnx")
     if dtype not in DTYPES:
         raise CheckpointError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    if weights.suffix == ".onnx":
+        description = _write_onnx(model, weights, dtype, source_checkpoint)
+    else:
+        description = _write_safetensors(model, weights, dtype, source_checkpoint)
+    logger.info("exported %s to %s (%s, %.1f MB)", source_checkpoint, weights, dtype, weights.stat().st_size / 1e6)
+    return description
+
+
+def _describe(model: DeployedModel, weights: Path, sha256: str, size: int, dtype: str,
+              source_checkpoint: str | None) -> dict[str, Any]:
+    """The description of an export (JSON values): what the ``.json`` or the ONNX metadata holds."""
     from faceattr.evaluation.report.markdown import jsonable
 
+    decisions = model.decision_fields()
+    return jsonable({
+        "format": FORMAT, "weights": weights.name, "sha256": sha256, "bytes": size,
+        "dtype": dtype, **decisions, "decision_sha256": decision_digest(decisions),
+        "config": model.config, "metrics": compact_evaluation(model.metrics), "epoch": model.epoch,
+        "faceattr_version": __version__, "trained_with_faceattr": model.trained_with_faceattr,
+        "source_checkpoint": source_checkpoint})
+
+
+def _refuse_size(weights: Path, size: int, dtype: str) -> None:
+    if size > MAX_WEIGHTS_BYTES:
+        raise CheckpointError(f"{weights}: {size / 1e6:.1f} MB of {dtype} weights exceeds the "
+                              f"{MAX_WEIGHTS_BYTES / 1e6:.0f} MB limit; export float16 or train a smaller "
+                              "backbone (nothing was written)")
+
+
+def _write_safetensors(model: DeployedModel, weights: Path, dtype: str, source_checkpoint: str | None
+                       ) -> dict[str, Any]:
+    """Writes the weights and the description beside them, as :func:`export_deployed` says."""
     network = model.build_network().to(DTYPES[dtype])
     metadata = {"format": FORMAT, "dtype": dtype}
     temporary_weights = write_temporary(weights, lambda file: file.write(weights_bytes(network, metadata)))
     temporary_description = None
     try:
         size = temporary_weights.stat().st_size
-        if size > MAX_WEIGHTS_BYTES:
-            raise CheckpointError(f"{weights}: {size / 1e6:.1f} MB of {dtype} weights exceeds the "
-                                  f"{MAX_WEIGHTS_BYTES / 1e6:.0f} MB limit; export float16 or train a smaller "
-                                  "backbone (nothing was written)")
-        decisions = model.decision_fields()
-        description = {
-            "format": FORMAT, "weights": weights.name, "sha256": sha256_of(temporary_weights), "bytes": size,
-            "dtype": dtype, **decisions, "decision_sha256": decision_digest(decisions),
-            "config": model.config, "metrics": compact_evaluation(model.metrics), "epoch": model.epoch,
-            "faceattr_version": __version__, "trained_with_faceattr": model.trained_with_faceattr,
-            "source_checkpoint": source_checkpoint}
-        text = json.dumps(jsonable(description), indent=1, allow_nan=False) + "\n"
+        _refuse_size(weights, size, dtype)
+        description = _describe(model, weights, sha256_of(temporary_weights), size, dtype, source_checkpoint)
+        text = json.dumps(description, indent=1, allow_nan=False) + "\n"
         temporary_description = write_temporary(description_path(weights),
                                                 lambda file: file.write(text.encode("utf-8")))
         os.replace(temporary_weights, weights)
@@ -129,7 +155,18 @@ def export_deployed(model: DeployedModel, weights: str | Path, dtype: str = "flo
         for temporary in (temporary_weights, temporary_description):
             if temporary is not None:
                 temporary.unlink(missing_ok=True)
-    logger.info("exported %s to %s (%s, %.1f MB)", source_checkpoint, weights, dtype, size / 1e6)
+    return description
+
+
+def _write_onnx(model: DeployedModel, weights: Path, dtype: str, source_checkpoint: str | None) -> dict[str, Any]:
+    """Writes the network and its description as one ONNX file; ``sha256`` and ``bytes`` are the graph's."""
+    from faceattr.models.onnx import graph_sha256, network_to_onnx, with_description
+
+    graph = network_to_onnx(model.build_network(), model.image_size, dtype)
+    description = _describe(model, weights, graph_sha256(graph), graph.graph.ByteSize(), dtype, source_checkpoint)
+    data = with_description(graph, description)
+    _refuse_size(weights, len(data), dtype)
+    os.replace(write_temporary(weights, lambda file: file.write(data)), weights)
     return description
 
 
