@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from faceattr.inference.benchmark import TWO_PEOPLE
-from faceattr.serve.loadtest import (
+from faceattr.serve.benchmark import (
     BASELINE_RUNS,
     CONCURRENCY,
     REQUESTS,
