@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import os
 import platform
@@ -42,6 +43,24 @@ from faceattr.models.weights_io import save_checkpoint
 
 TWO_PEOPLE = "faces/face_recognition/examples/two_people.jpg"
 OBAMA_480P = "faces/face_recognition/examples/obama-480p.jpg"
+
+
+def photo_folder(data: str) -> Path:
+    """argparse type of the benchmarks' ``--data``: the shared data folder, holding their photos.
+
+    Raises:
+        argparse.ArgumentTypeError: :data:`TWO_PEOPLE` is not under ``data`` (argparse exits 2 naming ``--data``).
+
+    >>> photo_folder("/nowhere")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: no faces/face_recognition/examples/two_people.jpg under /nowhere
+    """
+    if not (Path(data) / TWO_PEOPLE).is_file():
+        raise argparse.ArgumentTypeError(f"no {TWO_PEOPLE} under {data}")
+    return Path(data)
+
+
 #: The detection cases: (case name, photo of :func:`make_image`, how the detector is used).
 DETECT_CASES = [("4000x3000, 2 faces", "large", "FaceDetector"), ("4000x3000, 2 faces", "large", "MTCNN direct"),
                 ("640x480, 1 face", "frame", "FaceDetector"), ("640x480, 1 face", "frame", "MTCNN direct")]
