@@ -1,9 +1,12 @@
 """Shared test fixtures: the real data folder (skipped when absent), small generated datasets, the tools run as
 scripts, quiet CPU settings."""
 
+import contextlib
 import runpy
 import sys
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,3 +123,29 @@ def hq_root(celeba_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 def scut_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated SCUT-FBP5500 folder of 60 images at 16 px."""
     return make_scut(tmp_path_factory.mktemp("scut"), count=60, size=16)
+
+
+@contextlib.contextmanager
+def app_in_thread(app: object, port: int | None = None) -> Iterator[str]:
+    """``app`` (an ASGI app) under uvicorn in a thread on 127.0.0.1 until the block ends: its URL.
+
+    The app's start-up (the model loading) has run when the block starts; its shut-down when it ends.
+    """
+    import uvicorn
+
+    from faceattr.serve.loadtest import free_port
+
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                          timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -18,7 +18,12 @@ from faceattr import cli
 from faceattr.attributes import ATTRIBUTES
 from faceattr.errors import CheckpointError
 from faceattr.inference.annotate import annotate, face_labels
-from faceattr.inference.results import CSV_HEADER, FaceResult, ImageResult, spreadsheet_safe
+from faceattr.inference.results import (
+    CSV_HEADER,
+    FaceResult,
+    ImageResult,
+    spreadsheet_safe,
+)
 
 TWO_PEOPLE = "faces/face_recognition/examples/two_people.jpg"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,18 +20,13 @@ from ray import serve
 
 from faceattr import cli
 from faceattr.serve.app import create_app
+from faceattr.serve.loadtest import free_port
 from faceattr.serve.ray_serve import APP_NAME, start_on_ray, stop_on_ray
 from faceattr.serve.service import Service
 from faceattr.serve.settings import ServeSettings
 
 REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "examples" / "astronaut.jpg"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_ready(url: str, seconds: float) -> None:

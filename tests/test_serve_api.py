@@ -437,21 +437,13 @@ class TestSlowClients:
     def test_a_stalled_upload_neither_blocks_others_nor_holds_its_place_forever(self, predictor: Predictor,
                                                                                  photo: bytes) -> None:
         import socket
-        import threading
-        import time
 
         import httpx
-        import uvicorn
+        from conftest import app_in_thread
 
         config = ServeSettings(timeout_s=2.0, max_queue=4)
-        server = uvicorn.Server(uvicorn.Config(create_app(config, Service(config, predictor)), host="127.0.0.1",
-                                               port=0, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        try:
-            while not server.started:
-                time.sleep(0.05)
-            port = server.servers[0].sockets[0].getsockname()[1]
+        with app_in_thread(create_app(config, Service(config, predictor))) as url:
+            port = int(url.rpartition(":")[2])
             stalled = socket.create_connection(("127.0.0.1", port))
             stalled.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + photo[:1000])
             answer = httpx.post(f"http://127.0.0.1:{port}/v1/predict", content=photo, timeout=30)
@@ -463,9 +455,6 @@ class TestSlowClients:
             reply = stalled.recv(4096).decode()
             assert reply.startswith("HTTP/1.1 504") and '"timeout"' in reply
             stalled.close()
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
 
 
 def test_the_onnx_backend_serves_the_torch_answers_within_the_backend_tolerance(predictor: Predictor,

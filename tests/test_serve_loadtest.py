@@ -5,16 +5,15 @@ import asyncio
 import contextlib
 import io
 import os
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
+from conftest import app_in_thread
 from PIL import Image
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 
 from faceattr.errors import ConfigError  # noqa: E402
 from faceattr.inference.predictor import Predictor  # noqa: E402
@@ -50,19 +49,8 @@ def photo() -> bytes:
 def serving(service: Service, **settings: object) -> Iterator[Server]:
     """``create_app`` around ``service`` under uvicorn in a thread on a free port of 127.0.0.1."""
     port = free_port()
-    app = create_app(ServeSettings(port=port, **settings), service)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            assert thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.02)
-        yield Server(f"http://127.0.0.1:{port}", os.getpid())
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with app_in_thread(create_app(ServeSettings(port=port, **settings), service), port) as url:
+        yield Server(url, os.getpid())
 
 
 def sleeping_runner(seconds: float):

@@ -9,12 +9,9 @@ go to each test's tmp dir. Without ``chromium`` these tests skip, except in CI (
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import app_in_thread
 from PIL import Image
 
 from faceattr.files import save_table
@@ -29,7 +27,7 @@ from faceattr.synthetic.video import pan_frames, write_y4m
 
 pytest.importorskip("fastapi")
 playwright = pytest.importorskip("playwright.sync_api")
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 
 from faceattr.serve.app import create_app  # noqa: E402  (after the skips: fastapi is an extra)
 from faceattr.serve.settings import ServeSettings  # noqa: E402
@@ -54,33 +52,9 @@ def chromium() -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running(settings: ServeSettings) -> Iterator[str]:
-    """The app with the shipped default model, under uvicorn on a free loopback port in a thread: its URL."""
-    port = free_port()
-    instance = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not instance.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        instance.should_exit = True
-        thread.join(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    with running(ServeSettings()) as url:
+    with app_in_thread(create_app(ServeSettings())) as url:
         yield url
 
 
@@ -205,7 +179,7 @@ def test_the_api_key_field_appears_when_the_server_asks_and_the_key_is_kept(brow
     key = "page-test-key"
     browser = launch(browser_type)
     try:
-        with running(ServeSettings(api_key=key)) as url:
+        with app_in_thread(create_app(ServeSettings(api_key=key))) as url:
             page = browser.new_page()
             page.goto(url)
             field = page.locator("#api-key")
