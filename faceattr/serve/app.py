@@ -285,5 +285,6 @@ def serve(settings: ServeSettings) -> None:
 
     logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     logging.getLogger("faceattr").setLevel(logging.INFO)  # readiness and the access log
+    # A webcam frame is held to the upload limit too (uvicorn's own WebSocket limit is 16 MiB).
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, access_log=False,
-                log_level="info", timeout_graceful_shutdown=10)
+                log_level="info", timeout_graceful_shutdown=10, ws_max_size=settings.max_upload_bytes)
