@@ -34,7 +34,6 @@ logger = logging.getLogger(__name__)
 APP_NAME = "faceattr"
 
 
-
 def replica_service(settings: ServeSettings) -> Service:
     """A :class:`Service` whose images go through detection and the network in ``@serve.batch`` batches.
 
