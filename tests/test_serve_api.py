@@ -302,7 +302,10 @@ class TestQueueAndTimeouts:
         assert count < len(serial) + len(images)  # some of the concurrent images shared a batch
 
 
-def test_the_service_builds_its_model_on_its_inference_thread(checkpoint, monkeypatch) -> None:
+@pytest.mark.parametrize("runner", ["micro-batcher", "given"])
+def test_the_service_builds_its_model_on_its_inference_thread(checkpoint, monkeypatch, runner: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     built_on: list[str] = []
 
     class Recorded(Predictor):
@@ -311,13 +314,21 @@ def test_the_service_builds_its_model_on_its_inference_thread(checkpoint, monkey
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr("faceattr.serve.service.Predictor", Recorded)
+    thread = ThreadPoolExecutor(1, thread_name_prefix="faceattr-inference")
+
+    async def given(array: np.ndarray) -> list:  # as Ray Serve's @serve.batch runner: on its own thread
+        return []
 
     async def run() -> None:
-        service = Service(ServeSettings(model=str(checkpoint)))
+        settings = ServeSettings(model=str(checkpoint))
+        service = (Service(settings) if runner == "micro-batcher"
+                   else Service(settings, runner=given, runner_thread=thread))
         await service.start()
         await service.stop()
     asyncio.run(run())
-    assert built_on == ["faceattr-inference"]  # torch runs a model fastest on the thread that built it
+    thread.shutdown()
+    # torch runs a model fastest on the thread that built it
+    assert [name.partition("_")[0] for name in built_on] == ["faceattr-inference"]
 
 
 class TestMicroBatcher:

@@ -49,7 +49,7 @@ def replica_service(settings: ServeSettings) -> Service:
         service.metrics.batch_size.observe(len(arrays))
         return await asyncio.get_running_loop().run_in_executor(inference, service.faces_of, arrays)
 
-    service = Service(settings, runner=faces_in_batch)
+    service = Service(settings, runner=faces_in_batch, runner_thread=inference)
     return service
 
 

@@ -12,7 +12,7 @@ import contextlib
 import io
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,14 +115,18 @@ class Service:
         metrics: Where to count; a new :class:`ServiceMetrics` when ``None``.
         runner: What runs the network on a decoded image; ``None``: this process's
             :class:`~faceattr.serve.batcher.MicroBatcher` (Ray Serve passes its ``@serve.batch`` method).
+        runner_thread: The one-thread executor ``runner`` runs the model on: the model is built and
+            warmed up there too (torch ran a model built on another thread about a third slower).
     """
 
     def __init__(self, settings: ServeSettings, predictor: Predictor | None = None,
-                 metrics: ServiceMetrics | None = None, runner: Runner | None = None):
+                 metrics: ServiceMetrics | None = None, runner: Runner | None = None,
+                 runner_thread: Executor | None = None):
         self.settings = settings
         self.predictor = predictor
         self.metrics = metrics or ServiceMetrics()
         self._runner = runner
+        self._runner_thread = runner_thread
         self._batcher: MicroBatcher[np.ndarray, list[FaceResult]] | None = None
         self._pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="faceattr-decode")
         self._in_flight = 0
@@ -144,8 +148,8 @@ class Service:
             self._runner = self._batcher.run
             await self._batcher.run(warm_up)
         else:
-            await loop.run_in_executor(self._pool, self._load)
-            await loop.run_in_executor(self._pool, self.faces_of, [warm_up])
+            await loop.run_in_executor(self._runner_thread or self._pool, self._load)
+            await loop.run_in_executor(self._runner_thread or self._pool, self.faces_of, [warm_up])
         self.ready = True
         logger.info("ready: %r", self.predictor)
 
