@@ -134,6 +134,18 @@ class TestWebSocket:
             socket.send_bytes(ASTRONAUT.read_bytes())
             assert len(socket.receive_json()["faces"]) == 1
 
+    def test_a_frame_over_the_timeout_is_answered_with_its_error(self, predictor: Predictor) -> None:
+        import asyncio
+
+        async def stuck(array):
+            await asyncio.sleep(5)
+            return []
+        config = ServeSettings(timeout_s=0.2)
+        with TestClient(create_app(config, Service(config, predictor, runner=stuck))) as client, \
+                client.websocket_connect("/v1/stream") as socket:
+            socket.send_bytes(ASTRONAUT.read_bytes())
+            assert socket.receive_json()["error"]["code"] == "timeout"
+
     @pytest.mark.parametrize("query, code", [("decision=coin", "invalid_parameter"),
                                              ("threshold=high", "invalid_parameter"),
                                              ("", "unauthorized"), ("api_key=wrong-key", "unauthorized")])

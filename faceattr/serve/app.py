@@ -202,13 +202,6 @@ def create_app(settings: ServeSettings | None = None, service: Service | None = 
     threshold_query = Query(None, gt=0, lt=1, description="the probability policy's cut-off (implies it)")
     protected = [Depends(check_api_key)]
 
-    async def timed(work: Any) -> Any:
-        try:
-            async with asyncio.timeout(settings.timeout_s):
-                return await work
-        except TimeoutError:
-            raise ServiceError(504, "timeout", f"the request took over {settings.timeout_s:g} s") from None
-
     @app.post("/v1/predict", dependencies=protected, openapi_extra=_ONE_IMAGE, responses=_ERROR_RESPONSES,
               summary="The faces in one image, with their attributes and beauty")
     async def predict(request: Request, decision: str | None = decision_query,
@@ -216,7 +209,7 @@ def create_app(settings: ServeSettings | None = None, service: Service | None = 
         async def work() -> JSONResponse:
             prediction = await service.predict_bytes(await _read_one(request), decision, threshold)
             return JSONResponse(prediction.to_dict())
-        return await timed(work())
+        return await service.within_timeout(work())
 
     @app.post("/v1/predict/batch", dependencies=protected, openapi_extra=_SEVERAL_IMAGES,
               responses=_ERROR_RESPONSES, summary="The faces in several images: one result or error each")
@@ -239,7 +232,7 @@ def create_app(settings: ServeSettings | None = None, service: Service | None = 
                 raise ServiceError(400, "bad_request", "form: no file fields named 'files'")
             images = [await upload.read() for upload in uploads]
             return JSONResponse({"results": await asyncio.gather(*(one(data) for data in images))})
-        return await timed(work())
+        return await service.within_timeout(work())
 
     @app.post("/v1/annotate", dependencies=protected, openapi_extra=_ONE_IMAGE, responses=_ERROR_RESPONSES,
               response_class=Response, summary="The image with its faces drawn, as JPEG")
@@ -250,7 +243,7 @@ def create_app(settings: ServeSettings | None = None, service: Service | None = 
         async def work() -> Response:
             jpeg = await service.annotate_bytes(await _read_one(request), decision, threshold, top)
             return Response(jpeg, media_type="image/jpeg")
-        return await timed(work())
+        return await service.within_timeout(work())
 
     @app.get("/v1/model", dependencies=protected, summary="The model: backbone, size, validation, policies")
     async def model() -> dict[str, Any]:

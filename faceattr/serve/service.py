@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -43,6 +43,8 @@ ANNOTATED_QUALITY = 90
 
 #: Threads decoding uploads and encoding annotated images beside the inference thread.
 DECODE_THREADS = 2
+
+Answer = TypeVar("Answer")
 
 #: Runs the network on one decoded image: its faces, in the image's pixels.
 Runner = Callable[[np.ndarray], Awaitable[list[FaceResult]]]
@@ -199,6 +201,19 @@ class Service:
         finally:
             self._in_flight -= count
             self.metrics.queue_depth.set(self._in_flight)
+
+    async def within_timeout(self, work: Awaitable[Answer]) -> Answer:
+        """``work``'s result, or a refusal once it has taken ``settings.timeout_s``.
+
+        Raises:
+            ServiceError: ``timeout`` (504); the work is cancelled (an image still waiting for its
+                batch is then skipped by the micro-batcher).
+        """
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                return await work
+        except TimeoutError:
+            raise ServiceError(504, "timeout", f"the request took over {self.settings.timeout_s:g} s") from None
 
     def check_decision(self, decision: str | None, threshold: float | None) -> str:
         """The policy a request's ``decision`` and ``threshold`` name, checked before any work.

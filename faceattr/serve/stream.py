@@ -104,7 +104,7 @@ def open_session(service: Service, decision: str | None, threshold: float | None
     thresholds = service.predictor.resolve_decision(decision, threshold)[1]
 
     async def predict(frame: bytes) -> Prediction:
-        return await service.predict_bytes(frame, decision, threshold)
+        return await service.within_timeout(service.predict_bytes(frame, decision, threshold))
 
     return StreamSession(predict, FaceTracker(thresholds))
 
