@@ -29,7 +29,7 @@ from faceattr.image import read_reduced
 from faceattr.inference.benchmark import (
     PHOTOS,
     Report,
-    _load,
+    load_average,
     in_fresh_process,
     machine,
     make_photos,
@@ -124,7 +124,7 @@ def run_backend_benchmark(data: str | Path, model: str | None, onnx_model: str |
     import onnxruntime
 
     info = {"machine": machine(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "runs": runs,
-            "model": str(DeployedModel.path_of(model)), "load_before": _load()}
+            "model": str(DeployedModel.path_of(model)), "load_before": load_average()}
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         photos = make_photos(Path(data), Path(scratch))
@@ -137,7 +137,7 @@ def run_backend_benchmark(data: str | Path, model: str | None, onnx_model: str |
                        + ", ".join(f"{b}: {s['fastest'] * 1000:.1f} ms" for b, s in result["network_s"].items())
                        + "; predict " + ", ".join(f"{w}: {s['fastest'] * 1000:.0f} ms"
                                                   for w, s in result["predict_s"].items()))
-    info["load_after"] = _load()
+    info["load_after"] = load_average()
     table = backend_table(rows, batches, info)
     report(table)
     save_report(out, "backends", table, {**info, "batches": list(batches), "rows": rows}, report)

@@ -15,6 +15,7 @@ True
 from __future__ import annotations
 
 import argparse
+import io
 import multiprocessing
 import os
 import platform
@@ -258,12 +259,19 @@ def measure_video(checkpoint: str, video: str, threads: int, device: str, option
             **peak_memory_mib(device)}
 
 
+def photo_jpeg(data: Path, which: str) -> bytes:
+    """The benchmark's photo ``which`` (:func:`make_image`) encoded as JPEG, quality :data:`JPEG_QUALITY`."""
+    buffer = io.BytesIO()
+    Image.fromarray(make_image(data, which)).save(buffer, "JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
 def make_photos(data: Path, folder: Path) -> dict[str, str]:
-    """Writes the benchmark's JPEGs (quality :data:`JPEG_QUALITY`) under ``folder``; name -> path."""
+    """Writes the benchmark's JPEGs (:func:`photo_jpeg`) under ``folder``; name -> path."""
     paths = {}
     for _, which, name in PHOTOS:
         path = folder / name
-        Image.fromarray(make_image(data, which)).save(path, quality=JPEG_QUALITY)
+        path.write_bytes(photo_jpeg(data, which))
         paths[which] = str(path)
     return paths
 
@@ -317,8 +325,8 @@ def predict_table(rows: list[dict], folder_rows: list[dict], video_rows: list[di
     return "\n".join(lines) + "\n"
 
 
-def _load() -> str:
-    """The 1-minute load average (other processes share the cores)."""
+def load_average() -> str:
+    """The 1-minute load average (other processes share the cores), as the benchmarks' tables note it."""
     return f"{os.getloadavg()[0]:.2f}"
 
 
@@ -386,7 +394,7 @@ def run_predict_benchmark(data: str | Path, runs: int, threads: int, device: str
     """
     data = Path(data)
     folder_paths = [str(path) for path in find_images([data / "faces"])[0]]
-    info = {"machine": machine(), "threads": threads, "runs": runs, "device": device, "load_before": _load()}
+    info = {"machine": machine(), "threads": threads, "runs": runs, "device": device, "load_before": load_average()}
     rows, folder_rows, video_rows = [], [], []
     with tempfile.TemporaryDirectory() as scratch:
         photos = make_photos(data, Path(scratch))
@@ -419,7 +427,7 @@ def run_predict_benchmark(data: str | Path, runs: int, threads: int, device: str
         result = in_fresh_process(measure_mtcnn, photos["large"], runs, threads, device)
         rows.append({"case": PHOTOS[0][0], "model": "MTCNN direct, full image (detection only)", **result})
         report(f"{PHOTOS[0][0]:20s} MTCNN direct {result['median_s']:.3f} s")
-    info.update(torch=torch.__version__, load_after=_load())
+    info.update(torch=torch.__version__, load_after=load_average())
     table = predict_table(rows, folder_rows, video_rows, info)
     report(table)
     save_report(out, "predict", table, {**info, "rows": rows, "folder": folder_rows, "video": video_rows}, report)

@@ -11,8 +11,6 @@ per image (server and client) says where the work goes when other processes make
 from __future__ import annotations
 
 import asyncio
-import io
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +38,6 @@ BASELINE_RUNS = 40
 #: The overload run: the server's queue, and the clients sending at once (well above it).
 OVERLOAD_QUEUE = 2
 OVERLOAD_CONCURRENCY = 16
-JPEG_QUALITY = 90
 
 Report = Callable[[str], None]
 
@@ -108,18 +105,11 @@ def make_photos(data: str | Path) -> dict[str, tuple[str, bytes]]:
     """The benchmark's photos, JPEG-encoded in memory from the shared ones: name -> (case, bytes).
 
     ``frame``: 640x480 with one face; ``large``: 4000x3000 with two (see
-    :func:`faceattr.inference.benchmark.make_image`).
+    :func:`faceattr.inference.benchmark.photo_jpeg`).
     """
-    from PIL import Image
+    from faceattr.inference.benchmark import PHOTOS, photo_jpeg
 
-    from faceattr.inference.benchmark import PHOTOS, make_image
-
-    photos = {}
-    for case, which, _ in PHOTOS:
-        buffer = io.BytesIO()
-        Image.fromarray(make_image(Path(data), which)).save(buffer, "JPEG", quality=JPEG_QUALITY)
-        photos[which] = (case, buffer.getvalue())
-    return photos
+    return {which: (case, photo_jpeg(Path(data), which)) for case, which, _ in PHOTOS}
 
 
 def serve_table(rows: list[dict], soaked: dict | None, overload: dict, info: dict) -> str:
@@ -170,11 +160,6 @@ def _cpu(row: dict) -> str:
     return f"{row['server_cpu_ms']:.0f} + {row['client_cpu_ms']:.0f}"
 
 
-def _load_average() -> str:
-    """The 1-minute load average: other processes share the cores, and the client shares them with the server."""
-    return f"{os.getloadavg()[0]:.2f}"
-
-
 def _targets(rows: list[dict]) -> list[str]:
     """Each target of issue 11 with the figure measured for it (reported, never asserted)."""
     found = []
@@ -220,12 +205,12 @@ def run_serve_benchmark(data: str | Path, out: str | Path, concurrency: Sequence
     """
     import torch
 
-    from faceattr.inference.benchmark import machine, save_report
+    from faceattr.inference.benchmark import load_average, machine, save_report
     from faceattr.inference.predictor import Predictor
 
     counts = {**REQUESTS, **(requests or {})}
     model_options = ["--model", model] if model else []
-    info: dict[str, Any] = {"machine": machine(), "torch": torch.__version__, "load_before": _load_average(),
+    info: dict[str, Any] = {"machine": machine(), "torch": torch.__version__, "load_before": load_average(),
                             "serve_options": list(serve_options), "soak_every": soak_every,
                             "overload_queue": OVERLOAD_QUEUE}
     photos = make_photos(data)
@@ -267,7 +252,7 @@ def run_serve_benchmark(data: str | Path, out: str | Path, concurrency: Sequence
         overload = asyncio.run(run_load(server.predict_url, photos["frame"][1], counts["frame"],
                                         OVERLOAD_CONCURRENCY, max_seconds)).summary()
     report(f"overload: {overload['statuses']} failures {overload['failures']}")
-    info.update(load_after=_load_average(), targets=_targets(rows))
+    info.update(load_after=load_average(), targets=_targets(rows))
     table = serve_table(rows, soaked, overload, info)
     report(table)
     save_report(out, "serve", table, {**info, "rows": rows, "soak": soaked, "overload": overload}, report)
