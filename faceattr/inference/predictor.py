@@ -351,8 +351,11 @@ class Predictor:
 
         The probabilities are kept: only :attr:`FaceResult.attributes` and ``decision`` change, so one
         prediction can be shown under every policy (the service's ``?decision=``). The arguments
-        and errors are :meth:`resolve_decision`'s.
+        and errors are :meth:`resolve_decision`'s; with neither, ``faces`` are this predictor's own
+        and come back as they are.
         """
+        if decision is None and threshold is None:  # listed by this predictor's own policy already
+            return list(faces)
         name, thresholds = self.resolve_decision(decision, threshold)
         return [replace(face, attributes=_listed(np.array([face.probabilities[a] for a in ATTRIBUTES]), thresholds),
                         decision=name) for face in faces]

@@ -236,11 +236,9 @@ class Service:
         """
         policy = self.check_decision(decision, threshold)
         async with self.admitted():
-            array, size = await self._decode(data)
-            faces = await self._run(array)
+            array, size, faces = await self._faces(data, decision, threshold)
         full = rescale_faces(faces, size[0] / array.shape[1], size[1] / array.shape[0])
-        self.metrics.faces.inc(len(full))
-        return Prediction(self._loaded.with_decision(full, decision, threshold), size[0], size[1], policy)
+        return Prediction(full, size[0], size[1], policy)
 
     async def annotate_bytes(self, data: bytes, decision: str | None = None, threshold: float | None = None,
                              top: int = 3) -> bytes:
@@ -251,10 +249,17 @@ class Service:
         """
         self.check_decision(decision, threshold)
         async with self.admitted():
-            array, _ = await self._decode(data)
-            faces = self._loaded.with_decision(await self._run(array), decision, threshold)
-            self.metrics.faces.inc(len(faces))
+            array, _, faces = await self._faces(data, decision, threshold)
             return await asyncio.get_running_loop().run_in_executor(self._pool, _jpeg, annotate(array, faces, top))
+
+    async def _faces(self, data: bytes, decision: str | None, threshold: float | None
+                     ) -> tuple[np.ndarray, tuple[int, int], list[FaceResult]]:
+        """An admitted upload decoded, its faces found (in the decoded array's pixels) and listed by
+        ``decision``: the array, the full image's size and the faces."""
+        array, size = await self._decode(data)
+        faces = self._loaded.with_decision(await self._run(array), decision, threshold)
+        self.metrics.faces.inc(len(faces))
+        return array, size, faces
 
     async def _decode(self, data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
         predictor = self._loaded
