@@ -36,6 +36,11 @@ from faceattr.inference.results import (  # the results table is shared with fac
     ranked_attributes,
     spreadsheet_safe,
 )
+from faceattr.serve.settings import (  # torch- and fastapi-free
+    ServeSettings,
+    api_key_from_environment,
+    is_loopback,
+)
 from faceattr.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -198,24 +203,29 @@ def add_serve_parser(commands: Any) -> None:
         description="Runs faceattr as a service: the REST API (OpenAPI docs at /docs), the web page with upload "
                     "and live webcam at /, health (/healthz, /readyz) and Prometheus metrics (/metrics). Binds "
                     "127.0.0.1 unless --host says otherwise. Needs: pip install \"faceattr[serve]\".")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    serve.add_argument("--port", type=int, default=8000, help="default: 8000")
-    serve.add_argument("--model", metavar="MODEL", help="a best.pt or .safetensors (default: the installed model)")
-    serve.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="default: cpu")
+    defaults = ServeSettings()
+    serve.add_argument("--host", default=defaults.host,
+                       help=f"address to bind (default: {defaults.host}, this machine only)")
+    serve.add_argument("--port", type=int, default=defaults.port, help=f"default: {defaults.port}")
+    serve.add_argument("--model", metavar="MODEL", help="a best.pt, .safetensors or .onnx (default: the installed model)")
+    serve.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device,
+                       help=f"default: {defaults.device}")
     serve.add_argument("--backend", choices=PREDICTION_BACKENDS, default=None,
                        help="what runs the network: torch, or onnx (ONNX Runtime, pip install \"faceattr[onnx]\"); "
                             "default: onnx for an .onnx model, else torch")
     serve.add_argument("--decision", choices=DECISION_POLICIES, default=None,
                        help="the policy when a request names none (default: the model's)")
-    serve.add_argument("--max-batch", type=_positive, default=8, metavar="N",
-                       help="most images detected and classified together (default: 8)")
-    serve.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS",
-                       help="longest an image waits for others to fill its batch (default: 5)")
-    serve.add_argument("--max-queue", type=_positive, default=32, metavar="N",
-                       help="most requests in flight; more are answered 429 with Retry-After (default: 32)")
-    serve.add_argument("--max-upload-mb", type=float, default=20.0, metavar="MB", help="default: 20")
-    serve.add_argument("--timeout", type=float, default=30.0, metavar="S", dest="timeout_s",
-                       help="longest a request may take, else 504 (default: 30)")
+    serve.add_argument("--max-batch", type=_positive, default=defaults.max_batch, metavar="N",
+                       help=f"most images detected and classified together (default: {defaults.max_batch})")
+    serve.add_argument("--max-wait-ms", type=float, default=defaults.max_wait_ms, metavar="MS",
+                       help=f"longest an image waits for others to fill its batch (default: {defaults.max_wait_ms:g})")
+    serve.add_argument("--max-queue", type=_positive, default=defaults.max_queue, metavar="N",
+                       help=f"most requests in flight; more are answered 429 with Retry-After "
+                            f"(default: {defaults.max_queue})")
+    serve.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_mb, metavar="MB",
+                       help=f"default: {defaults.max_upload_mb:g}")
+    serve.add_argument("--timeout", type=float, default=defaults.timeout_s, metavar="S", dest="timeout_s",
+                       help=f"longest a request may take, else 504 (default: {defaults.timeout_s:g})")
     serve.add_argument("--api-key", metavar="KEY",
                        help="require this key on /v1 (X-API-Key header); better: the FACEATTR_API_KEY environment "
                             "variable, which stays out of process listings")
@@ -234,7 +244,6 @@ def run_serve(args: argparse.Namespace) -> int:
     """``faceattr serve``: builds the settings from the arguments and runs the service until interrupted."""
     try:
         from faceattr.serve.app import serve
-        from faceattr.serve.settings import ServeSettings, api_key_from_environment
     except ImportError as error:
         raise ConfigError(f"faceattr serve needs its extra: pip install \"faceattr[serve]\" ({error})") from error
     settings = ServeSettings(
@@ -243,7 +252,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         max_upload_mb=args.max_upload_mb, timeout_s=args.timeout_s,
         api_key=args.api_key or api_key_from_environment(), cors_origins=tuple(args.cors_origins))
-    if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
+    if not is_loopback(settings.host) and settings.api_key is None:
         logger.warning("serving on %s without an API key: anyone who reaches this address can use it",
                        settings.host)
     if args.ray:

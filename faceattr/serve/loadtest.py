@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import os
 import socket
 import subprocess
@@ -33,6 +32,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from faceattr.errors import ConfigError
+from faceattr.serve.settings import is_loopback
 
 
 def check_loopback(url: str) -> str:
@@ -50,11 +50,7 @@ def check_loopback(url: str) -> str:
 the load test only runs against this machine
     """
     host = urlsplit(url).hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not is_loopback(host):
         raise ConfigError(f"url: {host!r} is not a loopback address (127.0.0.0/8, ::1, localhost); "
                           "the load test only runs against this machine")
     return host
