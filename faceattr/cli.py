@@ -207,7 +207,8 @@ def add_serve_parser(commands: Any) -> None:
     serve.add_argument("--host", default=defaults.host,
                        help=f"address to bind (default: {defaults.host}, this machine only)")
     serve.add_argument("--port", type=int, default=defaults.port, help=f"default: {defaults.port}")
-    serve.add_argument("--model", metavar="MODEL", help="a best.pt, .safetensors or .onnx (default: the installed model)")
+    serve.add_argument("--model", metavar="MODEL",
+                       help="a best.pt, .safetensors or .onnx (default: the installed model)")
     serve.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device,
                        help=f"default: {defaults.device}")
     serve.add_argument("--backend", choices=PREDICTION_BACKENDS, default=None,
