@@ -41,6 +41,10 @@ BEAUTY_HEAD_KINDS: tuple[str, ...] = ("regression", "distribution")
 #: ``loss.attributes`` and ``loss.beauty``: see :class:`faceattr.training.losses.MultiTaskLoss`.
 ATTRIBUTE_LOSSES: tuple[str, ...] = ("bce", "weighted_bce", "focal", "ohem")
 BEAUTY_LOSSES: tuple[str, ...] = ("mse", "l1", "smooth_l1", "emd")
+#: ``train.trainable``: which parts of the network a run trains (see :mod:`faceattr.training.finetune`).
+TRAINABLE_PARTS: tuple[str, ...] = ("all", "heads", "beauty_head")
+#: ``model.init_from`` naming the model installed with faceattr (``faceattr/weights/default.safetensors``).
+DEFAULT_MODEL_NAME = "default"
 
 
 @dataclass
@@ -126,6 +130,13 @@ class ModelConfig:
     Attributes:
         backbone: A name from :data:`faceattr.models.BACKBONES`.
         weights: Optional local ``.safetensors``/``.pt`` file to initialise the backbone.
+        init_from: A whole trained model to start from, backbone and both heads: ``default``
+            (the model installed with faceattr), an exported ``.safetensors`` (its ``.json``
+            beside it) or a ``best.pt``/``last.pt``. Its backbone, beauty head, input size and
+            crop must be this config's (``model.backbone``, ``model.beauty_head``,
+            ``model.beauty_bins``, ``data.image_size``, the crop of the ``celeba`` sources);
+            a difference is refused naming the key and both values. Fine-tuning on labels
+            without attributes keeps its attribute calibration and thresholds.
         beauty_head: ``regression`` (one score) or ``distribution`` (bins, EMD loss).
         beauty_bins: Number of bins over 1-5 for the distribution head.
         drop_rate: Dropout before the heads.
@@ -133,6 +144,7 @@ class ModelConfig:
 
     backbone: str = "resnet18"
     weights: str | None = None
+    init_from: str | None = None
     beauty_head: str = "regression"
     beauty_bins: int = 9
     drop_rate: float = 0.0
@@ -216,6 +228,10 @@ class TrainConfig:
         early_stopping: Stop after this many epochs without improvement (0: off).
         max_steps_per_epoch: Cap on steps per epoch (0: none), for smoke runs.
         log_every: Steps between progress-bar and TensorBoard updates.
+        trainable: What the optimiser changes: ``all``, ``heads`` (backbone frozen) or
+            ``beauty_head`` (backbone and attribute head frozen). Frozen parts keep their weights
+            and their BatchNorm statistics (their BatchNorm layers stay in eval mode), so with
+            ``beauty_head`` the attribute outputs stay bit-identical.
     """
 
     output_dir: str = "runs/default"
@@ -228,6 +244,7 @@ class TrainConfig:
     early_stopping: int = 0
     max_steps_per_epoch: int = 0
     log_every: int = 20
+    trainable: str = "all"
 
 
 @dataclass
@@ -265,6 +282,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.schedule": ("cosine", "step"),
     "train.device": ("auto", "cpu", "cuda"),
     "train.threshold_metric": THRESHOLD_METRICS,
+    "train.trainable": TRAINABLE_PARTS,
 }
 
 #: Allowed range of each number: ``> x``, ``>= x`` or an interval such as ``(0, 1]``. A value
@@ -428,6 +446,9 @@ def validate(config: Config) -> None:
         if source.split == "holdout" and not config.data.holdout_groups:
             raise ConfigError(f"data.sources[{i}].split: 'holdout' needs data.holdout_groups, "
                               "the file listing the held-out groups")
+    if config.model.init_from and config.model.weights:
+        raise ConfigError(f"model.weights: {config.model.weights!r} and model.init_from: {config.model.init_from!r} "
+                          "both initialise the backbone; keep one (init_from loads the whole model)")
     if config.model.beauty_head == "regression" and config.loss.beauty == "emd":
         raise ConfigError("loss.beauty: 'emd' needs model.beauty_head: distribution")
 
@@ -503,6 +524,7 @@ def _expand_paths(config: Config) -> None:
     for source in config.data.sources:
         source.root, source.images, source.celeba_root = map(expand, (source.root, source.images, source.celeba_root))
     config.data.holdout_groups = expand(config.data.holdout_groups)
+    config.model.init_from = expand(config.model.init_from)
     config.train.output_dir = expand(config.train.output_dir)
 
 

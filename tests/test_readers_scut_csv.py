@@ -125,11 +125,26 @@ def test_csv_accepts_each_value_spelling_and_masks_empty_cells(tmp_path: Path) -
     assert a.attribute_mask.sum() == 3 and a.beauty is None
 
 
-def test_csv_unknown_column_names_file_line_and_valid_columns(tmp_path: Path) -> None:
-    path = write_csv(tmp_path, "image,Smile\nimg/a.jpg,1\n")
-    with pytest.raises(DatasetError, match="unknown column 'Smile'.*valid columns: image, beauty") as error:
+@pytest.mark.parametrize("column, meant", [("Smile", "Smiling"), ("male", "Male"), ("beuaty", "beauty"),
+                                           ("glasses", "Eyeglasses")])
+def test_csv_misspelt_label_column_is_an_error_naming_it_and_what_it_looks_like(
+        tmp_path: Path, column: str, meant: str) -> None:
+    path = write_csv(tmp_path, f"image,{column}\nimg/a.jpg,1\n")
+    with pytest.raises(DatasetError, match=f"column '{column}' looks like a misspelt '{meant}'") as error:
         read_csv(path)
     assert error.value.line == 1 and error.value.path == path
+
+
+def test_csv_export_columns_are_ignored_with_a_log_naming_them(tmp_path: Path, caplog) -> None:
+    # The header `faceattr label export` writes: beauty is read, the rating details are not labels.
+    path = write_csv(tmp_path, "image,beauty,split,bt_score,bt_se,bt_low,bt_high,elo,votes,wins,losses,ties,high\n"
+                               "img/a.jpg,3.5,,0.8,0.2,0.4,1.2,31.5,20,12,7,1,1\n"
+                               "img/b.jpg,2.0,val,-0.8,0.2,-1.2,-0.4,-31.5,20,7,12,1,0\n")
+    with caplog.at_level("INFO", logger="faceattr.data.readers.csvfile"):
+        a, b = read_csv(path).records
+    assert (a.beauty, b.beauty, b.split) == (3.5, 2.0, "val")
+    assert a.attributes is None and a.attribute_mask is None
+    assert "ignoring the columns bt_score, bt_se, bt_low, bt_high, elo, votes, wins, losses, ties, high" in caplog.text
 
 
 def test_csv_without_an_image_column_is_refused(tmp_path: Path) -> None:

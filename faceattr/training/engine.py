@@ -36,6 +36,7 @@ from faceattr.runtime import (
     select_device,
     share_buffers_from_main,
 )
+from faceattr.training.finetune import initial_decision, keeps_initial_decision, load_initial_model
 from faceattr.training.parts import TrainingParts, build_training
 
 logger = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ def train_one_epoch(parts: TrainingParts, loader, config: Config, *, epoch: int,
         Mean losses of the epoch and the global step after it.
     """
     writer = writer or NullWriter()
-    parts.train_model.train()
+    parts.train()
     steps = steps_per_epoch(loader, config)
     totals: dict[str, float] = defaultdict(float)
     batches = 0
@@ -165,9 +166,14 @@ def train_one_epoch(parts: TrainingParts, loader, config: Config, *, epoch: int,
 
 
 def validate_epoch(parts: TrainingParts, loader, config: Config, meta: dict, *, device: torch.device,
-                   world: World = World()) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+                   world: World = World(), initial: DeployedModel | None = None
+                   ) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Scores :attr:`TrainingParts.eval_model` on the validation loader, calibrates it and tunes
     its thresholds and decision policies on the same predictions.
+
+    A run fine-tuned from ``initial`` keeps ``initial``'s calibration and thresholds instead when
+    :func:`~faceattr.training.finetune.keeps_initial_decision` says so (beauty head only, or no
+    attribute labels to fit them on).
 
     Returns:
         ``(evaluation, temperatures, offsets, thresholds, policies)``: the evaluation dict of
@@ -178,7 +184,10 @@ def validate_epoch(parts: TrainingParts, loader, config: Config, meta: dict, *, 
     # BatchNorm statistics and EMA weights drift apart per rank; score and save rank 0's.
     share_buffers_from_main(parts.eval_model, world)
     predictions = predict_loader(parts.eval_model, loader, device, world, config.train.amp, parts.loss_fn)
-    temperatures, offsets, thresholds, policies = calibrate_and_tune(predictions, config.train.threshold_metric)
+    if keeps_initial_decision(initial, config.train.trainable, bool(predictions.attribute_mask.any())):
+        temperatures, offsets, thresholds, policies = initial_decision(initial)
+    else:
+        temperatures, offsets, thresholds, policies = calibrate_and_tune(predictions, config.train.threshold_metric)
     evaluation = summarize(predictions, thresholds, meta, config.train.threshold_metric,
                            temperatures=temperatures, offsets=offsets)
     return evaluation, temperatures, offsets, thresholds, policies
@@ -241,7 +250,9 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
                           "thresholds tuned on validation (give a csv source a split column or a val_fraction)")
     train_loader, val_loader = build_loaders(bundle, config.data, config.train.seed, world.rank, world.size,
                                              device)
-    parts = build_training(config, bundle.positive_rate, device, steps_per_epoch(train_loader, config))
+    initial = load_initial_model(config)
+    parts = build_training(config, bundle.positive_rate, device, steps_per_epoch(train_loader, config), initial)
+    default_decision = DEFAULT_DECISION if initial is None else initial.default_decision
     state = _start_or_resume(out, config, parts, resume, device, world)
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -264,7 +275,7 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
         train_stats, state.step = train_one_epoch(parts, train_loader, config, epoch=epoch, step=state.step,
                                                   device=device, world=world, writer=writer)
         evaluation, temperatures, offsets, thresholds, policies = validate_epoch(
-            parts, val_loader, config, {**meta, "epoch": epoch + 1}, device=device, world=world)
+            parts, val_loader, config, {**meta, "epoch": epoch + 1}, device=device, world=world, initial=initial)
         _adapt_attribute_weights(parts.loss_fn, evaluation)
         improved = state.record_score(headline(evaluation), epoch)
         record = _epoch_record(epoch, state.step, train_stats, evaluation, parts.optimizer.param_groups[0]["lr"],
@@ -272,7 +283,7 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
         state.history.append(record)
         if world.is_main:
             deploy = DeployedModel.from_training(parts.eval_model, thresholds, config, epoch + 1, evaluation,
-                                                 temperatures, offsets, policies, DEFAULT_DECISION).to_checkpoint()
+                                                 temperatures, offsets, policies, default_decision).to_checkpoint()
             if improved:
                 save_checkpoint(deploy, out / BEST)
             save_checkpoint({**deploy, "train": {**parts.state_dict(), "state": dataclasses.asdict(state)}}, out / LAST)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from faceattr.config import Config, OptimConfig
+from faceattr.models.deployed import DeployedModel
 from faceattr.runtime import World, grad_scaler
 
 
@@ -25,6 +26,8 @@ class TrainingParts:
         ema: timm's ``ModelEmaV3`` of the model when ``train.ema_decay > 0``, else None.
         train_model: What the steps run: ``model``, or its DistributedDataParallel wrapper
             after :meth:`distribute`.
+        frozen: The parts of ``model`` that ``train.trainable`` leaves out
+            (:func:`faceattr.training.finetune.freeze`); :meth:`train` keeps them in eval mode.
     """
 
     model: torch.nn.Module
@@ -34,6 +37,7 @@ class TrainingParts:
     scaler: torch.amp.GradScaler
     ema: Any = None
     train_model: torch.nn.Module | None = None
+    frozen: tuple[torch.nn.Module, ...] = ()
 
     def __post_init__(self) -> None:
         if self.train_model is None:
@@ -43,6 +47,12 @@ class TrainingParts:
     def eval_model(self) -> torch.nn.Module:
         """The weights that are validated and deployed: the EMA's when there is one."""
         return self.ema.module if self.ema is not None else self.model
+
+    def train(self) -> None:
+        """Training mode, except for the frozen parts: their BatchNorm statistics must not move."""
+        self.train_model.train()
+        for part in self.frozen:
+            part.eval()
 
     def distribute(self, world: World, device: torch.device) -> None:
         """Wraps the model for DistributedDataParallel when ``world`` has several processes."""
@@ -87,7 +97,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, steps_
 
 
 def build_training(config: Config, positive_rate: np.ndarray, device: torch.device,
-                   steps_per_epoch: int) -> TrainingParts:
+                   steps_per_epoch: int, initial: DeployedModel | None = None) -> TrainingParts:
     """The network, loss, optimiser, schedule, loss scaler and EMA of a run, on ``device``.
 
     Args:
@@ -95,6 +105,8 @@ def build_training(config: Config, positive_rate: np.ndarray, device: torch.devi
         positive_rate: ``(40,)`` positive rates of the training labels, for the class weights.
         device: Where the network and the loss go.
         steps_per_epoch: Updates per epoch, which the schedule counts in.
+        initial: The model to start from (:func:`faceattr.training.finetune.load_initial_model`),
+            or ``None`` for a fresh network.
 
     >>> from faceattr.config import ModelConfig
     >>> parts = build_training(Config(model=ModelConfig(backbone="resnet10t")), np.full(40, 0.5), torch.device("cpu"), 10)
@@ -102,15 +114,20 @@ def build_training(config: Config, positive_rate: np.ndarray, device: torch.devi
     True
     """
     from faceattr.models import build_model
+    from faceattr.training.finetune import freeze, initialise
     from faceattr.training.losses import MultiTaskLoss
 
-    model = build_model(config.model).to(device)
+    model = build_model(config.model)
+    if initial is not None:
+        initialise(model, initial)
+    frozen = freeze(model, config.train.trainable)
+    model = model.to(device)
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = MultiTaskLoss(config.loss, positive_rate, config.model.beauty_head, config.model.beauty_bins).to(device)
     optimizer = build_optimizer(model, config.optim)
     parts = TrainingParts(model, loss_fn, optimizer, build_scheduler(optimizer, config.optim, steps_per_epoch),
-                          grad_scaler(device, config.train.amp))
+                          grad_scaler(device, config.train.amp), frozen=frozen)
     if config.train.ema_decay > 0:
         from timm.utils import ModelEmaV3
 

@@ -1,7 +1,9 @@
 """Reads a team's own labels from a CSV file: image paths, any attributes, a beauty score.
 
 The header names the columns: ``image`` (required), ``beauty``, ``split``, ``group``,
-``fold`` and any of the 40 attribute names, in any order. A row with a cross-validation
+``fold`` and any of the 40 attribute names, in any order; other columns are ignored (a
+labelling tool's scores and vote counts), except one whose name looks like a misspelt label
+column, which is an error (a label silently dropped would be a wrong answer). A row with a cross-validation
 fold is ``val`` when it is the source's ``fold`` and ``train`` otherwise; rows without a
 split or fold are assigned one by a stable hash of their group (or image), so a person
 never straddles train and val.
@@ -10,6 +12,7 @@ never straddles train and val.
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import logging
 from pathlib import Path
@@ -47,7 +50,9 @@ FILE.csv    a header, then one row per image, e.g.
             fold: cross-validation fold 0, 1, ... (optional): rows of the source's `fold`
                   are val, rows of other folds train (the source's `folds`/`fold`
                   settings); a row with an empty fold keeps its split; never both
-            any of the 40 attribute names: 1/-1, 1/0, true/false or yes/no; empty if unknown"""
+            any of the 40 attribute names: 1/-1, 1/0, true/false or yes/no; empty if unknown
+            other columns (e.g. those of `faceattr label export`: bt_score, elo, votes)
+                   are ignored, unless a name looks like a misspelt label column"""
 
 
 def hashed_split(key: str, val_fraction: float) -> str:
@@ -104,17 +109,47 @@ def parse_fold(text: str, split: str | None, folds: int) -> int | None:
     return int(value)
 
 
+#: How close (difflib's ratio, case ignored) a column name must be to a known one to count as a misspelling of it.
+MISSPELLING_CUTOFF = 0.65
+
+
+def misspelt_column(name: str) -> str | None:
+    """The base column or attribute that ``name`` looks like a misspelling of, or ``None``.
+
+    Case is ignored, so ``male`` is taken for ``Male``: a column that was meant as a label but
+    does not match exactly must stop the run, not be dropped as an extra column.
+
+    >>> misspelt_column("Smilling"), misspelt_column("male"), misspelt_column("beuaty"), misspelt_column("bt_score")
+    ('Smiling', 'Male', 'beauty', None)
+    """
+    known = {column.lower(): column for column in (*BASE_COLUMNS, *ATTRIBUTES)}
+    close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=MISSPELLING_CUTOFF)
+    return known[close[0]] if close else None
+
+
 def _check_header(path: Path, header: list[str]) -> list[str]:
+    """The header's column names; other columns than the base ones and the attributes are
+    ignored (logged), unless one looks like a misspelt base column or attribute."""
     columns = [name.strip() for name in header]
     valid = set(BASE_COLUMNS) | ATTRIBUTE_INDEX.keys()
+    extra = []
     for position, name in enumerate(columns):
-        if name not in valid:
-            raise DatasetError(f"unknown column {name!r} (line 1 must be the header); valid columns: "
-                               f"{', '.join(BASE_COLUMNS)} and the attributes {', '.join(ATTRIBUTES)}", path, 1)
         if name in columns[:position]:
             raise DatasetError(f"column {name!r} appears twice", path, 1)
+        if name in valid:
+            continue
+        meant = misspelt_column(name)
+        if meant is not None:
+            raise DatasetError(f"column {name!r} looks like a misspelt {meant!r} (line 1 must be the header; names "
+                               f"are case-sensitive); rename it to {meant!r}, or to a name unlike any label column "
+                               f"if it is not one. Label columns: {', '.join(BASE_COLUMNS)} and the attributes "
+                               f"{', '.join(ATTRIBUTES)}", path, 1)
+        extra.append(name)
     if "image" not in columns:
         raise DatasetError(f"no 'image' column; expected format:\n{LAYOUT}", path, 1)
+    if extra:
+        logger.info("%s: ignoring the columns %s (neither a label nor one of %s)", path, ", ".join(extra),
+                    ", ".join(BASE_COLUMNS))
     return columns
 
 
