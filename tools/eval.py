@@ -12,6 +12,7 @@ Examples:
     python tools/eval.py runs/r18/best.pt --source scut                # report in runs/r18/report_source3/
     python tools/eval.py runs/r18/best.pt --each-source --device cpu   # runs/r18/report_sources/
     python tools/eval.py runs/gpu_se_resnet18/best.pt --data-from configs/default_cpu.yaml  # packed -> originals
+    python tools/eval.py default --data-from configs/finetune_beauty.yaml --out runs/finetune_beauty/report_default
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from faceattr.runtime import configure_logging
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Evaluate a faceattr checkpoint.", epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="best.pt or last.pt written by tools/train.py")
+    parser.add_argument("checkpoint", help="best.pt or last.pt written by tools/train.py, an exported .safetensors, "
+                                           "or 'default' (the model installed with faceattr; needs --out)")
     parser.add_argument("overrides", nargs="*", help="key=value changes to the checkpoint's stored config")
     parser.add_argument("--out", help="report folder (default: report/, report_sourceN/ or report_sources/ "
                                       "beside the checkpoint)")
@@ -45,11 +47,18 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_intermixed_args(argv)
     configure_logging()
-    from faceattr.config import data_overrides
+    from faceattr.config import DEFAULT_MODEL_NAME, data_overrides
     from faceattr.evaluation.evaluate import evaluate_checkpoint, evaluate_each_source
     from faceattr.evaluation.report.markdown import format_summary
+    from faceattr.models.deployed import DeployedModel
 
+    if args.checkpoint == DEFAULT_MODEL_NAME and not args.out:
+        print("error: evaluating the default model needs --out: its report would go beside it, into the package",
+              file=sys.stderr)
+        return 2
     try:
+        if args.checkpoint == DEFAULT_MODEL_NAME:
+            args.checkpoint = str(DeployedModel.path_of(None))
         if args.data_from:
             args.overrides = [*data_overrides(args.data_from), *args.overrides]
         if args.each_source:
