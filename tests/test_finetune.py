@@ -63,15 +63,19 @@ def test_init_from_loads_every_weight_so_outputs_start_equal(initial, scut_root,
     assert torch.equal(ours["attributes"], theirs["attributes"]) and torch.equal(ours["beauty"], theirs["beauty"])
 
 
-def test_beauty_head_training_leaves_backbone_and_attribute_head_bit_identical(initial, scut_root, tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_beauty_head_training_leaves_backbone_and_attribute_head_bit_identical(initial, scut_root, tmp_path,
+                                                                               ema_decay):
     from faceattr.training.engine import fit
 
-    fit(finetune_config(initial, scut_root, tmp_path / "run"))
+    fit(finetune_config(initial, scut_root, tmp_path / "run", f"train.ema_decay={ema_decay}"))
     before = DeployedModel.load(initial)
-    after = load_checkpoint(tmp_path / "run" / "last.pt")["train"]["model"]
-    changed = sorted(key for key, value in before.state_dict.items() if not torch.equal(value, after[key]))
-    # BatchNorm running statistics are buffers of the backbone: unchanged too, as frozen BN stays in eval mode.
-    assert changed == ["beauty_head.fc.bias", "beauty_head.fc.weight"]
+    # best.pt holds the deployed weights: the EMA's when there is one.
+    for after in (load_checkpoint(tmp_path / "run" / "last.pt")["train"]["model"],
+                  DeployedModel.load(tmp_path / "run" / "best.pt").state_dict):
+        changed = sorted(key for key, value in before.state_dict.items() if not torch.equal(value, after[key]))
+        # BatchNorm running statistics are backbone buffers: unchanged too, as frozen BatchNorm stays in eval mode.
+        assert changed == ["beauty_head.fc.bias", "beauty_head.fc.weight"]
 
 
 def test_a_beauty_only_fine_tune_deploys_the_initial_attribute_decision(initial, scut_root, tmp_path):
@@ -141,3 +145,11 @@ def test_simulated_team_labels_are_an_export_csv_with_the_validation_fold_and_th
 def test_evaluating_the_default_model_needs_an_out_folder(run_tool):
     result = run_tool("eval", "default")
     assert result.status == 2 and "needs --out" in result.err
+
+
+def test_make_team_labels_tool_writes_once_and_refuses_to_overwrite(scut_root, tmp_path, run_tool):
+    out = tmp_path / "team" / "labels.csv"
+    result = run_tool("make_team_labels", scut_root, out, "--train-count", 5)
+    assert result.status == 0 and "5 training and 6 validation faces" in result.out, result.err
+    again = run_tool("make_team_labels", scut_root, out)
+    assert again.status == 2 and "labels.csv" in again.err
