@@ -15,7 +15,7 @@ from faceattr.models.deployed import DeployedModel
 from faceattr.models.net import FaceAttrNet
 from faceattr.models.weights_io import load_checkpoint, save_checkpoint
 from faceattr.synthetic.fixtures import make_scut
-from faceattr.synthetic.team_labels import EXPORT_COLUMNS, TEAM_SHIFT, write_team_labels
+from faceattr.synthetic.team_labels import TEAM_COLUMNS, TEAM_SHIFT, write_team_labels
 from faceattr.training.finetune import check_compatible, freeze, load_initial_model
 from faceattr.training.parts import build_training
 
@@ -128,12 +128,12 @@ def test_the_finetune_config_fits_the_installed_default_model():
     check_compatible(DeployedModel.load(), config)
 
 
-def test_simulated_team_labels_are_an_export_csv_with_the_validation_fold_and_the_stated_shift(scut_root, tmp_path):
+def test_simulated_team_labels_are_a_labels_csv_with_the_validation_fold_and_the_stated_shift(scut_root, tmp_path):
     path = tmp_path / "labels.csv"
     counts = write_team_labels(scut_root, path, train_count=10, noise=0.0, folds=3, fold=0)
     with open(path, newline="") as file:
         rows = list(csv.DictReader(file))
-    assert tuple(rows[0]) == EXPORT_COLUMNS and counts == {"train": 10, "val": 10}
+    assert tuple(rows[0]) == TEAM_COLUMNS and counts == {"train": 10, "val": 10}
     records = read_csv(path, images=scut_root / "Images").records
     scut = {r.path.name: r for r in read_scut(scut_root, folds=3, fold=0).records}
     assert {r.path.name for r in records if r.split == "val"} == {n for n, r in scut.items() if r.split == "val"}

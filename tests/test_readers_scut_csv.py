@@ -135,16 +135,21 @@ def test_csv_misspelt_label_column_is_an_error_naming_it_and_what_it_looks_like(
     assert error.value.line == 1 and error.value.path == path
 
 
-def test_csv_export_columns_are_ignored_with_a_log_naming_them(tmp_path: Path, caplog) -> None:
-    # The header `faceattr label export` writes: beauty is read, the rating details are not labels.
-    path = write_csv(tmp_path, "image,beauty,split,bt_score,bt_se,bt_low,bt_high,elo,votes,wins,losses,ties,high\n"
-                               "img/a.jpg,3.5,,0.8,0.2,0.4,1.2,31.5,20,12,7,1,1\n"
-                               "img/b.jpg,2.0,val,-0.8,0.2,-1.2,-0.4,-31.5,20,7,12,1,0\n")
+def test_csv_reads_the_label_export_and_ignores_its_other_columns_with_a_log_naming_them(tmp_path: Path,
+                                                                                        caplog) -> None:
+    from faceattr.label.project import EXPORT_COLUMNS
+
+    extra = [name for name in EXPORT_COLUMNS if name not in ("image", "beauty", "split")]
+    cells = {"image": "img/a.jpg", "beauty": "3.5", "split": ""}
+    path = write_csv(tmp_path, ",".join(EXPORT_COLUMNS) + "\n"
+                     + ",".join(cells.get(name, "1") for name in EXPORT_COLUMNS) + "\n"
+                     + ",".join({**cells, "image": "img/b.jpg", "beauty": "2.0", "split": "val"}.get(name, "0")
+                                for name in EXPORT_COLUMNS) + "\n")
     with caplog.at_level("INFO", logger="faceattr.data.readers.csvfile"):
         a, b = read_csv(path).records
     assert (a.beauty, b.beauty, b.split) == (3.5, 2.0, "val")
     assert a.attributes is None and a.attribute_mask is None
-    assert "ignoring the columns bt_score, bt_se, bt_low, bt_high, elo, votes, wins, losses, ties, high" in caplog.text
+    assert f"ignoring the columns {', '.join(extra)}" in caplog.text
 
 
 def test_csv_without_an_image_column_is_refused(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""A simulated team's beauty ratings of SCUT-FBP5500 faces, as the labels.csv of ``faceattr label export``.
+"""A simulated team's beauty ratings of SCUT-FBP5500 faces, as a labels.csv like ``faceattr label export``'s.
 
 For demonstrating the fine-tuning loop on real faces without a real team: SCUT-FBP5500 gives each
 face the mean of 60 raters (its per-rater ratings are not available), and a team whose taste
@@ -18,10 +18,9 @@ from pathlib import Path
 from faceattr.attributes import BEAUTY_RANGE
 from faceattr.data.readers.scut import read_scut
 
-#: The header of ``faceattr label export``'s labels.csv; the csv reader reads ``image``, ``beauty``
-#: and ``split`` and ignores the rest.
-EXPORT_COLUMNS: tuple[str, ...] = ("image", "beauty", "split", "bt_score", "bt_se", "bt_low", "bt_high", "elo",
-                                   "votes", "wins", "losses", "ties", "high")
+#: The columns of ``faceattr label export``'s labels.csv that a simulation without votes can fill;
+#: the csv reader reads ``image``, ``beauty`` and ``split`` and ignores ``high``.
+TEAM_COLUMNS: tuple[str, ...] = ("image", "beauty", "split", "high")
 
 #: The simulated team's taste against SCUT's raters: a shift of the 1-5 score per SCUT group (the
 #: image name's prefix: Asian/Caucasian, female/male).
@@ -55,8 +54,8 @@ def write_team_labels(scut_root: str | Path, out_csv: str | Path, train_count: i
     The ``image`` column holds SCUT image names: train with the csv source's ``images`` set to
     SCUT's ``Images`` folder, so that no image is copied. ``split`` is filled (``val`` for the
     fold, ``train`` otherwise), so that the validation faces are the ones the default model did
-    not train on; ``high`` marks the top third by team score; the Bradley-Terry and Elo columns
-    stay empty (no votes are simulated).
+    not train on; ``high`` marks the top third by team score. The export's Bradley-Terry, Elo
+    and vote columns are left out: no votes are simulated.
 
     Returns:
         The number of ``train`` and ``val`` rows written.
@@ -75,8 +74,8 @@ def write_team_labels(scut_root: str | Path, out_csv: str | Path, train_count: i
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     with open(out_csv, "x", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
-        writer.writerow(EXPORT_COLUMNS)
+        writer.writerow(TEAM_COLUMNS)
         for split, chosen in (("train", train), ("val", val)):
             for name in chosen:
-                writer.writerow([name, team[name], split, *[""] * 9, int(team[name] > cut)])
+                writer.writerow([name, team[name], split, int(team[name] > cut)])
     return {"train": len(train), "val": len(val)}
