@@ -244,13 +244,13 @@ def _fit(config: Config, resume: bool, overwrite: bool, device: torch.device, wo
         # No write to them can be under way: this run is the folder's only writer.
         remove_stale_temporaries(out, (LAST, BEST))
     seed_everything(config.train.seed)
+    initial = load_initial_model(config)  # before the data: a model that does not fit the config fails at once
     bundle = build_data(config.data)
     if len(bundle.val) == 0:
         raise ConfigError("data.sources: no validation images in any source; runs are selected and their "
                           "thresholds tuned on validation (give a csv source a split column or a val_fraction)")
     train_loader, val_loader = build_loaders(bundle, config.data, config.train.seed, world.rank, world.size,
                                              device)
-    initial = load_initial_model(config)
     parts = build_training(config, bundle.positive_rate, device, steps_per_epoch(train_loader, config), initial)
     default_decision = DEFAULT_DECISION if initial is None else initial.default_decision
     state = _start_or_resume(out, config, parts, resume, device, world)
