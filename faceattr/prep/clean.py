@@ -30,6 +30,7 @@ path; without ``move`` it is a dry run whose report says where each file would g
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -404,15 +405,22 @@ def _checked(paths: list[Path], relatives: list[str], limits: CleanLimits, detec
              workers: int, started: float) -> Iterator[PhotoCheck]:
     """Each file's :func:`check_photo`, in order, from this process or a pool, with progress in the log."""
     tasks = list(zip(paths, relatives))
-    if workers == 1 or len(tasks) <= 1:
-        results: Iterator[PhotoCheck] = (check_photo(path, relative, limits, detector) for path, relative in tasks)
-        yield from _logging_progress(results, len(tasks), started)
-        return
-    from faceattr.runtime import spawn_pool  # brings torch: only when a pool is asked for
+    if workers > 1 and len(tasks) > 1:
+        from faceattr.runtime import spawn_pool  # brings torch: only when a pool is asked for
 
-    with spawn_pool(min(workers, len(tasks)), initializer=_init_worker, initargs=(detector,)) as pool:
-        results = pool.imap(_check_in_worker, [(path, relative, limits) for path, relative in tasks], chunksize=8)
-        yield from _logging_progress(results, len(tasks), started)
+        with spawn_pool(min(workers, len(tasks)), initializer=_init_worker, initargs=(detector,)) as pool:
+            results = pool.imap(_check_in_worker, [(path, relative, limits) for path, relative in tasks], chunksize=8)
+            yield from _logging_progress(results, len(tasks), started)
+        return
+    if detector is None:
+        threads: contextlib.AbstractContextManager = contextlib.nullcontext()  # no torch, nothing to set
+    else:
+        from faceattr.runtime import one_torch_thread
+
+        threads = one_torch_thread()
+    with threads:
+        yield from _logging_progress((check_photo(path, relative, limits, detector) for path, relative in tasks),
+                                     len(tasks), started)
 
 
 def _logging_progress(results: Iterator[PhotoCheck], total: int, started: float) -> Iterator[PhotoCheck]:
