@@ -19,7 +19,7 @@ from PIL import Image, ImageOps
 from faceattr.cli import main
 from faceattr.errors import ConfigError, DatasetError
 from faceattr.prep import quarantine
-from faceattr.prep.clean import REPORT_COLUMNS, CleanLimits, CleanSummary, clean_folder, read_report
+from faceattr.prep.clean import REPORT_COLUMNS, CleanLimits, CleanSummary, check_photo, clean_folder, read_report
 from faceattr.prep.duplicates import assign_duplicates, hash_distance, near_pairs
 from faceattr.synthetic.drawing import draw_face
 
@@ -140,6 +140,14 @@ def test_dry_run_says_where_each_problem_file_would_go_and_moves_nothing(detecte
     assert all(row["status"] == "would_move" and row["moved_to"] == str(folder.parent / "rejected" / path)
                for path, row in rows.items() if EXPECTED[path])
     assert set(tree(folder)) == set(EXPECTED) and not (folder.parent / "rejected").exists()
+
+
+def test_a_large_truncated_jpeg_is_unreadable_though_decoded_at_an_eighth(tmp_path: Path) -> None:
+    encoded = io.BytesIO()
+    noise(2400, 1600, 6).save(encoded, "JPEG")
+    (tmp_path / "cut.jpg").write_bytes(encoded.getvalue()[:-5000])
+    check = check_photo(tmp_path / "cut.jpg", "cut.jpg", CleanLimits(), detector=None)
+    assert check.problems == ["unreadable"] and "truncated" in check.error
 
 
 def test_without_faces_only_the_file_size_and_duplicate_checks_run(folder: Path, tmp_path: Path) -> None:
