@@ -283,7 +283,8 @@ CLEAN_EXIT_CODES = f"""exit status:
 
 def add_clean_parser(commands: Any) -> None:
     """The ``clean`` subcommand's arguments (:func:`faceattr.prep.clean.clean_folder`; defaults: ``CleanLimits``')."""
-    from faceattr.prep.clean import PROBLEMS, CleanLimits  # numpy and PIL only: no torch
+    from faceattr.prep.clean import CleanLimits  # numpy and PIL only: no torch
+    from faceattr.prep.clean_report import PROBLEMS
 
     limits = CleanLimits()
     clean = commands.add_parser(

@@ -19,7 +19,8 @@ from PIL import Image, ImageOps
 from faceattr.cli import main
 from faceattr.errors import ConfigError, DatasetError
 from faceattr.prep import quarantine
-from faceattr.prep.clean import REPORT_COLUMNS, CleanLimits, CleanSummary, check_photo, clean_folder, read_report
+from faceattr.prep.clean import CleanLimits, check_photo, clean_folder
+from faceattr.prep.clean_report import REPORT_COLUMNS, CleanSummary, read_report
 from faceattr.prep.duplicates import assign_duplicates, hash_distance, near_pairs
 from faceattr.synthetic.drawing import draw_face
 
@@ -150,6 +151,13 @@ def test_a_large_truncated_jpeg_is_unreadable_though_decoded_at_an_eighth(tmp_pa
     assert check.problems == ["unreadable"] and "truncated" in check.error
 
 
+def test_a_decompression_bomb_is_too_large_and_not_decoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Image.new("RGB", (300, 200)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300 * 200 // 2 - 1)  # PIL refuses it at open: over twice the limit
+    check = check_photo(tmp_path / "bomb.png", "bomb.png", CleanLimits(), detector=None)
+    assert check.problems == ["too_large"] and "not decoded" in check.error and check.phash == ""
+
+
 def test_without_faces_only_the_file_size_and_duplicate_checks_run(folder: Path, tmp_path: Path) -> None:
     summary = clean_folder(folder, tmp_path / "report.csv", skip_faces=True)
     face_problems = {"no_face", "several_faces", "small_face"}
@@ -185,14 +193,17 @@ def test_move_puts_each_problem_file_at_its_relative_path_and_loses_no_byte(fold
     assert {row["path"]: row["status"] for row in rows} == {path: "moved" if path in moved else "ok" for path in before}
 
 
-def test_a_taken_place_in_the_quarantine_is_an_error_naming_both_and_nothing_moves(folder: Path, tmp_path: Path) -> None:
+def test_a_taken_place_in_the_quarantine_is_an_error_naming_both_and_nothing_moves(folder: Path,
+                                                                                   tmp_path: Path) -> None:
     rejected = tmp_path / "rejected"
     rejected.mkdir()
     (rejected / "notes.jpg").write_text("the user's own file")
     before = tree(folder)
-    with pytest.raises(DatasetError, match=f"{rejected / 'notes.jpg'} is taken \\(would receive {folder / 'notes.jpg'}"):
+    taken = f"{rejected / 'notes.jpg'} is taken \\(would receive {folder / 'notes.jpg'}\\)"
+    with pytest.raises(DatasetError, match=taken):
         clean_folder(folder, tmp_path / "report.csv", quarantine=rejected, move=True, skip_faces=True)
-    assert tree(folder) == before and tree(rejected) == {"notes.jpg": hashlib.sha256(b"the user's own file").hexdigest()}
+    assert tree(folder) == before
+    assert tree(rejected) == {"notes.jpg": hashlib.sha256(b"the user's own file").hexdigest()}
 
 
 def test_move_file_never_replaces_a_file_that_appears_meanwhile(tmp_path: Path) -> None:
@@ -351,7 +362,8 @@ def test_real_photos_copies_and_group_photos_are_flagged(shared_data: Path, tmp_
     assert {path: check.problems for path, check in checks.items()} == {
         REAL_PHOTOS[0]: [], REAL_PHOTOS[1]: ["duplicate"], REAL_PHOTOS[2]: ["several_faces"],
         REAL_PHOTOS[3]: ["small_face", "near_duplicate"], REAL_PHOTOS[4]: []}
-    assert checks[REAL_PHOTOS[1]].duplicate_of == REAL_PHOTOS[0] and checks[REAL_PHOTOS[3]].duplicate_of == REAL_PHOTOS[4]
+    assert checks[REAL_PHOTOS[1]].duplicate_of == REAL_PHOTOS[0]
+    assert checks[REAL_PHOTOS[3]].duplicate_of == REAL_PHOTOS[4]
     assert checks[REAL_PHOTOS[2]].faces == 2 and all(checks[name].faces == 1 for name in REAL_PHOTOS[3:])
 
 

@@ -19,7 +19,7 @@ Each image file under the folder (recursively, :func:`faceattr.image.find_images
   group the best copy is kept (fewest other problems, then most pixels, then largest file, then
   first path) and the others name it in ``duplicate_of`` (see :mod:`faceattr.prep.duplicates`).
 
-:func:`clean_folder` writes one report row per file (:data:`REPORT_COLUMNS`) and, with a
+:func:`clean_folder` writes one report row per file (:mod:`faceattr.prep.clean_report`) and, with a
 quarantine folder and ``move=True``, moves every file with a problem there at the same relative
 path; without ``move`` it is a dry run whose report says where each file would go.
 
@@ -31,45 +31,24 @@ path; without ``move`` it is a dry run whose report says where each file would g
 from __future__ import annotations
 
 import contextlib
-import csv
-import dataclasses
 import hashlib
-import io
 import logging
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from faceattr.errors import ConfigError, DatasetError, ImageError
-from faceattr.files import open_exclusive
 from faceattr.image import find_images, read_reduced
 from faceattr.inference.detect import FaceDetector
-from faceattr.inference.results import printable, spreadsheet_safe
+from faceattr.prep.clean_report import CleanSummary, PhotoCheck, write_report
 from faceattr.prep.duplicates import assign_duplicates, hash_distance, near_pairs
 from faceattr.prep.quarantine import move_file, plan_moves
 
 logger = logging.getLogger(__name__)
-
-#: The problems a file can have, in the order the report lists them.
-PROBLEMS: tuple[str, ...] = (
-    "unreadable", "too_small", "too_large", "extreme_aspect", "no_face", "several_faces", "small_face",
-    "detection_failed", "duplicate", "near_duplicate")
-
-#: The report's header. ``path``: relative to the folder; ``status``: ``ok``, ``flagged`` (problems, left
-#: in place), ``would_move`` (dry run with a quarantine), ``moved`` or ``move_failed``; ``problems``: space-
-#: separated :data:`PROBLEMS`; ``faces``: faces found (empty when not looked for); ``face_size``: the largest
-#: face's shorter box side in the photo's pixels; ``width``, ``height``: the upright photo; ``phash``: 16 hex
-#: digits; ``duplicate_of``: the kept copy; ``distance``: bits between its phash and this one's;
-#: ``moved_to``: the file's place in the quarantine folder; ``error``: why it was unreadable or not moved.
-REPORT_COLUMNS: tuple[str, ...] = (
-    "path", "status", "problems", "faces", "face_size", "width", "height", "bytes", "sha256", "phash",
-    "duplicate_of", "distance", "moved_to", "error")
 
 #: Longer side down to which a JPEG is decoded when faces are skipped: phash looks at 32x32 pixels, and a
 #: decode at 1/8 of a photo's size still reads all of its data (a truncated file fails).
@@ -118,73 +97,6 @@ class CleanLimits:
             raise ConfigError(f"near_distance: {self.near_distance} must be from -1 (off) to 64 bits")
 
 
-@dataclass
-class PhotoCheck:
-    """One file's findings: a report row (see :data:`REPORT_COLUMNS`)."""
-
-    path: str
-    problems: list[str] = field(default_factory=list)
-    faces: int | None = None
-    face_size: float | None = None
-    width: int | None = None
-    height: int | None = None
-    bytes: int | None = None
-    sha256: str = ""
-    phash: str = ""
-    duplicate_of: str = ""
-    distance: int | None = None
-    moved_to: str = ""
-    status: str = ""
-    error: str = ""
-
-    def row(self) -> list[str]:
-        """The report's cells, in :data:`REPORT_COLUMNS` order; text cells made safe for spreadsheets."""
-        values = dataclasses.asdict(self) | {
-            "problems": " ".join(sorted(self.problems, key=PROBLEMS.index)),
-            "face_size": "" if self.face_size is None else f"{self.face_size:.0f}"}
-        return [spreadsheet_safe(printable("" if values[name] is None else str(values[name])))
-                for name in REPORT_COLUMNS]
-
-
-@dataclass
-class CleanSummary:
-    """What :func:`clean_folder` found and did.
-
-    Attributes:
-        checks: One per file, in path order.
-        report: The CSV report written.
-        seconds: Wall time of the run.
-        moved: Files moved to the quarantine folder.
-        move_errors: Files that could not be moved, with why.
-
-    >>> summary = CleanSummary([PhotoCheck("a.jpg", ["no_face"]), PhotoCheck("b.jpg")], Path("r.csv"), 2.0)
-    >>> summary.counts, summary.photos_per_second
-    ({'no_face': 1}, 1.0)
-    """
-
-    checks: list[PhotoCheck]
-    report: Path
-    seconds: float = 0.0
-    moved: int = 0
-    move_errors: list[str] = field(default_factory=list)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """Files per problem, in :data:`PROBLEMS` order, problems no file has left out."""
-        found = Counter(problem for check in self.checks for problem in check.problems)
-        return {problem: found[problem] for problem in PROBLEMS if found[problem]}
-
-    @property
-    def flagged(self) -> int:
-        """Files with at least one problem."""
-        return sum(bool(check.problems) for check in self.checks)
-
-    @property
-    def photos_per_second(self) -> float:
-        """Files checked per second (0 for an instant run)."""
-        return len(self.checks) / self.seconds if self.seconds > 0 else 0.0
-
-
 def file_sha256(path: Path) -> tuple[str, int]:
     """The SHA-256 of a file's bytes (hex) and its size in bytes.
 
@@ -229,7 +141,11 @@ def check_photo(path: Path, relative: str, limits: CleanLimits, detector: FaceDe
         check.sha256, check.bytes = file_sha256(path)
         with Image.open(path) as header:  # the stored size, before any decoding
             stored = header.size
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:  # over twice PIL's pixel limit: refused by Image.open itself
+        check.problems.append("too_large")
+        check.error = f"not decoded: {error}"
+        return check
+    except (OSError, ValueError, SyntaxError) as error:
         return _unreadable(check, f"{relative}: cannot read image: {error}")
     check.problems += _size_problems(stored, limits)
     if "too_large" in check.problems:
@@ -335,7 +251,8 @@ def clean_folder(folder: str | Path, report: str | Path, quarantine: str | Path 
 
     Args:
         folder: The folder of photos (searched recursively; a quarantine folder inside it is not searched).
-        report: The CSV report to write (:data:`REPORT_COLUMNS`, one row per file, in path order).
+        report: The CSV report to write: one row per file in path order
+            (:data:`~faceattr.prep.clean_report.REPORT_COLUMNS`).
         quarantine: Where problem files go, at their path relative to ``folder``; ``None``: nowhere.
         move: Move them; otherwise (the default) a dry run: the report says where each would go.
         limits: The thresholds.
@@ -378,7 +295,7 @@ def clean_folder(folder: str | Path, report: str | Path, quarantine: str | Path 
         check.moved_to, check.status = str(target), "would_move"
     if move and moves:
         # The report first: if the run is killed while moving, it still says where each file goes.
-        _write_report(report, checks)
+        write_report(report, checks)
         for (path, check), target in zip(flagged, moves):
             try:
                 move_file(path, target)
@@ -386,7 +303,7 @@ def clean_folder(folder: str | Path, report: str | Path, quarantine: str | Path 
             except OSError as error:  # this file only: the others are still moved
                 check.status, check.error = "move_failed", " ".join(str(error).split())
                 summary.move_errors.append(check.error)
-    _write_report(report, checks)
+    write_report(report, checks)
     summary.seconds = time.monotonic() - started
     logger.info("checked %d files in %.1f s (%.2f files/s): %s", len(checks), summary.seconds,
                 summary.photos_per_second, summary.counts)
@@ -448,31 +365,3 @@ def _init_worker(detector: FaceDetector | None) -> None:
 
 def _check_in_worker(task: tuple[Path, str, CleanLimits]) -> PhotoCheck:
     return check_photo(*task, detector=_worker_detector)
-
-
-def _write_report(path: Path, checks: Sequence[PhotoCheck]) -> None:
-    """Writes the report whole (:func:`faceattr.files.open_exclusive`: never through a planted link)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open_exclusive(path) as binary:
-        text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(REPORT_COLUMNS)
-        writer.writerows(check.row() for check in checks)
-        text.detach()  # flushed into the binary file, which open_exclusive puts in place
-
-
-def read_report(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a report written by :func:`clean_folder`, keyed by :data:`REPORT_COLUMNS`.
-
-    Cells are as written: a path that a spreadsheet would take for a formula keeps the ``'`` put in
-    front of it (:func:`~faceattr.inference.results.spreadsheet_safe`).
-
-    Raises:
-        DatasetError: If the file's header is not :data:`REPORT_COLUMNS` (the message names the file).
-    """
-    with open(path, encoding="utf-8", newline="") as file:
-        rows = list(csv.reader(file))
-    if not rows or tuple(rows[0]) != REPORT_COLUMNS:
-        raise DatasetError(f"not a report of faceattr clean (expected the header {','.join(REPORT_COLUMNS)})",
-                           path, 1)
-    return [dict(zip(REPORT_COLUMNS, row)) for row in rows[1:]]
