@@ -37,6 +37,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from PIL import Image
@@ -110,18 +111,31 @@ def file_sha256(path: Path) -> tuple[str, int]:
         return digest.hexdigest(), file.tell()
 
 
-def phash_of(image: np.ndarray) -> str:
-    """The perceptual hash (imagehash ``phash``, 64 bits) of an RGB array, as 16 hex digits.
+def imagehash_module() -> ModuleType:
+    """imagehash, imported on first use (an optional dependency: the ``label`` extra).
 
     Raises:
-        ConfigError: If imagehash is not installed (the message names the extra to install).
+        ConfigError: If it is not installed; the message names the extra to install.
     """
     try:
         import imagehash
     except ImportError as error:
         raise ConfigError(f"finding near duplicates needs imagehash: pip install \"faceattr[label]\" ({error})") \
             from error
-    return str(imagehash.phash(Image.fromarray(image)))
+    return imagehash
+
+
+def phash_of(image: np.ndarray) -> str:
+    """The perceptual hash (imagehash ``phash``, 64 bits) of an RGB array, as 16 hex digits.
+
+    Raises:
+        ConfigError: If imagehash is not installed (the message names the extra to install).
+
+    >>> ramp = np.tile(np.arange(0, 256, 4, dtype=np.uint8)[:, None, None], (1, 64, 3))  # dark at the top
+    >>> phash_of(ramp), phash_of(ramp[::2, ::2].copy()), phash_of(ramp[::-1].copy())
+    ('8000000000000000', '8000000000000000', '8080008000800080')
+    """
+    return str(imagehash_module().phash(Image.fromarray(image)))
 
 
 def check_photo(path: Path, relative: str, limits: CleanLimits, detector: FaceDetector | None) -> PhotoCheck:
@@ -280,7 +294,7 @@ def clean_folder(folder: str | Path, report: str | Path, quarantine: str | Path 
         raise DatasetError("no image files found", folder)
     if report.resolve() in {path.resolve() for path in paths}:
         raise DatasetError("the report would replace one of the photos; choose another report file", report)
-    phash_of(np.zeros((8, 8, 3), np.uint8))  # imagehash missing: say so now, not after detecting every photo
+    imagehash_module()  # missing: say so now, not after detecting every photo
     relatives = [path.relative_to(folder).as_posix() for path in paths]
     logger.info("%s: %d files to check with %d worker(s)", folder, len(paths), workers)
     detector = None if skip_faces else detector or FaceDetector("mtcnn")
