@@ -104,8 +104,9 @@ class BradleyTerryFit:
     Attributes:
         scores: log-strengths, centred to mean 0.
         standard_errors: each score's standard error, from the inverse of the observed Fisher
-            information of the regularised likelihood (the Hessian at the maximum), centred like
-            the scores. An image without votes gets ``1 / sqrt(2 alpha)``.
+            information of the regularised likelihood (the Hessian at the maximum), for the score
+            measured against the mean score of the rated images. An image without votes gets
+            about ``1 / sqrt(2 alpha)`` (7.07 at :data:`BT_ALPHA`).
     """
 
     scores: np.ndarray
@@ -182,9 +183,13 @@ def fit_bradley_terry(n: int, first, second, outcome, alpha: float = BT_ALPHA) -
     first, second, outcome = _vote_arrays(n, first, second, outcome)
     scores = bradley_terry_scores(n, first, second, outcome, alpha)
     covariance = np.linalg.inv(_information(n, first, second, scores, alpha))
-    # Variance of the centred scores s - mean(s): C = P Sigma P with P = I - 11'/n.
-    row_means = covariance.mean(axis=1)
-    variance = np.diag(covariance) - 2 * row_means + row_means.mean()
+    # The likelihood fixes differences only, so an error is measured against the mean of the rated
+    # images m = w's (the scores' own centre: the penalty makes the rated scores sum to 0 and leaves
+    # unrated ones at 0): Var(s_i - m) = Sigma_ii - 2 (Sigma w)_i + w' Sigma w.
+    rated = np.bincount(first, minlength=n) + np.bincount(second, minlength=n) > 0
+    weights = rated / rated.sum() if rated.any() else np.full(n, 1.0 / n)
+    spread = covariance @ weights
+    variance = np.diag(covariance) - 2 * spread + weights @ spread
     return BradleyTerryFit(scores=scores, standard_errors=np.sqrt(np.maximum(variance, 0.0)))
 
 
