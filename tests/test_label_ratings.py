@@ -83,7 +83,7 @@ def test_standard_errors_shrink_with_votes_and_unrated_images_get_the_prior():
     few = fit_bradley_terry(7, *simulated_votes(strengths, 60))
     many = fit_bradley_terry(7, *simulated_votes(strengths, 2000))
     assert np.all(many.standard_errors[:6] < few.standard_errors[:6] / 3)
-    assert few.scores[6] == pytest.approx(0.0, abs=1e-9) and few.standard_errors[6] == pytest.approx(1 / np.sqrt(2 * 0.01), rel=0.05)
+    assert few.scores[6] == pytest.approx(0.0, abs=1e-9) and few.standard_errors[6] == pytest.approx(np.sqrt((1 + 1 / 6) / (2 * 0.01)), rel=1e-3)
     low, high = many.interval(0.95)
     assert np.all(low < many.scores) and np.all(many.scores < high)
     assert (high - low) == pytest.approx(2 * 1.959964 * many.standard_errors)

@@ -106,7 +106,7 @@ class BradleyTerryFit:
         standard_errors: each score's standard error, from the inverse of the observed Fisher
             information of the regularised likelihood (the Hessian at the maximum), for the score
             measured against the mean score of the rated images. An image without votes gets
-            about ``1 / sqrt(2 alpha)`` (7.07 at :data:`BT_ALPHA`).
+            ``sqrt((1 + 1 / r) / (2 alpha))`` with ``r`` rated images (about 7.07 at :data:`BT_ALPHA`).
     """
 
     scores: np.ndarray
