@@ -22,10 +22,12 @@ import numpy as np
 from scipy import stats
 
 from faceattr.errors import ConfigError, DatasetError
-from faceattr.label.ratings import ELO_START, SCUT_MEAN, SCUT_SD, bradley_terry_scores, elo_update
+from faceattr.label.ratings import (
+    ELO_START, SCUT_MEAN, SCUT_SD, bradley_terry_scores, elo_update, model_prior_mean,
+)
 from faceattr.label.schedule import ScheduleSettings, choose_pair, prior_ratings
 
-ESTIMATORS = ("elo", "bt")
+ESTIMATORS = ("elo", "bt", "bt_prior")
 METRICS = ("spearman", "kendall", "pairwise_accuracy", "top_third", "high_rest_accuracy")
 #: Jitter added to SCUT truths drawn more than once (more images than the 3,300 available), so that
 #: copies are distinct images of nearly equal score rather than exact ties.
@@ -119,31 +121,37 @@ class SimulationResult:
 
 
 def simulate(truth: np.ndarray, settings: ScheduleSettings, rater: RaterModel | None = None,
-             estimators: Sequence[str] = ESTIMATORS, prior: np.ndarray | None = None, seed: int = 0,
+             estimators: Sequence[str] | None = None, prior: np.ndarray | None = None,
+             prior_correlation: float = 0.82, seed: int = 0,
              checkpoints: Sequence[float] | None = None) -> SimulationResult:
     """Runs a labelling project with simulated raters, one vote at a time, and measures it.
 
     The schedule sees the live Elo, as the store's would; a ``"model"`` project's Elo starts at
     :func:`~faceattr.label.schedule.prior_ratings` of ``prior``. At each checkpoint (votes per
     image, the seeds' convention) each estimator is measured: ``"elo"`` the live Elo, ``"bt"`` a
-    Bradley-Terry fit over the votes so far.
+    Bradley-Terry fit over the votes so far, ``"bt_prior"`` the same with the prior as its Gaussian
+    prior (:func:`~faceattr.label.ratings.model_prior_mean`).
 
     Args:
         truth: each image's true score.
         settings: the schedule.
         rater: the rater model (:class:`RaterModel` defaults).
-        estimators: among :data:`ESTIMATORS`.
-        prior: the model's score per image; required for the ``"model"`` scheme.
+        estimators: among :data:`ESTIMATORS`; ``elo`` and ``bt``, and ``bt_prior`` when a prior is given,
+            by default.
+        prior: the model's score per image; required for the ``"model"`` scheme and ``"bt_prior"``.
+        prior_correlation: the prior's correlation with the truth, as ``"bt_prior"`` assumes it.
         seed: seeds the generator: the same seed gives the same numbers.
         checkpoints: votes per image at which to measure; ``(settings.votes_per_image,)`` by default.
     """
     truth = np.asarray(truth, dtype=np.float64)
     n, rater = truth.size, rater or RaterModel()
+    if estimators is None:
+        estimators = ESTIMATORS if prior is not None else ("elo", "bt")
     unknown = set(estimators) - set(ESTIMATORS)
     if unknown:
         raise ConfigError(f"unknown estimator {sorted(unknown)[0]!r}; choose from {', '.join(ESTIMATORS)}")
-    if settings.scheme == "model" and prior is None:
-        raise ConfigError("the model scheme needs a prior score per image")
+    if prior is None and (settings.scheme == "model" or "bt_prior" in estimators):
+        raise ConfigError("the model scheme and the bt_prior estimator need a prior score per image")
     checkpoints = sorted(checkpoints or (settings.votes_per_image,))
     rng = np.random.default_rng(seed)
     elo = prior_ratings(prior) if settings.scheme == "model" else np.full(n, ELO_START)
@@ -164,8 +172,15 @@ def simulate(truth: np.ndarray, settings: ScheduleSettings, rater: RaterModel | 
             counts[b] += 1
             first[done], second[done], outcome[done] = a, b, s
             done += 1
+        votes = first[:done], second[:done], outcome[:done]
         for estimator in estimators:
-            estimate = elo if estimator == "elo" else bradley_terry_scores(n, first[:done], second[:done], outcome[:done])
+            if estimator == "elo":
+                estimate = elo
+            elif estimator == "bt":
+                estimate = bradley_terry_scores(n, *votes)
+            else:
+                mean, alpha = model_prior_mean(n, *votes, prior, prior_correlation)
+                estimate = bradley_terry_scores(n, *votes, alpha=alpha, prior_mean=mean)
             result.rows.append({"votes_per_image": checkpoint, "estimator": estimator, "votes": done,
                                 **ranking_metrics(estimate, truth)})
     return result
@@ -223,7 +238,7 @@ def run_simulate(args: argparse.Namespace, stdout: TextIO) -> int:
                                 votes_per_image=args.votes_per_image, cap_per_image=args.cap)
     prior = model_prior(truth, args.prior_correlation, rng) if args.scheme == "model" else None
     result = simulate(truth, settings, RaterModel(args.judge_sd, args.random_clicks), prior=prior,
-                      seed=args.seed, checkpoints=args.checkpoints)
+                      prior_correlation=args.prior_correlation, seed=args.seed, checkpoints=args.checkpoints)
     table = format_table(result)
     print(table, file=stdout)
     if args.out is not None:
