@@ -4,11 +4,12 @@ split-half reliability, per-rater statistics and the 1-5 scale."""
 import choix
 import numpy as np
 import pytest
+from scipy import stats
 
 from faceattr.errors import ConfigError
 from faceattr.label.ratings import (
     SCUT_MEAN, beauty_scale, bradley_terry_scores, elo_expected, elo_ratings, elo_update, fit_bradley_terry,
-    rater_statistics, split_half_reliability,
+    model_prior_mean, rater_statistics, split_half_reliability,
 )
 
 
@@ -121,3 +122,20 @@ def test_beauty_scale_standardises_onto_scut():
     assert mapped.min() >= 1.0 and mapped.max() <= 5.0
     assert beauty_scale(np.array([-1.0, 1.0])).mean() == pytest.approx(SCUT_MEAN)
     assert beauty_scale(np.zeros(3)) == pytest.approx([SCUT_MEAN] * 3)
+
+
+def test_a_model_prior_puts_the_model_on_the_score_scale_and_sharpens_a_few_votes():
+    rng = np.random.default_rng(3)
+    strengths = rng.normal(0, 1.5, 300)
+    prior = strengths / 1.5 + np.sqrt(1 / 0.8**2 - 1) * rng.normal(size=300)  # correlation about 0.8
+    first, second, outcome = simulated_votes(strengths, 600, seed=4)
+    mean, alpha = model_prior_mean(300, first, second, outcome, prior, correlation=0.8)
+    # mean = b z, b about correlation * sd(strengths) = 1.2; two votes an image overfit (b larger).
+    assert 1.0 < np.std(mean) < 1.8
+    assert alpha == pytest.approx(1 / (2 * np.var(mean) * (1 - 0.64) / 0.64), rel=1e-6)
+    informed = bradley_terry_scores(300, first, second, outcome, alpha=alpha, prior_mean=mean)
+    alone = bradley_terry_scores(300, first, second, outcome)
+    rho = [stats.spearmanr(estimate, strengths).statistic for estimate in (alone, informed, prior)]
+    assert rho[1] > max(rho[0], rho[2]) + 0.03
+    with pytest.raises(ConfigError, match="correlation.*1.5"):
+        model_prior_mean(300, first, second, outcome, prior, correlation=1.5)

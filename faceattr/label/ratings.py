@@ -182,6 +182,8 @@ def model_prior_mean(n: int, first, second, outcome, prior: np.ndarray, correlat
     ``correlation * sd(true scores)``). Given the model's ``correlation`` with the truth (the model
     card's held-out Pearson, e.g. 0.82 for faceattr's beauty score), the truth scatters around
     ``b z`` with variance ``b^2 (1 - correlation^2) / correlation^2``, whence the prior's strength.
+    With few votes an image the votes-only fit spreads wider than the truth (maximum likelihood
+    overfits), so ``b`` comes out larger and the prior weaker: it errs on the side of the votes.
 
     Returns:
         ``(prior_mean, alpha)`` for :func:`bradley_terry_scores`. With no informative votes yet
