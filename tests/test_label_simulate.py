@@ -3,14 +3,16 @@ seeds' scheme, and the CLI functions."""
 
 import argparse
 import io
+import json
 
 import numpy as np
 import pytest
 
 from faceattr.errors import ConfigError
+from faceattr.label.benchmark import NOISE_GRID, BenchmarkSettings, run_labelling_benchmark
 from faceattr.label.schedule import ScheduleSettings
 from faceattr.label.simulate import (
-    RaterModel, add_simulate_arguments, model_prior, normal_truth, ranking_metrics, run_simulate, scut_truth,
+    METRICS, RaterModel, add_simulate_arguments, model_prior, normal_truth, ranking_metrics, run_simulate, scut_truth,
     simulate, votes_to_reach,
 )
 
@@ -89,7 +91,7 @@ def test_scut_truth_draws_real_mean_ratings(shared_data):
     assert many.size == 4000 and many.std() == pytest.approx(0.69, abs=0.05)
 
 
-def test_run_simulate_prints_a_table_and_writes_csv_and_markdown(tmp_path):
+def test_run_simulate_prints_a_table_and_writes_markdown_and_json(tmp_path):
     parser = argparse.ArgumentParser()
     add_simulate_arguments(parser)
     args = parser.parse_args(["--images", "60", "--scheme", "model", "--votes-per-image", "3", "--checkpoints",
@@ -98,6 +100,21 @@ def test_run_simulate_prints_a_table_and_writes_csv_and_markdown(tmp_path):
     assert run_simulate(args, out) == 0
     table = out.getvalue()
     assert "| votes/image | estimator | spearman" in table and "| 3 | bt_prior |" in table
-    lines = (tmp_path / "sim" / "simulation.csv").read_text().splitlines()
-    assert lines[0].startswith("votes_per_image,estimator,votes,spearman") and len(lines) == 1 + 2 * 3
+    rows = json.loads((tmp_path / "sim" / "simulation.json").read_text())
+    assert [(row["votes_per_image"], row["estimator"]) for row in rows][:3] == [(1, "elo"), (1, "bt"), (1, "bt_prior")]
+    assert len(rows) == 6 and rows[-1]["votes"] == 180
     assert (tmp_path / "sim" / "simulation.md").read_text().startswith("| votes/image")
+
+
+def test_the_labelling_benchmark_writes_its_tables_and_plots(tmp_path):
+    settings = BenchmarkSettings(data=None, noise_images=40, images=(60,), curve_images=60, repeats=1, budgets=(1, 2))
+    parts = run_labelling_benchmark(settings, tmp_path)
+    assert len(parts["noise"]["rows"]) == len(NOISE_GRID) * len(METRICS)
+    assert [row["rmse"] for row in parts["noise"]["rows"]] == sorted(row["rmse"] for row in parts["noise"]["rows"])
+    assert "| 60 | 1,200 | 75% |" in parts["seeds_table"]["table"]
+    assert set(parts["curves"]["needed"]) == {"seeds", "model"}
+    for name in ("noise", "seeds_table", "curves"):
+        assert (tmp_path / f"labelling_{name}.md").read_text() == parts[name]["table"] + "\n"
+        assert (tmp_path / f"labelling_{name}.json").is_file()
+    assert (tmp_path / "labelling_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "labelling_seeds_table.png").stat().st_size > 0

@@ -41,10 +41,11 @@ TARGET = 0.9
 
 @dataclass
 class BenchmarkSettings:
-    """What the benchmark runs: ``images`` for the seeds' table, ``curve_images`` and ``repeats``
-    (seeds) for the curves, ``rater`` as the default rater model."""
+    """What the benchmark runs: ``noise_images`` for the noise calibration, ``images`` for the seeds'
+    table, ``curve_images`` and ``repeats`` (seeds) for the curves, ``rater`` as the default rater model."""
 
     data: Path | None
+    noise_images: int = 1000
     images: Sequence[int] = tuple(SEEDS_TABLE)
     curve_images: int = 1000
     repeats: int = 3
@@ -59,10 +60,10 @@ def _truth(settings: BenchmarkSettings, n: int, rng: np.random.Generator) -> np.
 
 
 def noise_calibration(settings: BenchmarkSettings) -> dict[str, Any]:
-    """Each rater model of :data:`NOISE_GRID` and metric at 1,000 images, 20 votes an image, Elo
-    (the seeds' estimator), against the seeds' 1,000-image row: root mean square difference."""
+    """Each rater model of :data:`NOISE_GRID` and metric at 20 votes an image, Elo (the seeds'
+    estimator), against the seeds' 1,000-image row: root mean square difference."""
     rows = []
-    truth = _truth(settings, 1000, np.random.default_rng(0))
+    truth = _truth(settings, settings.noise_images, np.random.default_rng(0))
     for judge_sd, clicks in NOISE_GRID:
         rater = RaterModel(judge_sd, clicks)
         runs = [simulate(truth, ScheduleSettings(random_share=share), rater, estimators=("elo",), seed=1).rows[0]
@@ -71,6 +72,7 @@ def noise_calibration(settings: BenchmarkSettings) -> dict[str, Any]:
             values = [run[metric] for run in runs]
             rows.append({"judge_sd": judge_sd, "random_clicks": clicks, "metric": metric, "values": values,
                          "rmse": float(np.sqrt(np.mean((np.array(values) - SEEDS_TABLE[1000]) ** 2)))})
+        log.info("noise calibration: judge_sd %g, %.0f%% random clicks done", judge_sd, clicks * 100)
     rows.sort(key=lambda row: row["rmse"])
     lines = ["| judge_sd | random clicks | metric | 100% | 75% | 50% | 25% | RMS difference from the seeds |",
              "|---|---|---|---|---|---|---|---|",
@@ -182,11 +184,11 @@ def plot_seeds_table(table: dict[str, Any], path: Path, metric: str = "pairwise_
 
     def draw(axes: Any) -> None:
         shares = [s * 100 for s in RANDOM_SHARES]
-        for n, seeds in SEEDS_TABLE.items():
+        for n in dict.fromkeys(row["images"] for row in table["rows"]):
             ours = [r[metric] for r in table["rows"] if r["images"] == n and r["estimator"] == "elo"]
-            if ours:
-                line, = axes.plot(shares, ours, "-o", markersize=3, label=f"{n:,} images, simulated")
-                axes.plot(shares, seeds, ":x", color=line.get_color(), label=f"{n:,} images, seeds")
+            line, = axes.plot(shares, ours, "-o", markersize=3, label=f"{n:,} images, simulated")
+            if n in SEEDS_TABLE:
+                axes.plot(shares, SEEDS_TABLE[n], ":x", color=line.get_color(), label=f"{n:,} images, seeds")
         axes.set(xlabel="share of votes drawn at random (%)", ylabel=metric.replace("_", " ") + " (Elo)",
                  title="The seeds' table and the simulation (20 votes per image)")
         axes.invert_xaxis()

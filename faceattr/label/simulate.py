@@ -12,7 +12,6 @@ around the image's mean rating judges pairs this way.
 from __future__ import annotations
 
 import argparse
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from scipy import stats
 
 from faceattr.errors import ConfigError, DatasetError
+from faceattr.files import save_table
 from faceattr.label.ratings import (
     ELO_START, SCUT_MEAN, SCUT_SD, bradley_terry_scores, elo_update, model_prior_mean,
 )
@@ -218,7 +218,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prior-correlation", type=float, default=0.82,
                         help="the model prior's correlation with the truth, model scheme (default 0.82)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="folder for simulation.csv and simulation.md")
+    parser.add_argument("--out", type=Path, default=None, help="folder for simulation.md and simulation.json")
 
 
 def format_table(result: SimulationResult) -> str:
@@ -231,7 +231,8 @@ def format_table(result: SimulationResult) -> str:
 
 
 def run_simulate(args: argparse.Namespace, stdout: TextIO) -> int:
-    """Runs ``faceattr label simulate``: prints the table, writes CSV and Markdown under ``--out``."""
+    """Runs ``faceattr label simulate``: prints the table, writes it (``simulation.md``) and its rows
+    (``simulation.json``) under ``--out``."""
     rng = np.random.default_rng(args.seed)
     truth = scut_truth(args.data, args.images, rng) if args.truth == "scut" else normal_truth(args.images, rng)
     settings = ScheduleSettings(scheme=args.scheme, random_share=args.random_share,
@@ -242,12 +243,7 @@ def run_simulate(args: argparse.Namespace, stdout: TextIO) -> int:
     table = format_table(result)
     print(table, file=stdout)
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        with open(args.out / "simulation.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(result.rows[0]))
-            writer.writeheader()
-            writer.writerows(result.rows)
-        (args.out / "simulation.md").write_text(table + "\n", encoding="utf-8")
-        print(f"wrote {args.out / 'simulation.csv'} and {args.out / 'simulation.md'}", file=stdout)
+        markdown, figures = save_table(args.out, "simulation", table + "\n", result.rows)
+        print(f"wrote {markdown} and {figures}", file=stdout)
     return 0
 
