@@ -7,7 +7,12 @@ Three parts, written to ``--out`` as Markdown + JSON (and two PNG plots):
    50 / 25 % random pairs, every metric for Elo and Bradley-Terry;
 3. ``labelling_curves``: Spearman against votes per image for the seeds' and the model-seeded
    scheduler, Elo, Bradley-Terry and Bradley-Terry with the model prior, and the votes per image each
-   needs to reach 0.9.
+   needs to reach 0.9;
+4. ``labelling_real_prior`` (with ``--predictions``): the same curves on held-out SCUT images with a real
+   model's beauty predictions as the prior, e.g. the default model's on SCUT fold 0:
+   ``python tools/eval.py faceattr/weights/default.safetensors 'data.sources=[{kind: scut, root:
+   ../shared/data/scut_fbp5500, folds: 5, fold: 0}]' --device cpu --out /tmp/scut_fold0``, then
+   ``--predictions /tmp/scut_fold0/report.json``.
 
 Examples:
     python tools/benchmark_labelling.py
@@ -39,6 +44,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--judge-sd", type=float, default=RaterModel.judge_sd,
                         help=f"rater noise in truth units (default: {RaterModel.judge_sd})")
     parser.add_argument("--random-clicks", type=float, default=0.0, help="share of random clicks (default: 0)")
+    parser.add_argument("--predictions", type=Path, default=None,
+                        help="tools/eval.py's report.json of a model on held-out SCUT images: adds curves with its "
+                             "beauty predictions as the prior")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "labelling", help="output folder")
     return parser
 
@@ -47,10 +55,11 @@ def main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     settings = BenchmarkSettings(data=args.data, images=args.images, curve_images=args.curve_images,
                                  repeats=args.repeats, rater=RaterModel(args.judge_sd, args.random_clicks),
-                                 budgets=args.budgets)
+                                 budgets=args.budgets, predictions=args.predictions)
     parts = run_labelling_benchmark(settings, args.out)
-    for name in ("noise", "seeds_table", "curves"):
-        print(parts[name]["table"], end="\n\n")
+    for name in ("noise", "seeds_table", "curves", "real_prior"):
+        if name in parts:
+            print(parts[name]["table"], end="\n\n")
     print(f"{parts['seconds']:.0f} s; written to {args.out}")
 
 

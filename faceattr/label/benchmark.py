@@ -8,6 +8,7 @@ folder has them, normal draws with SCUT's spread otherwise; the folder used is r
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from faceattr.errors import DatasetError
 from faceattr.files import save_table
 from faceattr.label.schedule import ScheduleSettings
 from faceattr.label.simulate import (
@@ -42,7 +44,9 @@ TARGET = 0.9
 @dataclass
 class BenchmarkSettings:
     """What the benchmark runs: ``noise_images`` for the noise calibration, ``images`` for the seeds'
-    table, ``curve_images`` and ``repeats`` (seeds) for the curves, ``rater`` as the default rater model."""
+    table, ``curve_images`` and ``repeats`` (seeds) for the curves, ``rater`` as the default rater
+    model; ``predictions``, an evaluation report with a real model's beauty predictions of held-out
+    images (``tools/eval.py``'s report.json), adds curves with those as the prior and truth."""
 
     data: Path | None
     noise_images: int = 1000
@@ -51,6 +55,7 @@ class BenchmarkSettings:
     repeats: int = 3
     rater: RaterModel = field(default_factory=RaterModel)
     budgets: Sequence[int] = BUDGETS
+    predictions: Path | None = None
 
 
 def _truth(settings: BenchmarkSettings, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -114,21 +119,42 @@ def _mean_curves(results: list[SimulationResult], estimators: Sequence[str]) -> 
     return curves
 
 
-def scheduling_curves(settings: BenchmarkSettings) -> dict[str, Any]:
+def _simulated_prior(settings: BenchmarkSettings, repeat: int) -> tuple[np.ndarray, np.ndarray]:
+    """A truth of ``curve_images`` and a simulated model score of :data:`PRIOR_CORRELATION` with it."""
+    rng = np.random.default_rng(1000 + repeat)
+    truth = _truth(settings, settings.curve_images, rng)
+    return truth, model_prior(truth, PRIOR_CORRELATION, rng)
+
+
+def read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(target, predicted)`` beauty scores from an evaluation report (``tools/eval.py``'s report.json)."""
+    try:
+        found = json.loads(Path(path).read_text(encoding="utf-8"))["beauty_predictions"]
+        return np.asarray(found["target"], dtype=float), np.asarray(found["predicted"], dtype=float)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DatasetError(f"{path}: no beauty_predictions with target and predicted ({error})") from error
+
+
+def scheduling_curves(settings: BenchmarkSettings,
+                      draw: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, Any]:
     """Spearman against votes per image for seeds' and model-seeded scheduling, each with Elo,
-    Bradley-Terry and Bradley-Terry with the model prior, averaged over ``repeats`` truths; and
-    the votes per image each needs to reach :data:`TARGET`."""
-    n, budgets = settings.curve_images, list(settings.budgets)
-    seeds_runs, model_runs = [], []
+    Bradley-Terry and Bradley-Terry with the model prior, averaged over ``repeats`` projects; and
+    the votes per image each needs to reach :data:`TARGET`.
+
+    Args:
+        draw: ``repeat -> (truth, prior)``; a simulated prior (:func:`_simulated_prior`) by default.
+    """
+    draw = draw or (lambda repeat: _simulated_prior(settings, repeat))
+    budgets, seeds_runs, model_runs = list(settings.budgets), [], []
     for repeat in range(settings.repeats):
-        rng = np.random.default_rng(1000 + repeat)
-        truth = _truth(settings, n, rng)
-        prior = model_prior(truth, PRIOR_CORRELATION, rng)
+        truth, prior = draw(repeat)
+        # bt_prior assumes the model card's correlation, as a project would; the measured one is reported.
+        measured = float(np.corrcoef(truth, prior)[0, 1])
         per_budget = [simulate(truth, ScheduleSettings(votes_per_image=budget), settings.rater, prior=prior,
-                               seed=repeat) for budget in budgets]
+                               prior_correlation=PRIOR_CORRELATION, seed=repeat) for budget in budgets]
         seeds_runs.append(SimulationResult([row for result in per_budget for row in result.rows]))
         model_runs.append(simulate(truth, ScheduleSettings(scheme="model"), settings.rater, prior=prior,
-                                   seed=repeat, checkpoints=budgets))
+                                   prior_correlation=PRIOR_CORRELATION, seed=repeat, checkpoints=budgets))
         log.info("curves: repeat %d of %d done", repeat + 1, settings.repeats)
     estimators = ("elo", "bt", "bt_prior")
     curves = {"seeds": _mean_curves(seeds_runs, estimators), "model": _mean_curves(model_runs, estimators)}
@@ -143,8 +169,8 @@ def scheduling_curves(settings: BenchmarkSettings) -> dict[str, Any]:
             lines.append(f"| {scheme} | {names[estimator]} | "
                          + " | ".join(f"{v:.3f}" for v in curves[scheme][estimator])
                          + f" | {'not reached' if np.isnan(reach) else f'{reach:.1f}'} |")
-    return {"images": n, "repeats": settings.repeats, "budgets": budgets, "curves": curves, "needed": needed,
-            "prior_correlation": PRIOR_CORRELATION, "table": "\n".join(lines)}
+    return {"images": truth.size, "repeats": settings.repeats, "budgets": budgets, "curves": curves,
+            "needed": needed, "prior_correlation": measured, "table": "\n".join(lines)}
 
 
 def _plot(draw: Callable[[Any], None], path: Path) -> None:
@@ -172,7 +198,8 @@ def plot_curves(curves: dict[str, Any], path: Path) -> None:
                           markersize=3, label=f"{scheme} scheduler, {estimator}")
         axes.axhline(TARGET, color="#555555", linewidth=0.8)
         axes.set(xscale="log", xlabel="votes per image (total votes / images)", ylabel="Spearman with the truth",
-                 title=f"{curves['images']:,} images, mean of {curves['repeats']} simulated projects")
+                 title=f"{curves['images']:,} images, prior correlation {curves['prior_correlation']:.2f}, "
+                       f"mean of {curves['repeats']} simulated projects")
         axes.set_xticks(curves["budgets"], [str(b) for b in curves["budgets"]])
         axes.legend(fontsize=8)
 
@@ -198,16 +225,22 @@ def plot_seeds_table(table: dict[str, Any], path: Path, metric: str = "pairwise_
 
 
 def run_labelling_benchmark(settings: BenchmarkSettings, out: Path) -> dict[str, Any]:
-    """Runs the three parts and writes ``labelling_noise``, ``labelling_seeds_table`` and
-    ``labelling_curves`` (``.md`` + ``.json``) and two PNG plots into ``out``."""
+    """Runs the parts and writes ``labelling_noise``, ``labelling_seeds_table``, ``labelling_curves``
+    and, with ``settings.predictions``, ``labelling_real_prior`` (``.md`` + ``.json``) with their PNG
+    plots into ``out``."""
     started = time.perf_counter()
     parts = {"noise": noise_calibration(settings), "seeds_table": seeds_table(settings),
              "curves": scheduling_curves(settings)}
+    if settings.predictions is not None:
+        truth, prior = read_predictions(settings.predictions)
+        parts["real_prior"] = scheduling_curves(settings, lambda repeat: (truth, prior))
     out.mkdir(parents=True, exist_ok=True)
     for name, part in parts.items():
         record = {key: value for key, value in part.items() if key != "table"}
         save_table(out, f"labelling_{name}", part["table"] + "\n", record)
     plot_curves(parts["curves"], out / "labelling_curves.png")
+    if "real_prior" in parts:
+        plot_curves(parts["real_prior"], out / "labelling_real_prior.png")
     plot_seeds_table(parts["seeds_table"], out / "labelling_seeds_table.png")
     parts["seconds"] = time.perf_counter() - started
     return parts
