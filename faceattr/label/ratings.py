@@ -272,6 +272,7 @@ class RaterStatistics:
             consensus score) that prefer the image the consensus (Bradley-Terry over every rater)
             ranks higher; about 0.5 for a rater who clicks at random. NaN without such votes.
         median_response_ms: median time from showing the pair to the vote.
+        skips: pairs the rater skipped; skips never reach this module, so the store fills it in.
     """
 
     rater: object
@@ -279,6 +280,7 @@ class RaterStatistics:
     ties: int
     agreement: float
     median_response_ms: float
+    skips: int = 0
 
 
 def rater_statistics(rater, first, second, outcome, response_ms, scores: np.ndarray) -> list[RaterStatistics]:
