@@ -114,6 +114,8 @@ def test_a_careless_rater_agrees_with_the_consensus_about_half_the_time():
     assert careless.agreement == pytest.approx(0.5, abs=0.04)
     assert careful.agreement > 0.8
     assert (careless.median_response_ms, careful.median_response_ms) == (300.0, 1500.0)
+    as_objects = rater_statistics(rater.astype(object), first, second, outcome, response_ms, scores)
+    assert [statistics.rater for statistics in as_objects] == ["careless", "careful"]
 
 
 def test_beauty_scale_standardises_onto_scut():

@@ -310,8 +310,9 @@ def rater_statistics(rater, first, second, outcome, response_ms, scores: np.ndar
     for index in np.argsort(first_seen):
         mine = which == index
         mine_decided = mine & decided
+        name = rater[first_seen[index]]
         result.append(RaterStatistics(
-            rater=rater[first_seen[index]].item(), votes=int(mine.sum()), ties=int((mine & (outcome == 0.5)).sum()),
+            rater=name.item() if isinstance(name, np.generic) else name, votes=int(mine.sum()), ties=int((mine & (outcome == 0.5)).sum()),
             agreement=float(agrees[mine_decided].mean()) if mine_decided.any() else float("nan"),
             median_response_ms=float(np.median(response_ms[mine]))))
     return result
