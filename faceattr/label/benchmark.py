@@ -201,6 +201,7 @@ def plot_curves(curves: dict[str, Any], path: Path) -> None:
                  title=f"{curves['images']:,} images, prior correlation {curves['prior_correlation']:.2f}, "
                        f"mean of {curves['repeats']} simulated projects")
         axes.set_xticks(curves["budgets"], [str(b) for b in curves["budgets"]])
+        axes.minorticks_off()
         axes.legend(fontsize=8)
 
     _plot(draw, path)
