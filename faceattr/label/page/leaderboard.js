@@ -132,6 +132,8 @@ function start() {
     `or a median time under ${CARELESS_FAST_MS} ms`;
   $("refresh").addEventListener("click", refresh);
   $("export").addEventListener("click", download);
+  // A new link pasted into this tab changes only the fragment, which loads nothing: start over with it.
+  window.addEventListener("hashchange", () => window.location.reload());
   if (!token || !project) {
     document.body.dataset.state = "error";
     say("Open this page as /leaderboard#token=ADMIN_TOKEN&project=NAME.");

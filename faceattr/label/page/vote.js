@@ -131,6 +131,8 @@ async function start() {
   for (const id of CHOICE_BUTTONS) $(id).addEventListener("click", () => choose(id));
   $("undo").addEventListener("click", undo);
   document.addEventListener("keydown", onKey);
+  // A new link pasted into this tab changes only the fragment, which loads nothing: start over with it.
+  window.addEventListener("hashchange", () => window.location.reload());
   if (!token) {
     setState("error");
     $("question").textContent = "No personal link";
