@@ -36,6 +36,7 @@ from faceattr.inference.results import (  # the results table is shared with fac
     ranked_attributes,
     spreadsheet_safe,
 )
+from faceattr.label.commands import add_label_parser, run_label  # sqlalchemy-free: the store loads on use
 from faceattr.serve.settings import (  # torch- and fastapi-free
     ServeSettings,
     api_key_from_environment,
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "--save-annotated draws 3)")
     add_bulk_parser(commands)
     add_serve_parser(commands)
+    add_label_parser(commands)
     return parser
 
 
@@ -498,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return run_serve(args)
-        return {"predict": run_predict, "bulk": run_bulk}[args.command](args, sys.stdout, sys.stderr)
+        return {"predict": run_predict, "bulk": run_bulk, "label": run_label}[args.command](args, sys.stdout, sys.stderr)
     except FaceAttrError as error:
         sys.stderr.write(f"faceattr: {error}\n")
         return EXIT_USAGE
