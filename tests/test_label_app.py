@@ -119,7 +119,8 @@ def test_an_admin_action_with_a_rater_token_is_403(client: TestClient, project: 
             ("GET", "/api/projects", {}), ("POST", "/api/projects", {"json": {"name": "x", "question": "q?"}}),
             ("GET", "/api/projects/colours", {}), ("POST", "/api/projects/colours/images", {"files": png}),
             ("POST", "/api/projects/colours/raters", {"json": {"name": "sneaky"}}),
-            ("GET", "/api/projects/colours/ratings", {}), ("GET", "/api/projects/colours/export.csv", {})):
+            ("GET", "/api/projects/colours/ratings", {}), ("GET", "/api/projects/colours/labels.csv", {}),
+            ("GET", "/api/projects/colours/export.zip", {})):
         answer = client.request(method, path, headers=rater, **options)
         assert answer.status_code == 403 and error_code(answer) == "forbidden", (method, path, answer.text)
     assert [p.name for p in project.store.projects()] == ["colours"]
@@ -194,6 +195,9 @@ def test_an_upload_adds_every_image_or_none(client: TestClient, project: LabelPr
     refused = upload(client, project.admin, ("c.jpg", swatch_jpeg(2)), ("notes.jpg", b"not a photo at all"))
     assert refused.status_code == 415 and error_code(refused) == "unsupported_media_type"
     assert "notes.jpg" in refused.json()["error"]["message"]
+    # A name already in the project: 409, named; nothing added either.
+    clash = upload(client, project.admin, ("d.jpg", swatch_jpeg(3)), ("a.jpg", swatch_jpeg(4)))
+    assert clash.status_code == 409 and "a.jpg" in clash.json()["error"]["message"]
     assert project.store.project("colours").images == 8
 
 
@@ -234,12 +238,12 @@ def test_the_admin_creates_a_project_and_a_rater_whose_link_keeps_the_token_in_t
 
 
 def test_a_finished_project_issues_no_pair(client: TestClient, store: LabelStore) -> None:
-    small = make_project(store, name="small", images=2, raters=1, votes_per_image=1)
+    small = make_project(store, name="small", images=2, raters=1, cap_per_image=1)  # done after one vote
     token = small.raters[0]
-    while (pair := next_pair(client, token)) is not None:
-        assert vote(client, token, pair["pair_id"]).status_code == 200
+    pair = next_pair(client, token)
+    assert vote(client, token, pair["pair_id"]).status_code == 200
     answer = client.post("/api/next", headers=bearer(token)).json()
-    assert answer["pair"] is None and answer["progress"]["project_votes"] >= 1
+    assert answer["pair"] is None and answer["progress"]["project_votes"] == 1
 
 
 def test_pages_and_errors(client: TestClient) -> None:
@@ -254,3 +258,30 @@ def test_pages_and_errors(client: TestClient) -> None:
     wrong_method = client.get("/api/votes")
     assert wrong_method.status_code == 405 and error_code(wrong_method) == "method_not_allowed"
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_the_export_downloads_are_the_labels_table_and_the_whole_export(client: TestClient,
+                                                                       project: LabelProject) -> None:
+    import csv
+    import zipfile
+
+    from faceattr.label.project import EXPORT_COLUMNS
+
+    token = project.raters[0]
+    while (pair := next_pair(client, token)) is not None and project_votes(project) < 30:
+        better = min(pair["left_id"], pair["right_id"])  # the image added first wins
+        vote(client, token, pair["pair_id"], "left" if better == pair["left_id"] else "right")
+    admin = bearer(project.admin)
+    table = client.get("/api/projects/colours/labels.csv?min_votes=1", headers=admin)
+    assert table.status_code == 200 and table.headers["content-type"].startswith("text/csv")
+    assert 'filename="colours.csv"' in table.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(table.text)))
+    assert tuple(rows[0]) == EXPORT_COLUMNS and len(rows) == 6
+    assert rows[0]["source"] == "image-00" and all(1 <= float(row["beauty"]) <= 5 for row in rows)
+    archive = client.get("/api/projects/colours/export.zip", headers=admin)
+    assert archive.status_code == 200 and archive.headers["content-type"] == "application/zip"
+    names = zipfile.ZipFile(io.BytesIO(archive.content)).namelist()
+    assert {"colours/labels.csv", "colours/votes.csv"} <= set(names)
+    assert sum(name.startswith("colours/images/") for name in names) == 6
+    bad = client.get("/api/projects/colours/labels.csv?high_share=2", headers=admin)
+    assert bad.status_code == 422 and error_code(bad) == "invalid_parameter"

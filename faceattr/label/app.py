@@ -11,7 +11,8 @@ Routes (OpenAPI at ``/docs``); every token travels in ``Authorization: Bearer TO
   settings), ``POST /api/projects/{name}/images`` (multipart ``files``: each sniffed from its bytes,
   held to the pixel and size limits, its face detected and aligned), ``POST /api/projects/{name}/raters``
   (-> ``{token, link}``), ``GET /api/projects/{name}/ratings`` (the leaderboard),
-  ``GET /api/projects/{name}/export.csv``.
+  ``GET /api/projects/{name}/labels.csv`` (the export's table) and ``GET /api/projects/{name}/export.zip``
+  (the whole export: ``labels.csv``, ``votes.csv`` and the crops, as ``faceattr label export`` writes it).
 - Pages: ``GET /vote`` (a rater's personal link is ``/vote#token=...``: the token is in the URL's
   fragment, which browsers never send, so it never reaches a server's or proxy's log) and
   ``GET /leaderboard#token=ADMIN&project=NAME``; ``GET /healthz``.
@@ -25,12 +26,15 @@ from __future__ import annotations
 import io
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, Path as PathParameter, Query, Request
+import numpy as np
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as PathParameter
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -44,9 +48,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from faceattr.errors import ConfigError
 from faceattr.image import PREDICTION_MAX_PIXELS
 from faceattr.label.errors import LabelError
-from faceattr.label.project import prepare_face
+from faceattr.label.project import (
+    FacePreparer,
+    PreparedFace,
+    export_archive,
+    export_files,
+)
 from faceattr.label.schedule import ScheduleSettings
-from faceattr.label.store import LabelStore
+from faceattr.label.store import IssuedPair, LabelStore
 from faceattr.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -80,7 +89,9 @@ class LabelServeSettings:
         max_upload_files: Most image files in one upload request.
         max_json_kb: Largest body of any other request (JSON) in KiB.
         max_pixels: Largest image (width x height), checked from its header before decoding.
-        align: Detect and align each uploaded face (``False``: the photo is taken as the face).
+        align: Detect and align each uploaded face (``False``: the whole photo is what raters see).
+        model: The model that finds the faces and gives model-seeded projects their priors
+            (``None``: the installed default).
     """
 
     database: str = "labels.db"
@@ -92,6 +103,7 @@ class LabelServeSettings:
     max_json_kb: float = 64.0
     max_pixels: int = PREDICTION_MAX_PIXELS
     align: bool = True
+    model: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_upload_files", "max_pixels"):
@@ -222,7 +234,7 @@ class VoteRequest(BaseModel):
 
     pair_id: int = Field(description="from /api/next")
     choice: str = Field(description="left, right, tie or skip")
-    response_ms: float = Field(description="from both faces shown to the key press or tap")
+    response_ms: int = Field(description="milliseconds from both faces shown to the key press or tap")
 
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -270,6 +282,37 @@ async def _uploads(request: Request, settings: LabelServeSettings) -> list[tuple
         sniff_image(data, name, settings.max_upload_bytes, settings.max_pixels)
         files.append((name, data))
     return files
+
+
+def _pair_answer(pair: IssuedPair | None, store: LabelStore, token: str) -> dict[str, Any]:
+    """``{"pair": {pair_id, left_id, right_id} or null, "progress": {...}}``."""
+    if pair is None:
+        return {"pair": None, "progress": store.progress(token).to_dict()}
+    answer = pair.to_dict()
+    return {"progress": answer.pop("progress"), "pair": answer}
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` with numpy scalars as Python numbers and every NaN or infinite float (an agreement
+    without decided votes) as ``None``: JSON has no NaN.
+
+    >>> _json_ready({"agreement": float("nan"), "rows": [np.float32(1.5), float("inf")], "votes": np.int64(3)})
+    {'agreement': None, 'rows': [1.5, None], 'votes': 3}
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    return value
+
+
+def _download_name(project: str) -> str:
+    """A project name as a file name in a Content-Disposition header: letters, digits, '-', '_' and '.' only."""
+    return "".join(char if char.isascii() and (char.isalnum() or char in "-_.") else "_" for char in project) or "export"
 
 
 def create_label_app(store: LabelStore, settings: LabelServeSettings | None = None) -> FastAPI:
@@ -326,6 +369,15 @@ def create_label_app(store: LabelStore, settings: LabelServeSettings | None = No
 
     rater = Depends(rater_token)
     admin = [Depends(admin_token)]
+    # One preparer (its model loads on the first upload) used by one upload at a time: the
+    # predictor is not shared between threads. It always scores the faces (that costs nothing
+    # beyond finding them); only a model-seeded project keeps the score as the prior.
+    preparer = FacePreparer(align=settings.align, prior="beauty" if settings.align else None, model=settings.model)
+    preparing = threading.Lock()
+
+    def prepare(data: bytes, file_name: str) -> PreparedFace:
+        with preparing:
+            return preparer.prepare(data, file_name)
 
     # ---- Rater -------------------------------------------------------------------------------------------------
     # Plain (sync) handlers: FastAPI runs them in its thread pool, so the store's blocking
@@ -338,18 +390,16 @@ def create_label_app(store: LabelStore, settings: LabelServeSettings | None = No
     @app.post("/api/next", responses=_ERROR_RESPONSES,
               summary="The pair to judge (the open one again until voted); pair null when the project is done")
     def next_pair(token: str = rater) -> dict[str, Any]:
-        pair = store.next_pair(token)
-        return {"pair": None if pair is None else pair.to_dict(), "progress": store.progress(token).to_dict()}
+        return _pair_answer(store.next_pair(token), store, token)
 
-    @app.post("/api/votes", responses=_ERROR_RESPONSES, summary="A vote for the pair issued to this rater")
+    @app.post("/api/votes", responses=_ERROR_RESPONSES,
+              summary="A vote for the pair issued to this rater; once answered, it is committed")
     def vote(body: VoteRequest, token: str = rater) -> dict[str, Any]:
-        receipt = store.vote(token, body.pair_id, body.choice, body.response_ms)
-        return {**receipt.to_dict(), "progress": store.progress(token).to_dict()}
+        return store.vote(token, body.pair_id, body.choice, body.response_ms).to_dict()
 
     @app.post("/api/undo", responses=_ERROR_RESPONSES, summary="Takes the rater's last vote back; its pair is open again")
     def undo(token: str = rater) -> dict[str, Any]:
-        pair = store.undo(token)
-        return {"pair": pair.to_dict(), "progress": store.progress(token).to_dict()}
+        return _pair_answer(store.undo(token), store, token)
 
     @app.get("/api/images/{image_id}", responses=_ERROR_RESPONSES, response_class=Response,
              summary="An image of the token's project by id, as JPEG (the aligned face or its thumbnail)")
@@ -379,15 +429,24 @@ def create_label_app(store: LabelStore, settings: LabelServeSettings | None = No
                       "type": "string", "format": "binary"}}}, "required": ["files"]}}}}},
               summary="Adds images: each checked, its face detected and aligned; all or none are added")
     async def add_images(request: Request, name: str) -> dict[str, Any]:
-        await run_in_threadpool(store.project, name)  # 404 before reading a large body for nothing
+        project = await run_in_threadpool(store.project, name)  # 404 before reading a large body for nothing
         files = await _uploads(request, settings)
-        # Every face is prepared before any is stored, so a bad file adds nothing.
-        faces = [(file_name, await run_in_threadpool(prepare_face, data, file_name, settings.align))
-                 for file_name, data in files]
+        taken = set((await run_in_threadpool(store.image_names, name)).values())
+        names = [file_name for file_name, _ in files]
+        clashes = sorted({file_name for file_name in names if file_name in taken or names.count(file_name) > 1})
+        if clashes:
+            raise LabelError(409, "project_exists", f"{', '.join(clashes)}: already in project {name!r} or sent "
+                                                    "twice; rename the file(s)")
+        # Every face is prepared before any is stored, so a photo without a face adds nothing.
+        faces = [await run_in_threadpool(prepare, data, file_name) for file_name, data in files]
+        seeded = project.settings.scheme == "model"
         added = []
-        for file_name, face in faces:
-            image_id = await run_in_threadpool(store.add_image, name, file_name, face.face_jpeg, face.thumbnail_jpeg)
-            added.append({"id": image_id, "name": file_name})
+        for file_name, face in zip(names, faces):
+            image_id = await run_in_threadpool(store.add_image, name, file_name, face.face_jpeg, face.thumbnail_jpeg,
+                                               face.prior if seeded else None)
+            added.append({"id": image_id, "name": file_name, "faces_found": face.faces_found})
+        if seeded:
+            await run_in_threadpool(store.recompute_elo, name)  # the new priors are the images' starting Elo
         return {"added": added}
 
     @app.post("/api/projects/{name}/raters", dependencies=admin, responses=_ERROR_RESPONSES, status_code=201,
@@ -399,13 +458,24 @@ def create_label_app(store: LabelStore, settings: LabelServeSettings | None = No
 
     @app.get("/api/projects/{name}/ratings", dependencies=admin, responses=_ERROR_RESPONSES,
              summary="The leaderboard: Bradley-Terry and Elo per image, reliability, rater statistics")
-    def ratings(name: str) -> dict[str, Any]:
-        return store.ratings(name).to_dict()
+    def ratings(name: str) -> Any:
+        return _json_ready(store.ratings(name).to_dict())
 
-    @app.get("/api/projects/{name}/export.csv", dependencies=admin, responses=_ERROR_RESPONSES,
-             response_class=Response, summary="The project's labels as CSV")
-    def export(name: str) -> Response:
-        raise LabelError(404, "not_found", "export: not wired yet")
+    high_share = Query(0.25, gt=0, lt=1, description="share of the scored images marked high")
+    min_votes = Query(5, ge=1, description="images with fewer votes get no score")
+
+    @app.get("/api/projects/{name}/labels.csv", dependencies=admin, responses=_ERROR_RESPONSES,
+             response_class=Response, summary="The export's labels.csv: one row per image, best first")
+    def labels_csv(name: str, high_share: float = high_share, min_votes: int = min_votes) -> Response:
+        _, table = next(export_files(store, name, high_share, min_votes))  # labels.csv comes first
+        return Response(table, media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{_download_name(name)}.csv"'})
+
+    @app.get("/api/projects/{name}/export.zip", dependencies=admin, responses=_ERROR_RESPONSES,
+             response_class=Response, summary="The whole export: labels.csv, votes.csv and the crops")
+    def export_zip(name: str, high_share: float = high_share, min_votes: int = min_votes) -> Response:
+        return Response(export_archive(store, name, high_share, min_votes), media_type="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="{_download_name(name)}.zip"'})
 
     # ---- Pages -------------------------------------------------------------------------------------------------
 

@@ -27,12 +27,16 @@ function cell(row, text, className) {
   return td;
 }
 
-const fixed = (value, digits) => (value === null || value === undefined || Number.isNaN(value) ? "–" : value.toFixed(digits));
+// A number to a fixed number of digits; "–" for a missing one (the server sends null for "not known yet").
+const fixed = (value, digits) => (typeof value === "number" && Number.isFinite(value) ? value.toFixed(digits) : "–");
+// A count that may be half (a tie counts half a win): "3", "2.5".
+const count = (value) => (typeof value === "number" ? String(Math.round(value * 2) / 2) : "–");
 
 function careless(rater) {
   const decided = rater.votes - (rater.ties || 0) - (rater.skips || 0);
-  const disagreeing = decided >= CARELESS_MIN_VOTES && rater.agreement !== null && rater.agreement < CARELESS_AGREEMENT;
-  const fast = rater.median_response_ms !== null && rater.median_response_ms < CARELESS_FAST_MS;
+  const disagreeing = decided >= CARELESS_MIN_VOTES && typeof rater.agreement === "number"
+    && rater.agreement < CARELESS_AGREEMENT;
+  const fast = typeof rater.median_response_ms === "number" && rater.median_response_ms < CARELESS_FAST_MS;
   return disagreeing || (rater.votes >= CARELESS_MIN_VOTES && fast);
 }
 
@@ -68,7 +72,7 @@ function showImages(rows) {
     cell(row, `${fixed(item.bt_low, 2)} to ${fixed(item.bt_high, 2)}`, "number");
     cell(row, fixed(item.elo, 1), "number");
     cell(row, String(item.votes), "number");
-    cell(row, `${item.wins} / ${item.ties} / ${item.losses}`, "number");
+    cell(row, `${count(item.wins)} / ${item.ties} / ${count(item.losses)}`, "number");
   });
   return thumbnails;
 }
@@ -84,10 +88,11 @@ function showRaters(raters) {
     if (flagged) row.className = "careless";
     cell(row, rater.rater, "name");
     cell(row, String(rater.votes), "number");
-    cell(row, String(rater.ties ?? "–"), "number");
-    cell(row, String(rater.skips ?? "–"), "number");
+    cell(row, count(rater.ties), "number");
+    cell(row, count(rater.skips), "number");
     cell(row, fixed(rater.agreement, 2), "number");
-    cell(row, rater.median_response_ms === null ? "–" : `${Math.round(rater.median_response_ms)} ms`, "number");
+    cell(row, typeof rater.median_response_ms === "number" ? `${Math.round(rater.median_response_ms)} ms` : "–",
+      "number");
     cell(row, flagged ? "careless?" : "");
   }
 }
@@ -98,12 +103,12 @@ async function refresh() {
   try {
     const [info, ratings] = await Promise.all([api(token, projectPath), api(token, `${projectPath}/ratings`)]);
     $("question").textContent = info.question;
-    $("summary").textContent = `${ratings.rows.length} images · ${info.votes ?? "?"} votes · split-half ` +
-      `reliability ${fixed(ratings.reliability, 2)}`;
-    $("summary").dataset.reliability = ratings.reliability;
+    $("summary").textContent = `${ratings.images.length} images · ${info.votes} of ${info.planned_votes} planned ` +
+      `votes · split-half reliability ${ratings.reliability === null ? "not yet (too few votes)" : fixed(ratings.reliability, 2)}`;
+    $("summary").dataset.reliability = ratings.reliability ?? "";
     thumbnailUrls.forEach((url) => URL.revokeObjectURL(url));
     thumbnailUrls = [];
-    const thumbnails = showImages(ratings.rows);
+    const thumbnails = showImages(ratings.images);
     showRaters(ratings.raters);
     await loadThumbnails(thumbnails);
     document.body.dataset.state = "ready";
@@ -116,10 +121,10 @@ async function refresh() {
 
 async function download() {
   try {
-    const text = await api(token, `${projectPath}/export.csv`, { as: "text" });
+    const archive = await api(token, `${projectPath}/export.zip`, { as: "blob" });
     const link = document.createElement("a");
-    link.href = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
-    link.download = `${project}.csv`;
+    link.href = URL.createObjectURL(archive);
+    link.download = `${project}.zip`;
     link.click();
     URL.revokeObjectURL(link.href);
   } catch (error) {
