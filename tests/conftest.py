@@ -149,3 +149,32 @@ def app_in_thread(app: object, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+#: The throwaway PostgreSQL server's URL, set by `.ci/postgres` (CI starts one; locally:
+#: ``eval "$(bash .ci/postgres)"``).
+POSTGRES_URL_VARIABLE = "FACEATTR_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def label_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty labelling database: a SQLite file, then the PostgreSQL server of `.ci/postgres` (emptied
+    first). Without that server the PostgreSQL case skips, except in CI (``CI=true``), where it fails."""
+    import os
+
+    if request.param == "sqlite":
+        return str(tmp_path / "labels.db")
+    url = os.environ.get(POSTGRES_URL_VARIABLE)
+    if not url:
+        message = f"no PostgreSQL server: {POSTGRES_URL_VARIABLE} is not set (start one: eval \"$(bash .ci/postgres)\")"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from sqlalchemy import create_engine
+
+    from faceattr.label.store import Base
+
+    engine = create_engine(url)
+    Base.metadata.drop_all(engine)
+    engine.dispose()
+    return url

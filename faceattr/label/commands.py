@@ -134,14 +134,13 @@ def run_label(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int
 
 
 def _init(store: LabelStore, args: argparse.Namespace, stdout: IO[str]) -> int:
-    from faceattr.label.project import FacePreparer, import_images
+    from faceattr.label.project import FacePreparer, create_project
 
     settings = ScheduleSettings(scheme=args.scheme, random_share=args.random_share,
                                 votes_per_image=args.votes_per_image, cap_per_image=args.cap_per_image)
     prior = args.prior or ("beauty" if args.scheme == "model" else None)
     preparer = FacePreparer(align=not args.no_align, prior=prior, model=args.model)
-    store.create_project(args.project, args.question, settings)
-    summary = import_images(store, args.project, args.images, preparer)
+    summary = create_project(store, args.project, args.question, args.images, preparer, settings)
     stdout.write(f"project {args.project}: {summary.added} images added, {len(summary.left_out)} left out\n")
     for _, why in summary.left_out:  # each message names its photo
         stdout.write(f"  left out: {why}\n")

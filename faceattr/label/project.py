@@ -41,6 +41,7 @@ from faceattr.inference.align import CELEBA_SIZE, align_face
 from faceattr.inference.predictor import Predictor
 from faceattr.label.errors import LabelError
 from faceattr.label.ratings import beauty_scale
+from faceattr.label.schedule import ScheduleSettings
 from faceattr.label.store import LabelStore
 
 logger = logging.getLogger(__name__)
@@ -203,6 +204,16 @@ def list_sources(images: str | Path) -> list[tuple[str, Path, float | None]]:
     return sources
 
 
+def create_project(store: LabelStore, name: str, question: str, images: str | Path, preparer: FacePreparer,
+                   settings: ScheduleSettings | None = None,
+                   on_progress: Callable[[int, int], None] | None = None) -> ImportSummary:
+    """A new project with the photos of a folder or CSV; the photos are listed (and their list
+    checked) before the project is made, so a wrong path leaves no empty project behind."""
+    sources = _sources(images)
+    store.create_project(name, question, settings)
+    return _import(store, name, sources, preparer, on_progress)
+
+
 def import_images(store: LabelStore, project: str, images: str | Path, preparer: FacePreparer,
                   on_progress: Callable[[int, int], None] | None = None) -> ImportSummary:
     """Adds the photos of a folder or CSV to a project (see :func:`list_sources`).
@@ -211,9 +222,18 @@ def import_images(store: LabelStore, project: str, images: str | Path, preparer:
     in the summary; the rest go in. In a model-seeded project the images' Elo is then started
     from their priors.
     """
+    return _import(store, project, _sources(images), preparer, on_progress)
+
+
+def _sources(images: str | Path) -> list[tuple[str, Path, float | None]]:
     sources = list_sources(images)
     if not sources:
         raise DatasetError("no photos found (jpg, png, webp, bmp, tif)", images)
+    return sources
+
+
+def _import(store: LabelStore, project: str, sources: list[tuple[str, Path, float | None]], preparer: FacePreparer,
+            on_progress: Callable[[int, int], None] | None) -> ImportSummary:
     summary = ImportSummary()
     for done, (name, photo, prior) in enumerate(sources, start=1):
         try:

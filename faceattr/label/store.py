@@ -605,7 +605,7 @@ class LabelStore:
         with self._sessions() as session:
             found = self._project(session, project)
             return dict(session.execute(select(Image.id, Image.name).where(Image.project_id == found.id)
-                                        .order_by(Image.id)).tuples().all())
+                                        .order_by(Image.id)).all())
 
     def faces(self, project: str) -> Iterator[tuple[int, str, bytes]]:
         """(id, name, face JPEG) of each image, in id order, one at a time (for the export)."""
@@ -624,10 +624,10 @@ class LabelStore:
                                      .order_by(Image.id)).all()
             index = {row.id: i for i, row in enumerate(images)}
             first, second, outcome, rater_ids, response_ms = self._decided_votes(session, found.id, index)
-            names = dict(session.execute(select(Token.id, Token.name).where(Token.project_id == found.id)).tuples().all())
+            names = dict(session.execute(select(Token.id, Token.name).where(Token.project_id == found.id)).all())
             skips = session.execute(select(Vote.rater_id, func.count()).where(
                 Vote.project_id == found.id, Vote.undone_at.is_(None), Vote.choice == "skip")
-                .group_by(Vote.rater_id)).tuples().all()
+                .group_by(Vote.rater_id)).all()
         n = len(images)
         fit = fit_bradley_terry(n, first, second, outcome)
         low, high = fit.interval()
@@ -652,7 +652,7 @@ class LabelStore:
         """Every vote, undone ones included, in order: the truth the ratings are derived from."""
         with self._sessions() as session:
             found = self._project(session, project)
-            names = dict(session.execute(select(Token.id, Token.name).where(Token.project_id == found.id)).tuples().all())
+            names = dict(session.execute(select(Token.id, Token.name).where(Token.project_id == found.id)).all())
             rows = session.execute(
                 select(Vote, Pair).join(Pair, Vote.pair_id == Pair.id)
                 .where(Vote.project_id == found.id).order_by(Vote.id)).all()
