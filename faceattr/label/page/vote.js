@@ -25,19 +25,26 @@ const page = {
 function setState(state) {
   page.state = state;
   document.body.dataset.state = state;
-  for (const id of CHOICE_BUTTONS) $(id).disabled = state !== "ready";
+  for (const id of CHOICE_BUTTONS) {
+    $(id).disabled = state !== "ready";
+    $(id).hidden = state === "done" && (id === "tie" || id === "skip"); // nothing left to judge
+  }
   $("undo").disabled = !(state === "ready" || state === "done") || page.raterVotes === 0;
   $("done").hidden = state !== "done";
   $("pair").hidden = state === "done" || state === "error";
   $("pair").setAttribute("aria-busy", String(state === "loading" || state === "sending"));
 }
 
-function showProgress(progress) {
+const votes = (count) => `${count} vote${count === 1 ? "" : "s"}`;
+
+// The bar is the project's votes against its plan; a project the scheduler finished early (every image at
+// its cap) shows full.
+function showProgress(progress, done = false) {
   page.raterVotes = progress.rater_votes;
   const planned = Math.max(progress.planned_votes, 1);
-  $("progress").value = Math.min(progress.project_votes / planned, 1);
-  $("progress-text").textContent =
-    `You: ${progress.rater_votes} votes · project: ${progress.project_votes} of ${progress.planned_votes}`;
+  $("progress").value = done ? 1 : Math.min(progress.project_votes / planned, 1);
+  $("progress-text").textContent = `You: ${votes(progress.rater_votes)} · project: ` +
+    (done ? `done, ${votes(progress.project_votes)}` : `${progress.project_votes} of ${progress.planned_votes}`);
 }
 
 function nextFrame() {
@@ -65,7 +72,7 @@ async function show(pair) {
 
 async function advance() {
   const answer = await api(token, "/api/next", { method: "POST" });
-  showProgress(answer.progress);
+  showProgress(answer.progress, answer.pair === null);
   if (answer.pair === null) {
     page.pair = null;
     setState("done");
