@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bulk_parser(commands)
     add_serve_parser(commands)
     add_label_parser(commands)
+    add_clean_parser(commands)
     return parser
 
 
@@ -268,6 +269,88 @@ def run_serve(args: argparse.Namespace) -> int:
     else:
         serve(settings)
     return EXIT_OK
+
+
+CLEAN_EXIT_CODES = f"""exit status:
+  {EXIT_OK}  the folder was checked and the report written, whether or not problems were found (they are in
+     the report: a script reads its problems column, not the status)
+  {EXIT_UNREADABLE}  with --move: some problem files could not be moved (each error on stderr and in the report); the
+     others were moved
+  {EXIT_USAGE}  usage error, no images found, a report that exists (without --force), a file whose place in the
+     quarantine folder is taken (nothing is moved), or imagehash missing (message on stderr)
+  {EXIT_INTERNAL} internal error: a bug in faceattr (traceback on stderr)"""
+
+
+def add_clean_parser(commands: Any) -> None:
+    """The ``clean`` subcommand's arguments (:func:`faceattr.prep.clean.clean_folder`; defaults: ``CleanLimits``')."""
+    from faceattr.prep.clean import CleanLimits  # numpy and PIL only: no torch
+    from faceattr.prep.clean_report import PROBLEMS
+
+    limits = CleanLimits()
+    clean = commands.add_parser(
+        "clean", help="check a folder of photos before labelling: a report, and an optional quarantine",
+        description="Checks every image file under FOLDER (recursively) for: " + ", ".join(PROBLEMS) + ". Writes a "
+                    "CSV report, one row per file (path, status, problems, faces, face size, width, height, bytes, "
+                    "sha256, phash, duplicate_of, distance, moved_to, error). Of duplicates and near duplicates the "
+                    "best copy is kept (fewest other problems, most pixels, largest file, first path) and the others "
+                    "name it. With --quarantine DIR the report says where each problem file would go; with --move "
+                    "too they are moved there at their relative paths. Nothing is ever deleted or overwritten. "
+                    "Near duplicates need imagehash: pip install \"faceattr[label]\".",
+        epilog=CLEAN_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    clean.add_argument("folder", type=Path, metavar="FOLDER", help="the folder of photos")
+    clean.add_argument("--report", type=Path, metavar="FILE",
+                       help="the CSV report (default: FOLDER/clean-report.csv); an existing one is refused "
+                            "unless --force")
+    clean.add_argument("--force", action="store_true", help="replace an existing report")
+    clean.add_argument("--quarantine", type=Path, metavar="DIR",
+                       help="where problem files go, at their paths relative to FOLDER (a dry run without --move)")
+    clean.add_argument("--move", action="store_true",
+                       help="move the problem files to --quarantine DIR (refused as a whole if a place there is taken)")
+    clean.add_argument("--skip-faces", action="store_true",
+                       help="no face detection: only the file, size and duplicate checks (much faster)")
+    clean.add_argument("--min-face", type=_positive, default=limits.min_face, metavar="PX",
+                       help=f"smallest face: its box's shorter side in the photo's pixels (default: {limits.min_face})")
+    clean.add_argument("--min-side", type=_positive, default=limits.min_side, metavar="PX",
+                       help=f"smallest shorter side of a photo (default: {limits.min_side})")
+    clean.add_argument("--max-side", type=_positive, default=limits.max_side, metavar="PX",
+                       help=f"largest longer side of a photo (default: {limits.max_side})")
+    clean.add_argument("--max-aspect", type=float, default=limits.max_aspect, metavar="R",
+                       help=f"largest ratio of longer to shorter side (default: {limits.max_aspect:g})")
+    clean.add_argument("--near-distance", type=int, default=limits.near_distance, metavar="BITS",
+                       help=f"near duplicates: perceptual hashes (phash, 64 bits) at most BITS apart; 0 equal hashes "
+                            f"only, -1 off (default: {limits.near_distance})")
+    clean.add_argument("--workers", type=_positive, default=1, metavar="N",
+                       help="processes checking photos in parallel (default: 1)")
+    clean.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="the face detector's (default: cpu)")
+
+
+def run_clean(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
+    """Runs ``faceattr clean`` with parsed arguments: prints the counts per problem and the report; the exit status.
+
+    Raises:
+        FaceAttrError: A usage error :func:`faceattr.prep.clean.clean_folder` refuses (the caller reports it, status 2).
+    """
+    from faceattr.inference.detect import FaceDetector
+    from faceattr.prep.clean import CleanLimits, clean_folder
+
+    limits = CleanLimits(min_face=args.min_face, min_side=args.min_side, max_side=args.max_side,
+                         max_aspect=args.max_aspect, near_distance=args.near_distance)
+    summary = clean_folder(args.folder, args.report or args.folder / "clean-report.csv", quarantine=args.quarantine,
+                           move=args.move, limits=limits, detector=FaceDetector("mtcnn", device=args.device),
+                           skip_faces=args.skip_faces, workers=args.workers, force=args.force)
+    for error in summary.move_errors:
+        stderr.write(f"faceattr: {printable(error)}\n")
+    stdout.write(f"{len(summary.checks)} files checked in {summary.seconds:.1f} s ({summary.photos_per_second:.1f}/s): "
+                 f"{len(summary.checks) - summary.flagged} ok, {summary.flagged} with problems\n")
+    stdout.write("".join(f"  {problem:<17}{count}\n" for problem, count in summary.counts.items()))
+    if args.quarantine is not None:
+        if args.move:
+            stdout.write(f"moved {summary.moved} files to {printable(str(args.quarantine))}\n")
+        else:
+            stdout.write(f"dry run: {summary.flagged} files would move to {printable(str(args.quarantine))} "
+                         "(add --move to move them)\n")
+    stdout.write(f"report: {printable(str(summary.report))}\n")
+    return EXIT_UNREADABLE if summary.move_errors else EXIT_OK
 
 
 def format_result(result: ImageResult, top: int | None = None) -> list[str]:
@@ -500,7 +583,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return run_serve(args)
-        return {"predict": run_predict, "bulk": run_bulk, "label": run_label}[args.command](args, sys.stdout, sys.stderr)
+        runners = {"predict": run_predict, "bulk": run_bulk, "label": run_label, "clean": run_clean}
+        return runners[args.command](args, sys.stdout, sys.stderr)
     except FaceAttrError as error:
         sys.stderr.write(f"faceattr: {error}\n")
         return EXIT_USAGE

@@ -7,7 +7,7 @@ import logging
 import multiprocessing
 import multiprocessing.pool
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,6 +136,26 @@ def share_buffers_from_main(model: torch.nn.Module, world: World) -> None:
         return
     for tensor in [*model.parameters(), *model.buffers()]:
         dist.broadcast(tensor.data, src=0)
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Runs torch on one thread in the block, then restores the caller's setting.
+
+    MTCNN on photos of a few hundred pixels gains little from more threads, and loses a lot
+    when the cores are busy: on 2 shared cores under load, 30 CelebA photos took 2.4 s with
+    one thread and 13 s with two (OpenMP threads waiting on each other).
+
+    >>> with one_torch_thread():
+    ...     torch.get_num_threads()
+    1
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def spawn_pool(processes: int, initializer: Callable[..., None] | None = None,

@@ -1,1 +1,1 @@
-"""Folders of photos to training data: alignment of whole folders."""
+"""Folders of photos to training data: alignment of whole folders, and cleaning them before labelling."""

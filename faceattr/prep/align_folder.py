@@ -38,7 +38,7 @@ from faceattr.files import remove_stale_temporaries, write_exclusive
 from faceattr.image import IMAGE_EXTENSIONS, read_image
 from faceattr.inference.align import CELEBA_SIZE, align_face
 from faceattr.inference.detect import FaceDetector
-from faceattr.runtime import spawn_pool
+from faceattr.runtime import one_torch_thread, spawn_pool
 
 logger = logging.getLogger(__name__)
 
@@ -302,29 +302,11 @@ def _results(todo: list[str], input_dir: Path, output_dir: Path, size: tuple[int
     """The manifest row of each photo in ``todo``, in input order, from this process or a pool."""
     task = functools.partial(_align_photo, input_dir=input_dir, output_dir=output_dir, size=size)
     if workers == 1 or len(todo) <= 1:
-        with _one_torch_thread():
+        with one_torch_thread():
             yield from (task(photo, detector=detector) for photo in todo)
         return
     with spawn_pool(min(workers, len(todo)), initializer=_init_worker, initargs=(detector,)) as pool:
         yield from pool.imap(task, todo)
-
-
-@contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Runs torch on one thread, then restores the caller's setting.
-
-    MTCNN on photos of a few hundred pixels gains little from more threads, and loses a lot
-    when the cores are busy: on 2 shared cores under load, 30 CelebA photos took 2.4 s with
-    one thread and 13 s with two (OpenMP threads waiting on each other).
-    """
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _init_worker(detector: FaceDetector) -> None:
