@@ -481,7 +481,7 @@ class LabelStore:
             if open_pair is not None:
                 return IssuedPair(open_pair.id, open_pair.left_id, open_pair.right_id, self._progress(session, rater))
             project = self._lock_project(session, rater.project_id)
-            rows = session.execute(select(Image.id, Image.elo, Image.draws, Image.prior)
+            rows = session.execute(select(Image.id, Image.elo, Image.draws)
                                    .where(Image.project_id == project.id).order_by(Image.id)).all()
             if len(rows) < 2:
                 return None
@@ -489,13 +489,11 @@ class LabelStore:
             index = {int(image_id): i for i, image_id in enumerate(ids)}
             seen = session.execute(select(Pair.left_id, Pair.right_id).where(Pair.rater_id == rater.id)).all()
             avoid = {tuple(sorted((index[left], index[right]))) for left, right in seen}
-            priors = [row.prior for row in rows]
-            with self._rng_lock:
+            with self._rng_lock:  # a model-seeded project's Elo started at its priors (_start_ratings)
                 chosen = choose_pair(
                     _settings(project), np.array([row.elo for row in rows], dtype=float),
                     np.array([row.draws for row in rows], dtype=int), self._standing_votes(session, project.id),
-                    self._rng, prior=None if any(p is None for p in priors) else np.array(priors, dtype=float),
-                    avoid=avoid)
+                    self._rng, avoid=avoid)
             if chosen is None:
                 return None
             left, right = int(ids[chosen[0]]), int(ids[chosen[1]])
