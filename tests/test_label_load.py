@@ -6,22 +6,19 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import threading
-import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, app_in_thread
+from conftest import app_in_thread
 from label_web import bearer, make_project
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
 from faceattr.label.app import create_label_app  # noqa: E402  (after the skips: fastapi is an extra)
+from faceattr.label.loadtest import start_server, vote_as_raters  # noqa: E402
 from faceattr.label.ratings import elo_ratings  # noqa: E402
 from faceattr.label.store import OUTCOMES, LabelStore  # noqa: E402
 
@@ -31,58 +28,25 @@ VOTES_EACH = 20
 REPLAY_EVERY = 5
 #: The whole run must end within this (a hung server or a deadlock fails the test rather than the suite).
 DEADLINE_S = 240
-CHOICES = ("left", "right", "left", "right", "tie", "skip")
-
-
-def rater_session(url: str, token: str, seed: int, acknowledged: list, latencies: list, problems: list) -> None:
-    """One rater: VOTES_EACH votes (next pair, vote), every REPLAY_EVERY-th sent a second time."""
-    rng = np.random.default_rng(seed)
-    with httpx.Client(base_url=url, headers=bearer(token), timeout=60) as client:
-        for number in range(VOTES_EACH):
-            pair = client.post("/api/next").json()["pair"]
-            choice = CHOICES[rng.integers(len(CHOICES))]
-            body = {"pair_id": pair["pair_id"], "choice": choice, "response_ms": int(rng.integers(300, 3000))}
-            started = time.perf_counter()
-            answer = client.post("/api/votes", json=body)
-            latencies.append(time.perf_counter() - started)
-            if answer.status_code != 200:
-                problems.append((token, body, answer.status_code, answer.text))
-                continue
-            acknowledged.append((token, pair["pair_id"], choice))
-            if number % REPLAY_EVERY == 0:
-                replay = client.post("/api/votes", json=body)
-                if replay.status_code != 409 or replay.json()["error"]["code"] != "already_voted":
-                    problems.append((token, body, replay.status_code, replay.text))
 
 
 def test_twenty_raters_voting_at_once_lose_no_vote_and_count_none_twice(label_database: str) -> None:
     store = LabelStore(label_database)
     project = make_project(store, name=f"load-{uuid.uuid4().hex[:8]}", images=30, raters=RATERS)
-    acknowledged: list[tuple[str, int, str]] = []
-    latencies: list[float] = []
-    problems: list = []
     with app_in_thread(create_label_app(store)) as url:
-        threads = [threading.Thread(target=rater_session, args=(url, token, seed, acknowledged, latencies, problems))
-                   for seed, token in enumerate(project.raters)]
-        started = time.monotonic()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=max(1.0, DEADLINE_S - (time.monotonic() - started)))
-        elapsed = time.monotonic() - started
-        assert not any(thread.is_alive() for thread in threads), f"raters still voting after {DEADLINE_S} s"
-    p50, p95 = np.percentile(latencies, [50, 95]) * 1000
+        run = vote_as_raters(url, project.raters, VOTES_EACH, replay_every=REPLAY_EVERY, deadline_s=DEADLINE_S)
     backend = "PostgreSQL" if label_database.startswith("postgresql") else "SQLite"
-    print(f"\n{backend}: {len(acknowledged)} votes by {RATERS} raters at once in {elapsed:.1f} s; "
-          f"vote latency p50 {p50:.1f} ms, p95 {p95:.1f} ms")
-    assert problems == []
-    assert len(acknowledged) == RATERS * VOTES_EACH
+    print(f"\n{backend}: {len(run.acknowledged)} votes by {RATERS} raters at once in {run.elapsed_s:.1f} s; "
+          f"vote latency p50 {run.latency_ms(50):.1f} ms, p95 {run.latency_ms(95):.1f} ms")
+    assert run.finished, f"raters still voting after {DEADLINE_S} s"
+    assert run.problems == []
+    assert len(run.acknowledged) == RATERS * VOTES_EACH
+    assert run.replays_refused == RATERS * VOTES_EACH // REPLAY_EVERY
 
     # Every acknowledged vote is in the database exactly once, and nothing else is.
-    names = {token: f"rater-{index}" for index, token in enumerate(project.raters)}
     votes = store.raw_votes(project.name)
     stored = sorted((vote["rater"], vote["pair_id"], vote["choice"]) for vote in votes)
-    assert stored == sorted((names[token], pair_id, choice) for token, pair_id, choice in acknowledged)
+    assert stored == sorted((f"rater-{number}", pair_id, choice) for number, pair_id, choice in run.acknowledged)
     assert len({vote["pair_id"] for vote in votes}) == len(votes)
 
     # The live Elo (updated vote by vote under the project's lock) equals Elo replayed from the raw votes.
@@ -98,25 +62,6 @@ def test_twenty_raters_voting_at_once_lose_no_vote_and_count_none_twice(label_da
     store.close()
 
 
-def start_server(database: Path, port: int) -> subprocess.Popen:
-    """``faceattr label serve`` as a subprocess on ``database``, once it answers."""
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen([sys.executable, "-m", "faceattr.cli", "label", "--db", str(database), "serve",
-                                "--port", str(port)], env=environment, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"faceattr label serve did not start: {process.stderr.read().decode()[-2000:]}")
-        time.sleep(0.1)
-
-
 def test_every_acknowledged_vote_survives_kill_9(tmp_path: Path) -> None:
     from faceattr.serve.loadtest import free_port
 
@@ -125,7 +70,7 @@ def test_every_acknowledged_vote_survives_kill_9(tmp_path: Path) -> None:
     project = make_project(store, images=8, raters=1)
     store.close()
     port = free_port()
-    process = start_server(database, port)
+    process = start_server(str(database), port)
     acknowledged = []
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=bearer(project.raters[0])) as client:
