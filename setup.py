@@ -38,6 +38,8 @@ setup(
         "faceattr.weights": ["*.safetensors", "*.json"],
         # The service's web page, served from the package (no CDN).
         "faceattr.serve.page": ["*.html", "*.js", "*.css", "*.svg"],
+        # The labelling tool's voting and leaderboard pages.
+        "faceattr.label.page": ["*.html", "*.js", "*.css"],
     },
     install_requires=[
         "torch>=2.3",

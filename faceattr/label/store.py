@@ -273,12 +273,14 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
-    """WAL, fsync on every commit, foreign keys, and a writer lock taken when a transaction starts.
+def _sqlite_pragmas(engine: Engine, begin_statement: str) -> None:
+    """WAL, fsync on every commit, foreign keys, and the statement that starts each transaction.
 
     pysqlite's own transaction handling starts transactions lazily and deferred, so two writers can
-    both read, then one fails to upgrade its lock; ``BEGIN IMMEDIATE`` takes the write lock first
-    (SQLAlchemy's documented recipe) and ``busy_timeout`` makes the other wait instead of failing.
+    both read, then one fails to upgrade its lock. The writing engine starts with ``BEGIN IMMEDIATE``,
+    taking the write lock first (SQLAlchemy's documented recipe), and ``busy_timeout`` makes another
+    writer wait instead of failing; the reading engine starts with a plain ``BEGIN``: in WAL mode its
+    snapshot never waits for, nor blocks, a writer.
     """
 
     @event.listens_for(engine, "connect")
@@ -291,7 +293,7 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql(begin_statement)
 
 
 class LabelStore:
@@ -314,10 +316,14 @@ class LabelStore:
         except ImportError as error:  # a PostgreSQL URL without its driver
             raise LabelError(400, "bad_request", f"{make_url(self.url).render_as_string()}: its database "
                              f"driver is missing (pip install \"faceattr[postgres]\"): {error}") from error
+        self._reader = self.engine
         if self.is_sqlite:
-            _sqlite_pragmas(self.engine)
+            _sqlite_pragmas(self.engine, "BEGIN IMMEDIATE")
+            self._reader = create_engine(self.url)
+            _sqlite_pragmas(self._reader, "BEGIN")
         Base.metadata.create_all(self.engine)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._writes = sessionmaker(self.engine, expire_on_commit=False)
+        self._sessions = sessionmaker(self._reader, expire_on_commit=False)
         self._rng = np.random.default_rng()
         self._rng_lock = threading.Lock()  # numpy Generators are not thread-safe
 
@@ -327,10 +333,11 @@ class LabelStore:
     def close(self) -> None:
         """Closes the database connections."""
         self.engine.dispose()
+        self._reader.dispose()
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
-        with self._sessions() as session, session.begin():
+        with self._writes() as session, session.begin():
             yield session
 
     # -- tokens ---------------------------------------------------------------------------------
@@ -474,7 +481,7 @@ class LabelStore:
             if open_pair is not None:
                 return IssuedPair(open_pair.id, open_pair.left_id, open_pair.right_id, self._progress(session, rater))
             project = self._lock_project(session, rater.project_id)
-            rows = session.execute(select(Image.id, Image.elo, Image.draws, Image.prior)
+            rows = session.execute(select(Image.id, Image.elo, Image.draws)
                                    .where(Image.project_id == project.id).order_by(Image.id)).all()
             if len(rows) < 2:
                 return None
@@ -482,13 +489,11 @@ class LabelStore:
             index = {int(image_id): i for i, image_id in enumerate(ids)}
             seen = session.execute(select(Pair.left_id, Pair.right_id).where(Pair.rater_id == rater.id)).all()
             avoid = {tuple(sorted((index[left], index[right]))) for left, right in seen}
-            priors = [row.prior for row in rows]
-            with self._rng_lock:
+            with self._rng_lock:  # a model-seeded project's Elo started at its priors (_start_ratings)
                 chosen = choose_pair(
                     _settings(project), np.array([row.elo for row in rows], dtype=float),
                     np.array([row.draws for row in rows], dtype=int), self._standing_votes(session, project.id),
-                    self._rng, prior=None if any(p is None for p in priors) else np.array(priors, dtype=float),
-                    avoid=avoid)
+                    self._rng, avoid=avoid)
             if chosen is None:
                 return None
             left, right = int(ids[chosen[0]]), int(ids[chosen[1]])
