@@ -70,7 +70,8 @@ def test_every_acknowledged_vote_survives_kill_9(tmp_path: Path) -> None:
     project = make_project(store, images=8, raters=1)
     store.close()
     port = free_port()
-    process = start_server(str(database), port)
+    log = (tmp_path / "serve.log").open("w+b")
+    process = start_server(str(database), port, log)
     acknowledged = []
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=bearer(project.raters[0])) as client:
@@ -83,7 +84,7 @@ def test_every_acknowledged_vote_survives_kill_9(tmp_path: Path) -> None:
     finally:
         os.kill(process.pid, signal.SIGKILL)  # no shutdown, no flush: only what was committed remains
         process.wait(10)
-        process.stderr.close()
+        log.close()
     assert process.returncode == -signal.SIGKILL
     reopened = LabelStore(database)
     assert [vote["vote_id"] for vote in reopened.raw_votes(project.name)] == acknowledged

@@ -17,15 +17,16 @@ import io
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from faceattr.errors import ConfigError
 
@@ -138,13 +139,16 @@ def vote_as_raters(url: str, tokens: Sequence[str], votes_each: int, voter: Vote
     return run
 
 
-def start_server(database: str, port: int, timeout_s: float = 90.0) -> subprocess.Popen:
-    """``faceattr label serve`` on 127.0.0.1:``port`` as a subprocess of this Python, once it answers."""
+def start_server(database: str, port: int, log: IO[bytes], timeout_s: float = 90.0) -> subprocess.Popen:
+    """``faceattr label serve`` on 127.0.0.1:``port`` as a subprocess of this Python, once it answers.
+
+    Its log (one access line per request) goes to ``log``, a file: a pipe nobody reads would fill
+    and stall the server.
+    """
     import httpx
 
     process = subprocess.Popen([sys.executable, "-m", "faceattr.cli", "label", "--db", database, "serve",
-                                "--port", str(port)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+                                "--port", str(port)], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -154,13 +158,16 @@ def start_server(database: str, port: int, timeout_s: float = 90.0) -> subproces
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"faceattr label serve did not start: {process.stderr.read().decode()[-2000:]}")
+            log.seek(0)
+            raise RuntimeError(f"faceattr label serve did not start: {log.read().decode()[-2000:]}")
         time.sleep(0.1)
 
 
 def _plain_jpeg(index: int) -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", (178, 218), (index * 37 % 256, index * 91 % 256, index * 17 % 256)).save(buffer, "JPEG")
+    image = Image.new("RGB", (178, 218), (index * 37 % 256, index * 91 % 256, 128))
+    ImageDraw.Draw(image).text((70, 100), str(index), fill=(0, 0, 0))  # the store refuses two identical faces
+    image.save(buffer, "JPEG")
     return buffer.getvalue()
 
 
@@ -189,14 +196,14 @@ def benchmark_serving(databases: Mapping[str, str], raters: int, votes_each: int
         with socket.socket() as probe:  # a free port of the loopback interface
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        server = start_server(database, port)
-        try:
-            run = vote_as_raters(f"http://127.0.0.1:{port}", tokens, votes_each, replay_every=replay_every,
-                                 deadline_s=deadline_s)
-        finally:
-            server.terminate()
-            server.wait(30)
-            server.stderr.close()
+        with tempfile.TemporaryFile() as log:
+            server = start_server(database, port, log)
+            try:
+                run = vote_as_raters(f"http://127.0.0.1:{port}", tokens, votes_each, replay_every=replay_every,
+                                     deadline_s=deadline_s)
+            finally:
+                server.terminate()
+                server.wait(30)
         votes = len(run.acknowledged)
         figures["backends"][backend] = {
             "votes": votes, "seconds": run.elapsed_s, "votes_per_s": votes / run.elapsed_s,
