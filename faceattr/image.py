@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from faceattr.errors import ConfigError, ImageError
 
@@ -40,6 +40,30 @@ _HIGH_DEPTH_MAX = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535
 #: Transparent pixels are shown over white, as image viewers do; their stored colour is
 #: arbitrary (often black) and would otherwise leak into the input.
 _BACKGROUND = (255, 255, 255)
+
+
+#: The formats an upload to a web app may be, sniffed from its bytes (PIL's magic numbers), never from
+#: a file name; and how a refusal names them.
+UPLOAD_FORMATS: frozenset[str] = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
+UPLOAD_FORMAT_NAMES = "JPEG, PNG, WebP, BMP, GIF, TIFF"
+
+
+def image_header(data: bytes) -> tuple[str | None, tuple[int, int]]:
+    """The format and size an upload's header declares, nothing decoded: ``(None, (0, 0))`` for bytes
+    that are not an image of :data:`UPLOAD_FORMATS`.
+
+    Raises:
+        PIL.Image.DecompressionBombError: The header claims over twice PIL's pixel limit.
+
+    >>> image_header(b"hello")
+    (None, (0, 0))
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            kind, size = image.format, image.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None, (0, 0)
+    return (kind, size) if kind in UPLOAD_FORMATS else (None, (0, 0))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -23,7 +23,6 @@ client sends is ever used as a path.
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import threading
@@ -38,15 +37,16 @@ from fastapi import Path as PathParameter
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from faceattr.asgi import CountedBody, RecordedSend, declared_length
 from faceattr.errors import ConfigError
-from faceattr.image import PREDICTION_MAX_PIXELS
+from faceattr.image import PREDICTION_MAX_PIXELS, UPLOAD_FORMAT_NAMES, image_header
 from faceattr.label.errors import LabelError
 from faceattr.label.project import (
     FacePreparer,
@@ -63,9 +63,6 @@ access_logger = logging.getLogger("faceattr.label.access")
 
 #: The pages' files (package data).
 PAGE_DIR = Path(__file__).resolve().parent / "page"
-
-#: Image types an upload may be, as PIL names them from the bytes (never from a file name).
-ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
 
 #: Headers of every answer: no page may frame this one, no type is guessed, no referrer leaves.
 _SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
@@ -151,36 +148,18 @@ class _Guard:
         path = scope["path"]
         limit = self.upload_limit if path.startswith("/api/projects/") and path.endswith("/images") else self.json_limit
         started = time.perf_counter()
-        received = 0
-        status = 0
-
-        async def counted_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise LabelError(413, "payload_too_large",
-                                     f"request: the body is over this route's limit of {limit:,} bytes")
-            return message
-
-        async def recorded_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message = {**message, "headers": [*message.get("headers", []), *_SECURITY_HEADERS]}
-            await send(message)
-
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        body = CountedBody(receive, limit, lambda limit: LabelError(
+            413, "payload_too_large", f"request: the body is over this route's limit of {limit:,} bytes"))
+        answer = RecordedSend(send, _SECURITY_HEADERS)
+        declared = declared_length(scope)
+        if declared is not None and declared > limit:
             error = LabelError(413, "payload_too_large",
-                               f"request: {int(declared):,} bytes declared, over this route's limit of {limit:,} bytes")
-            await JSONResponse(error.body(), error.status, headers={"Connection": "close"})(scope, receive,
-                                                                                              recorded_send)
+                               f"request: {declared:,} bytes declared, over this route's limit of {limit:,} bytes")
+            await JSONResponse(error.body(), error.status, headers={"Connection": "close"})(scope, receive, answer)
         else:
-            await self.app(scope, counted_receive, recorded_send)
+            await self.app(scope, body, answer)
         access_logger.info("%s %s %s %d %.1fms %dB", (scope.get("client") or ("-",))[0], scope["method"], path,
-                           status, 1000 * (time.perf_counter() - started), received)
+                           answer.status, 1000 * (time.perf_counter() - started), body.received)
 
 
 def sniff_image(data: bytes, name: str, max_bytes: int, max_pixels: int) -> None:
@@ -199,15 +178,11 @@ def sniff_image(data: bytes, name: str, max_bytes: int, max_pixels: int) -> None
     if len(data) > max_bytes:
         raise LabelError(413, "payload_too_large", f"{name}: {len(data):,} bytes, over the limit of {max_bytes:,}")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            kind, (width, height) = image.format, image.size
+        kind, (width, height) = image_header(data)
     except Image.DecompressionBombError as error:  # over twice PIL's own limit: refused by PIL from the header
         raise LabelError(413, "payload_too_large", f"{name}: {error}") from error
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        kind, width, height = None, 0, 0
-    if kind not in ACCEPTED_FORMATS:
-        raise LabelError(415, "unsupported_media_type",
-                         f"{name}: not an image of a supported type (JPEG, PNG, WebP, BMP, GIF, TIFF)")
+    if kind is None:
+        raise LabelError(415, "unsupported_media_type", f"{name}: not an image of a supported type ({UPLOAD_FORMAT_NAMES})")
     if width * height > max_pixels:
         raise LabelError(413, "payload_too_large",
                          f"{name}: {width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,}")

@@ -32,8 +32,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from faceattr.asgi import CountedBody, RecordedSend, declared_length
 from faceattr.serve.auth import check_api_key
 from faceattr.serve.errors import ServiceError
 from faceattr.serve.service import Service
@@ -93,41 +94,25 @@ class _Guard:
         limit = self.settings.max_upload_bytes * (self.settings.max_batch_files if path == "/v1/predict/batch"
                                                   else 1)
         started = time.perf_counter()
-        received = 0
-        status = 0
-
-        async def counted_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise ServiceError(413, "payload_too_large",
-                                       f"upload: the request body is over the limit of {limit:,} bytes")
-            return message
-
-        async def recorded_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if scope["type"] == "http" and declared is not None and declared.isdigit() and int(declared) > limit:
+        body = CountedBody(receive, limit, lambda limit: ServiceError(
+            413, "payload_too_large", f"upload: the request body is over the limit of {limit:,} bytes"))
+        answer = RecordedSend(send)
+        declared = declared_length(scope)
+        if scope["type"] == "http" and declared is not None and declared > limit:
             error = ServiceError(413, "payload_too_large",
-                                 f"upload: {int(declared):,} bytes declared, over the limit of {limit:,} bytes")
+                                 f"upload: {declared:,} bytes declared, over the limit of {limit:,} bytes")
             self.service.metrics.errors.labels(code=error.code).inc()
             response = JSONResponse(error.body(), error.status, headers={"Connection": "close"})
-            await response(scope, receive, recorded_send)
+            await response(scope, receive, answer)
         else:
-            await self.app(scope, counted_receive if scope["type"] == "http" else receive, recorded_send)
+            await self.app(scope, body if scope["type"] == "http" else receive, answer)
         elapsed = time.perf_counter() - started
         if scope["type"] == "http":
             metrics = self.service.metrics
-            metrics.requests.labels(route=route, method=scope["method"], status=str(status)).inc()
+            metrics.requests.labels(route=route, method=scope["method"], status=str(answer.status)).inc()
             metrics.latency.labels(route=route).observe(elapsed)
             access_logger.info("%s %s %s %d %.1fms %dB", (scope.get("client") or ("-",))[0], scope["method"],
-                               path, status, 1000 * elapsed, received)
+                               path, answer.status, 1000 * elapsed, body.received)
 
 
 def _error_response(service: Service, error: ServiceError) -> JSONResponse:

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from faceattr.attributes import ATTRIBUTES, BEAUTY_RANGE
 from faceattr.config import DECISION_POLICIES
 from faceattr.errors import ConfigError, ImageError
 from faceattr.evaluation.summary import headline_figures
-from faceattr.image import read_reduced
+from faceattr.image import UPLOAD_FORMAT_NAMES, image_header, read_reduced
 from faceattr.inference.annotate import annotate
 from faceattr.inference.predictor import Predictor, rescale_faces
 from faceattr.inference.results import FaceResult
@@ -34,9 +34,6 @@ from faceattr.serve.settings import ServeSettings
 from faceattr.version import __version__
 
 logger = logging.getLogger(__name__)
-
-#: Image formats the service decodes, by PIL's name for them; anything else is refused as 415.
-ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
 
 #: Quality of the annotated JPEG answered by ``/v1/annotate``.
 ANNOTATED_QUALITY = 90
@@ -91,15 +88,12 @@ def sniff(data: bytes, max_pixels: int, min_side: int) -> None:
     if not data:
         raise ServiceError(400, "bad_request", "upload: the image is empty (0 bytes)")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            kind, (width, height) = image.format, image.size
+        kind, (width, height) = image_header(data)
     except Image.DecompressionBombError as error:  # over twice PIL's own limit: refused by PIL from the header
         raise ServiceError(413, "image_too_large", f"upload: {error}") from error
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        kind, width, height = None, 0, 0
-    if kind not in ACCEPTED_FORMATS:
+    if kind is None:
         raise ServiceError(415, "unsupported_media_type",
-                           "upload: not an image of a supported type (JPEG, PNG, WebP, BMP, GIF, TIFF)")
+                           f"upload: not an image of a supported type ({UPLOAD_FORMAT_NAMES})")
     if width * height > max_pixels:
         raise ServiceError(413, "image_too_large", f"upload: {width}x{height} is {width * height:,} pixels, over "
                                                    f"the limit of {max_pixels:,}")
