@@ -125,6 +125,20 @@ def scut_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_scut(tmp_path_factory.mktemp("scut"), count=60, size=16)
 
 
+def chromium() -> str:
+    """Debian's ``chromium`` for the pages' browser tests; skips where it is missing, fails where CI should
+    have installed it."""
+    import os
+    import shutil
+
+    path = shutil.which("chromium")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not on PATH: .ci/run installs it with apt-get")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return path
+
+
 @contextlib.contextmanager
 def app_in_thread(app: object, port: int | None = None) -> Iterator[str]:
     """``app`` (an ASGI app) under uvicorn in a thread on 127.0.0.1 until the block ends: its URL.

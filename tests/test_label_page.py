@@ -8,14 +8,12 @@ tests skip, except in CI (``CI=true``), where ``.ci/run`` installs it and its ab
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import app_in_thread
+from conftest import app_in_thread, chromium
 from label_web import LabelProject, bearer, make_project
 
 pytest.importorskip("fastapi")
@@ -30,16 +28,6 @@ PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 #: Votes each of the leaderboard test's two raters casts: 10 per image, every pair of 6 images about 4 times.
 VOTES_EACH = 30
-
-
-def chromium() -> str:
-    """Debian's ``chromium``; skips where it is missing, fails where CI should have installed it."""
-    path = shutil.which("chromium")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not on PATH: .ci/run installs it with apt-get")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    return path
 
 
 @pytest.fixture(scope="module")

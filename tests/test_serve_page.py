@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import app_in_thread
+from conftest import app_in_thread, chromium
 from PIL import Image
 
 from faceattr.files import save_table
@@ -40,16 +38,6 @@ VIDEO_SIZE, VIDEO_FPS, VIDEO_FRAMES = (320, 240), 30, 120  # a webcam's rate, so
 PAN_X, PAN_CROP_WIDTH = (290, 0), 560
 #: How long the webcam test watches the overlay.
 WATCH_S = 4.0
-
-
-def chromium() -> str:
-    """Debian's ``chromium``; skips where it is missing, fails where CI should have installed it."""
-    path = shutil.which("chromium")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not on PATH: .ci/run installs it with apt-get")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    return path
 
 
 @pytest.fixture(scope="module")
