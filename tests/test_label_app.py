@@ -197,7 +197,8 @@ def test_an_upload_adds_every_image_or_none(client: TestClient, project: LabelPr
     assert "notes.jpg" in refused.json()["error"]["message"]
     # A name already in the project: 409, named; nothing added either.
     clash = upload(client, project.admin, ("d.jpg", swatch_jpeg(3)), ("a.jpg", swatch_jpeg(4)))
-    assert clash.status_code == 409 and "a.jpg" in clash.json()["error"]["message"]
+    assert (clash.status_code, error_code(clash)) == (409, "image_exists")
+    assert "a.jpg" in clash.json()["error"]["message"]
     assert project.store.project("colours").images == 8
 
 

@@ -161,8 +161,8 @@ def test_a_rater_sees_only_the_images_of_their_project(store: LabelStore) -> Non
 def test_names_and_faces_are_unique_within_a_project(store: LabelStore) -> None:
     make_project(store)
     assert refusal(store.create_project, "selfies", "Again?").code == "project_exists"
-    assert refusal(store.add_image, "selfies", "selfies/0.jpg", b"new face", b"t").status == 409
-    assert refusal(store.add_image, "selfies", "copy.jpg", b"face selfies 0", b"t").status == 409
+    assert refusal(store.add_image, "selfies", "selfies/0.jpg", b"new face", b"t").code == "image_exists"
+    assert refusal(store.add_image, "selfies", "copy.jpg", b"face selfies 0", b"t").code == "image_exists"
     assert refusal(store.add_image, "nothing", "a.jpg", b"a", b"t").code == "not_found"
     assert refusal(store.create_project, "a/b", "Which?").code == "invalid_parameter"
     assert refusal(store.create_project, "blank", "  ").code == "invalid_parameter"

@@ -410,7 +410,7 @@ def create_label_app(store: LabelStore, settings: LabelServeSettings | None = No
         names = [file_name for file_name, _ in files]
         clashes = sorted({file_name for file_name in names if file_name in taken or names.count(file_name) > 1})
         if clashes:
-            raise LabelError(409, "project_exists", f"{', '.join(clashes)}: already in project {name!r} or sent "
+            raise LabelError(409, "image_exists", f"{', '.join(clashes)}: already in project {name!r} or sent "
                                                     "twice; rename the file(s)")
         # Every face is prepared before any is stored, so a photo without a face adds nothing.
         faces = [await run_in_threadpool(prepare, data, file_name) for file_name, data in files]

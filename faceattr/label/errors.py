@@ -22,6 +22,7 @@ ERROR_CODES: dict[str, str] = {
     "already_voted": "this pair already has this rater's vote (a replayed or double-sent vote)",
     "nothing_to_undo": "the rater has no vote left to undo",
     "project_exists": "a project of that name already exists",
+    "image_exists": "the project already has an image of that name, or the same face",
     "invalid_parameter": "a field has a wrong value (an unknown choice, a negative time)",
     "payload_too_large": "the request body is over the upload limit",
     "unsupported_media_type": "an upload is not an image of a supported type",

@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
-    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -131,7 +130,6 @@ class Token(Base):
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(100))
     project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), nullable=True, index=True)
-    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
@@ -352,7 +350,7 @@ class LabelStore:
     def has_admin_token(self) -> bool:
         """Whether any admin token exists (``faceattr label init`` makes the first)."""
         with self._sessions() as session:
-            return session.scalar(select(Token.id).where(Token.project_id.is_(None), ~Token.revoked).limit(1)) is not None
+            return session.scalar(select(Token.id).where(Token.project_id.is_(None)).limit(1)) is not None
 
     def check_admin(self, token: str | None) -> None:
         """Raises 401 ``unauthorized`` for a missing or unknown token, 403 ``forbidden`` for a rater's."""
@@ -361,8 +359,8 @@ class LabelStore:
 
     def _token(self, session: Session, token: str | None, admin: bool) -> Token:
         found = None if not token else session.scalar(select(Token).where(Token.sha256 == _hash(token)))
-        if found is None or found.revoked:
-            raise LabelError(401, "unauthorized", "the token is missing, unknown or revoked")
+        if found is None:
+            raise LabelError(401, "unauthorized", "the token is missing or unknown")
         if admin and found.project_id is not None:
             raise LabelError(403, "forbidden", "this is a rater's token; the action needs an admin token")
         if not admin and found.project_id is None:
@@ -413,7 +411,7 @@ class LabelStore:
 
     def add_image(self, project: str, name: str, face_jpeg: bytes, thumbnail_jpeg: bytes,
                   prior: float | None = None) -> int:
-        """Adds a face to a project (its id); 409 ``project_exists`` for a name or a face already in it.
+        """Adds a face to a project (its id); 409 ``image_exists`` for a name or a face already in it.
 
         In a model-seeded project the images' Elo starts from their priors (see
         :func:`~faceattr.label.schedule.prior_ratings`, which standardises them over the project):
@@ -429,7 +427,7 @@ class LabelStore:
                 session.flush()
                 return image.id
         except IntegrityError as error:
-            raise LabelError(409, "project_exists",
+            raise LabelError(409, "image_exists",
                              f"{name}: already in project {project!r} (the same name or the same face)") from error
 
     def add_rater(self, project: str, name: str) -> str:
@@ -598,8 +596,8 @@ class LabelStore:
             raise LabelError(422, "invalid_parameter", f"kind: {kind!r} is not face or thumbnail")
         with self._sessions() as session:
             found = None if not token else session.scalar(select(Token).where(Token.sha256 == _hash(token)))
-            if found is None or found.revoked:
-                raise LabelError(401, "unauthorized", "the token is missing, unknown or revoked")
+            if found is None:
+                raise LabelError(401, "unauthorized", "the token is missing or unknown")
             image = session.get(Image, image_id)
             if image is None or (found.project_id is not None and image.project_id != found.project_id):
                 raise LabelError(404, "not_found", f"image {image_id}: no such image in this token's project")
