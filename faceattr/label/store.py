@@ -456,6 +456,10 @@ class LabelStore:
             rater = self._token(session, token, admin=False)
             return self._progress(session, rater)
 
+    def _read_progress(self, rater: Token) -> Progress:
+        with self._sessions() as session:
+            return self._progress(session, rater)
+
     def _progress(self, session: Session, rater: Token) -> Progress:
         project = session.get(Project, rater.project_id)
         images = session.scalar(select(func.count()).where(Image.project_id == project.id)) or 0
@@ -470,36 +474,48 @@ class LabelStore:
 
     def next_pair(self, token: str | None) -> IssuedPair | None:
         """The rater's open pair (issued, not yet voted) or a newly scheduled one; None when the project is done."""
-        with self._transaction() as session:
+        with self._sessions() as session:  # a reloaded page: no lock needed to find the open pair
             rater = self._token(session, token, admin=False)
-            open_pair = session.scalar(
-                select(Pair).where(Pair.rater_id == rater.id,
-                                   ~select(Vote.id).where(Vote.pair_id == Pair.id, Vote.undone_at.is_(None)).exists())
-                .order_by(Pair.id.desc()).limit(1))
-            if open_pair is not None:
-                return IssuedPair(open_pair.id, open_pair.left_id, open_pair.right_id, self._progress(session, rater))
-            project = self._lock_project(session, rater.project_id)
-            rows = session.execute(select(Image.id, Image.elo, Image.draws)
-                                   .where(Image.project_id == project.id).order_by(Image.id)).all()
-            if len(rows) < 2:
-                return None
-            ids = np.array([row.id for row in rows])
-            index = {int(image_id): i for i, image_id in enumerate(ids)}
-            seen = session.execute(select(Pair.left_id, Pair.right_id).where(Pair.rater_id == rater.id)).all()
-            avoid = {tuple(sorted((index[left], index[right]))) for left, right in seen}
-            with self._rng_lock:  # a model-seeded project's Elo started at its priors (_start_ratings)
-                chosen = choose_pair(
-                    _settings(project), np.array([row.elo for row in rows], dtype=float),
-                    np.array([row.draws for row in rows], dtype=int), self._standing_votes(session, project.id),
-                    self._rng, avoid=avoid)
-            if chosen is None:
-                return None
-            left, right = int(ids[chosen[0]]), int(ids[chosen[1]])
-            pair = Pair(project_id=project.id, rater_id=rater.id, left_id=left, right_id=right)
-            session.add(pair)
-            session.execute(update(Image).where(Image.id.in_((left, right))).values(draws=Image.draws + 1))
-            session.flush()
-            return IssuedPair(pair.id, left, right, self._progress(session, rater))
+            open_pair = self._open_pair(session, rater)
+        if open_pair is None:
+            with self._transaction() as session:
+                # Checked again under the lock: the same rater's other tab may have been issued one meanwhile.
+                open_pair = self._open_pair(session, rater) or self._issue_pair(session, rater)
+        if open_pair is None:
+            return None
+        return IssuedPair(open_pair.id, open_pair.left_id, open_pair.right_id, self._read_progress(rater))
+
+    @staticmethod
+    def _open_pair(session: Session, rater: Token) -> Pair | None:
+        return session.scalar(
+            select(Pair).where(Pair.rater_id == rater.id,
+                               ~select(Vote.id).where(Vote.pair_id == Pair.id, Vote.undone_at.is_(None)).exists())
+            .order_by(Pair.id.desc()).limit(1))
+
+    def _issue_pair(self, session: Session, rater: Token) -> Pair | None:
+        """A new pair for ``rater`` from the project's scheduler, under the project's lock; None when it is done."""
+        project = self._lock_project(session, rater.project_id)
+        rows = session.execute(select(Image.id, Image.elo, Image.draws)
+                               .where(Image.project_id == project.id).order_by(Image.id)).all()
+        if len(rows) < 2:
+            return None
+        ids = np.array([row.id for row in rows])
+        index = {int(image_id): i for i, image_id in enumerate(ids)}
+        seen = session.execute(select(Pair.left_id, Pair.right_id).where(Pair.rater_id == rater.id)).all()
+        avoid = {tuple(sorted((index[left], index[right]))) for left, right in seen}
+        with self._rng_lock:  # a model-seeded project's Elo started at its priors (_start_ratings)
+            chosen = choose_pair(
+                _settings(project), np.array([row.elo for row in rows], dtype=float),
+                np.array([row.draws for row in rows], dtype=int), self._standing_votes(session, project.id),
+                self._rng, avoid=avoid)
+        if chosen is None:
+            return None
+        left, right = int(ids[chosen[0]]), int(ids[chosen[1]])
+        pair = Pair(project_id=project.id, rater_id=rater.id, left_id=left, right_id=right)
+        session.add(pair)
+        session.execute(update(Image).where(Image.id.in_((left, right))).values(draws=Image.draws + 1))
+        session.flush()
+        return pair
 
     @staticmethod
     def _lock_project(session: Session, project_id: int) -> Project:
@@ -535,9 +551,11 @@ class LabelStore:
                     left, right = session.get(Image, pair.left_id), session.get(Image, pair.right_id)
                     left.elo, right.elo = elo_update(left.elo, right.elo, OUTCOMES[choice])
                 session.flush()
-                return VoteReceipt(vote.id, pair.id, choice, self._progress(session, rater))
+                vote_id = vote.id
         except IntegrityError as error:  # a concurrent copy of the same vote won the race
             raise LabelError(409, "already_voted", f"pair {pair_id}: already voted") from error
+        # Committed: the progress is read outside the project's lock, which is held as briefly as possible.
+        return VoteReceipt(vote_id, pair_id, choice, self._read_progress(rater))
 
     def undo(self, token: str | None) -> IssuedPair:
         """Withdraws the rater's last standing vote (kept, marked undone) and issues its pair again.
