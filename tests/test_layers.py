@@ -17,7 +17,7 @@ LAYERS = {
     "models": 3,
     "evaluation": 4,
     "inference": 5, "training": 5,
-    "prep": 6, "synthetic": 6, "bulk": 6, "label": 6,
+    "prep": 6, "synthetic": 6, "bulk": 6, "label": 6, "explain": 6,
     "serve": 7, "__init__": 7,
     "cli": 8,
     # One-release re-exports of the old flat modules (see CHANGELOG).
