@@ -8,9 +8,9 @@ import torch
 
 from faceattr.errors import ConfigError
 from faceattr.explain import sparsity
-from faceattr.explain.sparsity import (SPARSITY_MEASURES, contextual, cross_validated_r2, depth_curve_summary, gini,
-                                       gini_per_channel, hoyer, kurtosis, l0, l1, logistic, mean_activation,
-                                       treves_rolls)
+from faceattr.explain.sparsity import (SPARSITY_MEASURES, LayerStatistics, block_names, contextual,
+                                       cross_validated_r2, depth_curve_summary, gini, gini_per_channel, hoyer,
+                                       kurtosis, l0, l1, logistic, mean_activation, treves_rolls)
 
 SCALE_FREE = ("gini", "l1", "kurtosis", "hoyer", "treves_rolls")
 
@@ -200,3 +200,63 @@ def test_cross_validated_r2_refuses_bad_arguments():
     with pytest.raises(ConfigError, match="finite"):
         cross_validated_r2(np.where(features > 2, np.nan, features), ratings)
     assert len(sparsity.RIDGE_ALPHAS) > 5
+
+
+@pytest.fixture(scope="module")
+def tiny_net():
+    from faceattr.models.net import FaceAttrNet
+
+    torch.manual_seed(0)
+    return FaceAttrNet("resnet10t")
+
+
+def test_block_names_are_the_backbone_blocks_in_depth_order(tiny_net):
+    assert block_names(tiny_net) == ["backbone.act1", "backbone.layer1.0", "backbone.layer2.0", "backbone.layer3.0",
+                                     "backbone.layer4.0"]
+    assert block_names(tiny_net.backbone)[0] == "act1"
+    with pytest.raises(ConfigError, match="feature_info"):
+        block_names(torch.nn.Sequential(torch.nn.ReLU()))
+
+
+def test_layer_statistics_streamed_equal_the_one_shot_computation(tiny_net):
+    images = torch.randint(0, 256, (5, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    layers = block_names(tiny_net) + ["backbone.global_pool"]  # pooled (N, 512): no spatial positions
+    # One shot: hold every activation of the whole batch, then measure.
+    held = {}
+    handles = [tiny_net.get_submodule(name).register_forward_hook(
+        lambda module, inputs, output, name=name: held.__setitem__(name, output.detach())) for name in layers]
+    with torch.no_grad():
+        tiny_net.eval()(images)
+    for handle in handles:
+        handle.remove()
+
+    tiny_net.train()  # update() measures in eval mode and gives the mode back
+    with LayerStatistics(tiny_net, layers=layers) as statistics:
+        statistics.update(images[:2])
+        statistics.update(images[2:])
+        streamed = statistics.values()
+    assert tiny_net.training
+    assert all(not tiny_net.get_submodule(name)._forward_hooks for name in layers)  # hooks released
+    assert set(streamed) == set(SPARSITY_MEASURES)
+    for name, measure in SPARSITY_MEASURES.items():
+        assert streamed[name].shape == (5, len(layers)), name
+        for column, layer in enumerate(layers):
+            if name == "gini_per_channel" and layer.endswith("global_pool"):
+                assert np.isnan(streamed[name][:, column]).all()
+                continue
+            np.testing.assert_allclose(streamed[name][:, column], measure(held[layer]), rtol=1e-4, atol=1e-6,
+                                       err_msg=f"{name} at {layer}")
+    # Post-ReLU blocks: silent units exist, and the values feed the depth summary directly.
+    assert (streamed["l0"][:, :-1] > 0).all()
+    assert depth_curve_summary(streamed["hoyer"])["range"].shape == (5,)
+    with pytest.raises(ConfigError, match="closed"):
+        statistics.update(images)
+
+
+def test_layer_statistics_refuses_unknown_names(tiny_net):
+    with pytest.raises(ConfigError, match="'backbone.layer9'"):
+        LayerStatistics(tiny_net, layers=["backbone.layer9"])
+    with pytest.raises(ConfigError, match="entropy"):
+        LayerStatistics(tiny_net, measures=["entropy"])
+    with LayerStatistics(tiny_net, measures=["l0"]) as statistics:
+        assert statistics.values()["l0"].shape == (0, 5)

@@ -24,7 +24,7 @@ Conventions shared by every measure in :data:`SPARSITY_MEASURES`:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -263,38 +263,56 @@ def logistic(depth: np.ndarray, base: float, amplitude: float, steepness: float,
 
 
 # Bounds of the logistic fit, on a curve rescaled to [0, 1]: (base, amplitude, steepness, inflexion).
-_LOGISTIC_LOWER = (-1.0, -3.0, 0.0, 0.0)
-_LOGISTIC_UPPER = (2.0, 3.0, 200.0, 1.0)
+_LOGISTIC_LOWER = np.array([-1.0, -3.0, 0.0, 0.0])
+_LOGISTIC_UPPER = np.array([2.0, 3.0, 100.0, 1.0])
+# The grid the fit starts from: steepness (log-spaced) by inflexion depth.
+_GRID_STEEPNESS, _GRID_INFLEXION = np.meshgrid(np.geomspace(0.5, 100.0, 40), np.linspace(0.0, 1.0, 101))
+
+
+def _grid_start(depth: np.ndarray, scaled: np.ndarray) -> np.ndarray:
+    """The best logistic on a (steepness, inflexion) grid, base and amplitude solved by least squares.
+
+    For a fixed steepness and inflexion the logistic is linear in base and amplitude, so every grid
+    point is a closed-form fit; the best one is the start of :func:`curve_fit`, which then only
+    refines (a start far from the optimum makes it wander up to its evaluation limit).
+    """
+    sigmoids = 1.0 / (1.0 + np.exp(-_GRID_STEEPNESS.ravel()[:, None] * (depth - _GRID_INFLEXION.ravel()[:, None])))
+    centred = sigmoids - sigmoids.mean(axis=1, keepdims=True)
+    variance = (centred**2).sum(axis=1)
+    covariance = centred @ (scaled - scaled.mean())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        explained = np.where(variance > 1e-12, covariance**2 / variance, -np.inf)
+    best = int(np.argmax(explained))
+    amplitude = covariance[best] / variance[best]
+    base = scaled.mean() - amplitude * sigmoids[best].mean()
+    start = np.array([base, amplitude, _GRID_STEEPNESS.ravel()[best], _GRID_INFLEXION.ravel()[best]])
+    return np.clip(start, _LOGISTIC_LOWER, _LOGISTIC_UPPER)
 
 
 def _fit_logistic(depth: np.ndarray, curve: np.ndarray) -> tuple[float, float, float] | None:
     """Fits :func:`logistic` to one curve; ``(slope at the inflexion, steepness, inflexion)`` or None on failure.
 
-    The curve is rescaled to [0, 1] first so that one set of bounds and starting points fits curves of
-    any scale, and the fit starts from a few inflexion guesses, keeping the best, because one start can
-    stop in a flat region of a steep logistic.
+    The curve is rescaled to [0, 1] first so that one set of bounds fits curves of any scale; the fit
+    starts from the best point of a grid (:func:`_grid_start`), and the grid point stands when
+    ``curve_fit`` fails to refine it.
     """
     low, spread = curve.min(), np.ptp(curve)
     if not np.isfinite(curve).all() or spread == 0 or len(curve) < 4:
         return None  # a flat curve has no inflexion; fewer points than parameters fit anything
     scaled = (curve - low) / spread
-    rising = scaled[-1] >= scaled[0]
-    best: tuple[float, np.ndarray] | None = None
-    for start in (0.25, 0.5, 0.75):
-        guess = (0.0, 1.0, 10.0, start) if rising else (1.0, -1.0, 10.0, start)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", OptimizeWarning)
-                params, _ = curve_fit(logistic, depth, scaled, p0=guess, bounds=(_LOGISTIC_LOWER, _LOGISTIC_UPPER),
-                                      maxfev=2000)
-        except (RuntimeError, ValueError):
-            continue
-        error = float(((logistic(depth, *params) - scaled) ** 2).sum())
-        if np.isfinite(error) and (best is None or error < best[0]):
-            best = (error, params)
-    if best is None:
+    params = _grid_start(depth, scaled)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)
+            refined, _ = curve_fit(logistic, depth, scaled, p0=params, bounds=(_LOGISTIC_LOWER, _LOGISTIC_UPPER),
+                                   maxfev=400)
+        if ((logistic(depth, *refined) - scaled) ** 2).sum() <= ((logistic(depth, *params) - scaled) ** 2).sum():
+            params = refined
+    except (RuntimeError, ValueError):
+        pass  # the grid's fit stands
+    _, amplitude, steepness, inflexion = params
+    if not np.isfinite(params).all():
         return None
-    _, amplitude, steepness, inflexion = best[1]
     return float(amplitude * spread * steepness / 4.0), float(steepness), float(inflexion)
 
 
@@ -424,3 +442,143 @@ def cross_validated_r2(features: Array, ratings: Array, folds: int = 10, repeats
             predicted[test] = model.predict(table[test])
         scores.append(r2_score(target, predicted))
     return float(np.mean(scores)), float(np.std(scores))
+
+
+def block_names(model: Any) -> list[str]:
+    """The modules whose outputs :class:`LayerStatistics` measures by default: the backbone's blocks, in order.
+
+    For a timm backbone (a :class:`~faceattr.models.net.FaceAttrNet`'s ``backbone`` or a timm model
+    itself), the modules of its ``feature_info`` (the stem's output and each stage), each stage that
+    is a sequence of blocks replaced by its blocks, so a deeper network gives a finer depth curve
+    (ResNet-50: the stem and 16 blocks).
+
+    Args:
+        model: A FaceAttrNet or a timm model.
+
+    Returns:
+        Module names as ``model.get_submodule`` takes them.
+
+    Raises:
+        ConfigError: When the model has no timm ``feature_info`` to find its blocks by.
+    """
+    from torch import nn
+
+    prefix, backbone = ("backbone.", model.backbone) if hasattr(model, "backbone") else ("", model)
+    stages = [info.get("module") for info in getattr(backbone, "feature_info", None) or []]
+    if not stages or None in stages:
+        raise ConfigError(f"{type(backbone).__name__} has no timm feature_info naming its stages: "
+                          f"pass the layer names to LayerStatistics")
+    names = []
+    for stage in stages:
+        module = backbone.get_submodule(stage)
+        if isinstance(module, nn.Sequential) and len(module) > 0:
+            names.extend(f"{prefix}{stage}.{child}" for child, _ in module.named_children())
+        else:
+            names.append(f"{prefix}{stage}")
+    return names
+
+
+class LayerStatistics:
+    """Sparsity measures of a model's intermediate activations, accumulated batch by batch.
+
+    Forward hooks on the chosen modules measure each module's output as the batch passes and keep only
+    the ``(batch,)`` values, so a dataset of any size is measured without holding its activations. Use
+    it as a context manager (or call :meth:`close`) so the hooks are always removed.
+
+    Args:
+        model: The network (e.g. a :class:`~faceattr.models.net.FaceAttrNet`); it is run in eval mode
+            without gradients by :meth:`update`.
+        layers: Module names (``model.get_submodule`` form), in depth order; default :func:`block_names`.
+        measures: Names from :data:`SPARSITY_MEASURES`; default all of them (``gini_per_channel`` is
+            skipped, as NaN, for modules whose outputs have no spatial positions).
+
+    Raises:
+        ConfigError: For an unknown layer or measure name.
+
+    >>> import torch
+    >>> from faceattr.models.net import FaceAttrNet
+    >>> with LayerStatistics(FaceAttrNet("resnet10t"), measures=["hoyer"]) as statistics:
+    ...     statistics.update(torch.zeros(2, 3, 64, 64, dtype=torch.uint8))
+    ...     statistics.values()["hoyer"].shape
+    (2, 5)
+    """
+
+    def __init__(self, model: Any, layers: Sequence[str] | None = None, measures: Sequence[str] | None = None):
+        self.model = model
+        self.layers = list(block_names(model) if layers is None else layers)
+        self.measures = list(SPARSITY_MEASURES if measures is None else measures)
+        unknown = [name for name in self.measures if name not in SPARSITY_MEASURES]
+        if unknown:
+            raise ConfigError(f"unknown sparsity measures {unknown}; known: {sorted(SPARSITY_MEASURES)}")
+        if not self.layers:
+            raise ConfigError("layers must name at least one module")
+        modules = []
+        for name in self.layers:
+            try:
+                modules.append(model.get_submodule(name))
+            except AttributeError as error:
+                raise ConfigError(f"the model has no module {name!r} to measure") from error
+        # The values of the batch in flight, by layer; filled by the hooks, drained by update().
+        self._batch: dict[str, dict[str, np.ndarray]] = {}
+        self._collected: dict[str, list[np.ndarray]] = {name: [] for name in self.measures}
+        self._handles = [module.register_forward_hook(self._hook(name)) for name, module in zip(self.layers, modules)]
+
+    def _hook(self, layer: str) -> Callable[..., None]:
+        """The forward hook that measures ``layer``'s output (the first tensor, for modules returning tuples)."""
+
+        def measure(module: Any, inputs: Any, output: Any) -> None:
+            tensor = output[0] if isinstance(output, (tuple, list)) else output
+            activations = tensor.detach().cpu().double()
+            self._batch[layer] = {
+                name: (np.full(activations.shape[0], np.nan)
+                       if name == "gini_per_channel" and activations.ndim < 3
+                       else SPARSITY_MEASURES[name](activations))
+                for name in self.measures}
+
+        return measure
+
+    def update(self, images: Any) -> None:
+        """Runs one batch through the model and keeps its per-image values.
+
+        Args:
+            images: A batch the model takes (for FaceAttrNet, uint8 ``(B, 3, H, W)``).
+
+        Raises:
+            ConfigError: When a layer produced no output in this forward pass (it is not on the path).
+        """
+        import torch
+
+        if not self._handles:
+            raise ConfigError("LayerStatistics is closed: its hooks were removed")
+        self._batch = {}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                self.model(images)
+        finally:
+            self.model.train(was_training)
+        missing = [name for name in self.layers if name not in self._batch]
+        if missing:
+            raise ConfigError(f"layers {missing} produced no output in the forward pass")
+        for name in self.measures:
+            self._collected[name].append(np.stack([self._batch[layer][name] for layer in self.layers], axis=1))
+        self._batch = {}
+
+    def values(self) -> dict[str, np.ndarray]:
+        """The values so far: by measure, ``(images seen, layers)``, images in the order they were given."""
+        return {name: (np.concatenate(parts) if parts else np.empty((0, len(self.layers))))
+                for name, parts in self._collected.items()}
+
+    def close(self) -> None:
+        """Removes the hooks (the collected values stay readable)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __enter__(self) -> LayerStatistics:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
