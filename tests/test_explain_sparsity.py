@@ -260,3 +260,28 @@ def test_layer_statistics_refuses_unknown_names(tiny_net):
         LayerStatistics(tiny_net, measures=["entropy"])
     with LayerStatistics(tiny_net, measures=["l0"]) as statistics:
         assert statistics.values()["l0"].shape == (0, 5)
+
+
+def test_logistic_fit_keeps_its_grid_start_when_curve_fit_fails(monkeypatch):
+    curve = planted(15.0, 0.4)[None]
+    refined = depth_curve_summary(curve)
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("Optimal parameters not found: The maximum number of function evaluations is exceeded.")
+
+    monkeypatch.setattr(sparsity, "curve_fit", failing)
+    fallback = depth_curve_summary(curve)
+    assert not fallback["logistic_failed"].any()
+    assert fallback["logistic_inflexion"][0] == pytest.approx(refined["logistic_inflexion"][0], abs=0.01)
+    assert fallback["logistic_steepness"][0] == pytest.approx(15.0, rel=0.1)  # the grid's nearest point
+
+
+def test_depth_curve_summary_never_raises_on_rough_curves():
+    rng = np.random.default_rng(5)
+    curves = np.concatenate([rng.random((30, 8)), rng.integers(0, 2, (10, 8)).astype(float)])  # noise and steps
+    summary = depth_curve_summary(curves)
+    fitted = ~summary["logistic_failed"]
+    assert np.isfinite(summary["logistic_inflexion"][fitted]).all()
+    assert ((summary["logistic_inflexion"][fitted] >= 0) & (summary["logistic_inflexion"][fitted] <= 1)).all()
+    assert (summary["logistic_steepness"][fitted] <= 100).all()
+    np.testing.assert_array_equal(summary["logistic_failed"], np.ptp(curves, axis=1) == 0)
