@@ -4,7 +4,8 @@ The design follows Dibot et al., "Sparsity in an artificial neural network predi
 model of processing-based aesthetics", PLOS Computational Biology 2023 (doi 10.1371/journal.pcbi.1011703):
 several sparsity measures per layer and image, each image's sparsity-over-depth curve summarised by a
 few numbers, the mean activation as a control, and ridge regression with repeated k-fold
-cross-validation predicting the ratings.
+cross-validation predicting the ratings. :class:`LayerStatistics` measures a model's blocks batch by batch
+through forward hooks, keeping the per-image values and never the activations.
 
 Conventions shared by every measure in :data:`SPARSITY_MEASURES`:
 
