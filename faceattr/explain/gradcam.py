@@ -60,9 +60,6 @@ def _target_score(outputs: dict[str, Tensor], target: str) -> Tensor:
     """The ``(N,)`` score of ``target`` in a FaceAttrNet output dict."""
     if target == BEAUTY_TARGET:
         return outputs["beauty"]
-    if target not in ATTRIBUTE_INDEX:
-        raise ConfigError(f"unknown Grad-CAM target {target!r}; use {BEAUTY_TARGET!r} or an attribute name "
-                          f"({', '.join(ATTRIBUTE_INDEX)})")
     return outputs["attributes"][:, ATTRIBUTE_INDEX[target]]
 
 
@@ -110,6 +107,11 @@ def grad_cam(model: nn.Module, images: Tensor, targets: Sequence[str]) -> dict[s
         targets = [targets]
     if not targets:
         raise ConfigError("grad_cam needs at least one target (an attribute name or 'beauty')")
+    names = list(dict.fromkeys(targets))
+    for target in names:  # refused before the forward pass, not after it
+        if target != BEAUTY_TARGET and target not in ATTRIBUTE_INDEX:
+            raise ConfigError(f"unknown Grad-CAM target {target!r}; use {BEAUTY_TARGET!r} or an attribute name "
+                              f"({', '.join(ATTRIBUTE_INDEX)})")
     layer = target_layer(model)
     captured: list[Tensor] = []
 
@@ -126,13 +128,12 @@ def grad_cam(model: nn.Module, images: Tensor, targets: Sequence[str]) -> dict[s
         model.eval()
         with torch.enable_grad():
             outputs = model(images)
-            scores = {target: _target_score(outputs, target) for target in dict.fromkeys(targets)}
+            scores = {target: _target_score(outputs, target) for target in names}
             activation = captured[-1]
             if activation.ndim != 4:
                 raise ConfigError(f"Grad-CAM target layer {type(layer).__name__} gives shape "
                                   f"{tuple(activation.shape)}, not a (N, C, h, w) map")
             maps: dict[str, Tensor] = {}
-            names = list(scores)
             for position, target in enumerate(names):
                 # Samples are independent in eval mode, so the gradient of the batch sum gives
                 # each sample the gradient of its own score.
