@@ -1,0 +1,241 @@
+"""Grad-CAM: the target layer of every backbone, maps with a known answer, hooks always released,
+the model left as it was, and the maps carried back onto the photo."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+from torch import Tensor, nn
+
+from faceattr.attributes import ATTRIBUTE_INDEX, NUM_ATTRIBUTES
+from faceattr.errors import ConfigError
+from faceattr.explain.gradcam import grad_cam, normalise_maps, region_share, target_layer, warp_to_photo
+from faceattr.models import BACKBONES
+from faceattr.models.net import FaceAttrNet
+
+SIDE = 32
+TOP_LEFT = (0, 0, SIDE // 2, SIDE // 2)
+#: The attribute the drawn fixture's label is given to (any name would do).
+LABEL = "Eyeglasses"
+
+
+class TinyNet(nn.Module):
+    """FaceAttrNet's layout at toy size: a conv trunk whose last stage is ``layer4``, global average
+    pooling, an attribute head and a beauty head, float images in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer1 = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.layer4 = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.ReLU())
+        self.attribute_head = nn.Linear(32, NUM_ATTRIBUTES)
+        self.beauty_head = nn.Linear(32, 1)
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        features = self.layer4(self.layer1(images)).mean(dim=(2, 3))
+        return {"attributes": self.attribute_head(features), "beauty": self.beauty_head(features)[:, 0]}
+
+
+def draw(count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Noise images; half of them (label 1) have a bright 5x5 square somewhere in the top-left quadrant."""
+    images = torch.rand(count, 3, SIDE, SIDE, generator=generator) * 0.5
+    labels = (torch.arange(count) % 2).float()
+    corners = torch.randint(0, SIDE // 2 - 5 + 1, (count, 2), generator=generator)
+    for image, label, (x, y) in zip(images, labels, corners.tolist()):
+        if label:
+            image[:, y:y + 5, x:x + 5] = 1.0
+    return images, labels
+
+
+def train_tiny(seed: int, steps: int = 150) -> TinyNet:
+    """A TinyNet trained to predict LABEL from the drawn square."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = TinyNet()
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        images, labels = draw(32, generator)
+        logits = model(images)["attributes"][:, ATTRIBUTE_INDEX[LABEL]]
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, labels)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[TinyNet, TinyNet]:
+    """Two TinyNets trained from different seeds."""
+    return train_tiny(0), train_tiny(1)
+
+
+@pytest.fixture(scope="module")
+def positives() -> Tensor:
+    """Held-out drawn images that carry the square."""
+    images, labels = draw(64, torch.Generator().manual_seed(99))
+    return images[labels == 1]
+
+
+def rank_correlation(first: Tensor, second: Tensor) -> float:
+    """Spearman correlation of two maps; 0 where one is flat (it ranks nothing: an untrained
+    network's map is often all 0 after the ReLU)."""
+    if first.max() == first.min() or second.max() == second.min():
+        return 0.0
+    return float(spearmanr(first.flatten(), second.flatten()).statistic)
+
+
+def mean_rank_correlation(first: Tensor, second: Tensor) -> float:
+    """Mean over images of the rank correlation of two maps of the same image."""
+    return float(np.mean([rank_correlation(a, b) for a, b in zip(first, second)]))
+
+
+def test_trained_model_looks_where_the_label_lives(trained: tuple[TinyNet, TinyNet], positives: Tensor) -> None:
+    model, _ = trained
+    with torch.no_grad():
+        accuracy = ((model(positives)["attributes"][:, ATTRIBUTE_INDEX[LABEL]] > 0).float().mean())
+    assert accuracy > 0.9, "the fixture network did not learn its label"
+    maps = grad_cam(model, positives, [LABEL])[LABEL]
+    shares = [region_share(cam, TOP_LEFT) for cam in maps]
+    # A quarter of the image by chance; the evidence is in the top-left quadrant only.
+    assert np.mean(shares) > 0.6
+    assert np.median(shares) > 0.6
+
+
+def test_model_randomisation_changes_the_maps(trained: tuple[TinyNet, TinyNet], positives: Tensor) -> None:
+    first, second = trained
+    trained_maps = grad_cam(first, positives, [LABEL])[LABEL]
+    between_trained = mean_rank_correlation(trained_maps, grad_cam(second, positives, [LABEL])[LABEL])
+    # Several random initialisations: one of them may happen to like bright squares.
+    against_untrained = []
+    for seed in range(4):
+        torch.manual_seed(seed)
+        untrained_maps = grad_cam(TinyNet().eval(), positives, [LABEL])[LABEL]
+        against_untrained.append(mean_rank_correlation(trained_maps, untrained_maps))
+    assert between_trained > 0.6
+    assert np.mean(against_untrained) < between_trained - 0.4
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_every_backbone_has_a_target_layer_with_a_map(name: str) -> None:
+    model = FaceAttrNet(name)
+    layer = target_layer(model)
+    assert any(module is layer for module in model.backbone.modules())
+    if "resnet" in name:
+        assert layer is model.backbone.layer4
+    shapes: list[tuple[int, ...]] = []
+    handle = layer.register_forward_hook(lambda _module, _inputs, output: shapes.append(tuple(output.shape)))
+    try:
+        maps = grad_cam(model, torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8), ["Smiling"])
+    finally:
+        handle.remove()
+    # The last stride-32 stage: a 2x2 map at 64 px.
+    assert shapes[0][0] == 1 and shapes[0][2:] == (2, 2)
+    assert maps["Smiling"].shape == (1, 64, 64)
+    assert torch.isfinite(maps["Smiling"]).all()
+
+
+def test_tiny_faceattrnet_maps_hooks_mode_and_gradients() -> None:
+    torch.manual_seed(0)
+    model = FaceAttrNet("resnet10t").train()
+    images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    maps = grad_cam(model, images, ["Smiling", "Wearing_Hat", "beauty"])
+    assert sorted(maps) == ["Smiling", "Wearing_Hat", "beauty"]
+    for cam in maps.values():
+        assert cam.shape == (3, 64, 64) and cam.dtype == torch.float32
+        assert torch.isfinite(cam).all() and cam.min() >= 0 and cam.max() <= 1
+    assert model.training, "the model's mode must be restored"
+    assert all(parameter.grad is None for parameter in model.parameters())
+    assert not target_layer(model)._forward_hooks
+    # The same maps image by image: the batch does not mix samples.
+    alone = grad_cam(model, images[1:2], ["Smiling"])["Smiling"]
+    torch.testing.assert_close(alone[0], maps["Smiling"][1], atol=1e-5, rtol=1e-4)
+    model.eval()
+    grad_cam(model, images, "Smiling")
+    assert not model.training
+
+
+def test_hooks_and_mode_are_restored_after_an_error() -> None:
+    model = FaceAttrNet("resnet10t").train()
+    with pytest.raises(ConfigError, match="'Smilling'"):
+        grad_cam(model, torch.zeros(1, 3, 64, 64, dtype=torch.uint8), ["Smiling", "Smilling"])
+    assert not target_layer(model)._forward_hooks
+    assert model.training
+    with pytest.raises(TypeError):  # raised by the model itself, inside the forward pass
+        grad_cam(model, torch.zeros(1, 3, 64, 64), ["Smiling"])
+    assert not target_layer(model)._forward_hooks
+    assert model.training
+
+
+def test_bad_inputs_are_refused() -> None:
+    model = TinyNet()
+    with pytest.raises(ConfigError, match=r"\(3, 32, 32\)"):
+        grad_cam(model, torch.zeros(3, SIDE, SIDE), [LABEL])
+    with pytest.raises(ConfigError, match="at least one target"):
+        grad_cam(model, torch.zeros(1, 3, SIDE, SIDE), [])
+    with pytest.raises(ConfigError, match="layer4"):
+        target_layer(nn.Sequential(nn.Conv2d(3, 3, 1)))
+
+
+def test_normalise_maps_scales_each_map_and_keeps_flat_maps_at_zero() -> None:
+    maps = torch.stack([torch.full((4, 4), 3.0), torch.zeros(4, 4), torch.arange(16.0).view(4, 4) + 2])
+    scaled = normalise_maps(maps)
+    assert torch.equal(scaled[0], torch.zeros(4, 4))
+    assert torch.equal(scaled[1], torch.zeros(4, 4))
+    assert scaled[2].min() == 0 and scaled[2].max() == 1
+    torch.testing.assert_close(scaled[2], torch.arange(16.0).view(4, 4) / 15)
+
+
+def test_region_share() -> None:
+    uniform = torch.ones(8, 8)
+    assert region_share(uniform, (0, 0, 4, 4)) == pytest.approx(0.25)
+    assert region_share(uniform, (-5, -5, 100, 100)) == pytest.approx(1.0)  # clipped to the map
+    assert region_share(uniform, (20, 20, 30, 30)) == 0.0
+    spot = np.zeros((8, 8))
+    spot[6, 1] = 2.0
+    assert region_share(spot, (0, 4, 4, 8)) == 1.0
+    assert region_share(torch.zeros(8, 8), (0, 0, 4, 4)) == 0.0
+    with pytest.raises(ConfigError, match="x1 < x2"):
+        region_share(uniform, (4, 0, 2, 4))
+    with pytest.raises(ConfigError, match="one \\(H, W\\) map"):
+        region_share(torch.ones(2, 8, 8), (0, 0, 4, 4))
+
+
+def similarity(scale: float, degrees: float, shift: tuple[float, float]) -> np.ndarray:
+    """A (2, 3) similarity warp: rotate and scale about the origin, then shift."""
+    angle = math.radians(degrees)
+    cos, sin = scale * math.cos(angle), scale * math.sin(angle)
+    return np.array([[cos, -sin, shift[0]], [sin, cos, shift[1]]])
+
+
+def test_warp_to_photo_puts_the_map_back_where_the_face_was() -> None:
+    # Photo pixels -> a 32 px map: the face is a half-scale, 20-degree-rotated patch of the photo.
+    matrix = similarity(0.5, 20.0, (-20.0, -25.0))
+    cam = np.zeros((32, 32), np.float32)
+    cam[14:19, 20:25] = 1.0  # a blob centred at map pixel (22, 16), photo pixel (107.0, 48.3)
+    photo = warp_to_photo(cam, matrix, (120, 160))
+    assert photo.shape == (120, 160) and photo.dtype == np.float32
+    rows, cols = np.nonzero(photo > 0.5)
+    centre = np.array([cols.mean(), rows.mean()])
+    # The blob's centre in the photo is the inverse warp of its centre in the map.
+    expected = np.linalg.solve(matrix[:, :2], np.array([22.0, 16.0]) - matrix[:, 2])
+    assert np.abs(centre - expected).max() < 1.0
+    # Twice the scale in the photo: about four times the area.
+    assert 3.0 < (photo > 0.5).sum() / (cam > 0.5).sum() < 5.0
+    # Torch maps are taken too; outside the face crop (the map's corner (0, 0) lands at photo
+    # pixel (54.7, 33.3)) the photo map is 0, and a uniform map covers exactly the crop.
+    np.testing.assert_array_equal(warp_to_photo(torch.from_numpy(cam), matrix, (120, 160)), photo)
+    assert photo[:30].max() == 0.0
+    covered = warp_to_photo(np.ones((32, 32)), matrix, (120, 160)) > 0.5
+    assert covered.sum() == pytest.approx(32 * 32 * 4, rel=0.1)
+
+
+def test_warp_to_photo_refuses_bad_arguments() -> None:
+    with pytest.raises(ConfigError, match="invertible"):
+        warp_to_photo(np.zeros((4, 4)), np.zeros((2, 3)), (8, 8))
+    with pytest.raises(ConfigError, match="photo_size"):
+        warp_to_photo(np.zeros((4, 4)), similarity(1.0, 0.0, (0.0, 0.0)), (8, 0))
+    with pytest.raises(ConfigError, match="one \\(h, w\\) map"):
+        warp_to_photo(np.zeros((1, 4, 4)), similarity(1.0, 0.0, (0.0, 0.0)), (8, 8))
