@@ -126,7 +126,14 @@ def test_overlay_tints_only_where_the_map_is_positive() -> None:
         overlay(image, np.zeros((4, 4)))
 
 
-def test_cli_writes_the_pngs_and_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+@pytest.fixture
+def loaded(predictor: Predictor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI reuses the module's predictor: loading the model and MTCNN again per run costs seconds."""
+    monkeypatch.setattr("faceattr.cli.load_predictor", lambda *args, **kwargs: predictor)
+
+
+def test_cli_writes_the_pngs_and_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                      loaded: None) -> None:
     out = tmp_path / "maps"
     arguments = ["explain", str(ASTRONAUT), "--attribute", "Smiling", "--beauty", "--out", str(out), "--device", "cpu"]
     assert main(arguments) == EXIT_OK
@@ -153,7 +160,7 @@ def test_cli_unknown_attribute_is_a_usage_error(tmp_path: Path, capsys: pytest.C
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_says_no_face(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_says_no_face(tmp_path: Path, capsys: pytest.CaptureFixture, loaded: None) -> None:
     blank = tmp_path / "blank.png"
     Image.new("RGB", (200, 200), (128, 128, 128)).save(blank)
     assert main(["explain", str(blank), "--out", str(tmp_path / "maps"), "--device", "cpu"]) == EXIT_OK
