@@ -192,7 +192,7 @@ def overlay(image: np.ndarray, cam: np.ndarray, opacity: float = OVERLAY_OPACITY
     Raises:
         ConfigError: The shapes do not match, ``image`` is not uint8 RGB, or ``opacity`` is outside [0, 1].
 
-    >>> overlay(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4))).max()
+    >>> int(overlay(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4))).max())
     0
     """
     import cv2
