@@ -13,7 +13,7 @@ from typing import Any
 from faceattr.attributes import ATTRIBUTES
 from faceattr.version import __version__
 
-__all__ = ["ATTRIBUTES", "FaceResult", "ImageResult", "Predictor", "__version__", "load_model", "predict"]
+__all__ = ["ATTRIBUTES", "FaceResult", "ImageResult", "Predictor", "__version__", "explain", "load_model", "predict"]
 
 #: Exports imported on first use, so that ``import faceattr`` does not import torch.
 _LAZY = {"predict": "faceattr.inference.predictor", "load_model": "faceattr.inference.predictor", "Predictor": "faceattr.inference.predictor",
@@ -21,6 +21,8 @@ _LAZY = {"predict": "faceattr.inference.predictor", "load_model": "faceattr.infe
 
 
 def __getattr__(name: str) -> Any:
+    if name == "explain":  # the subpackage itself, callable as faceattr.explain.maps.explain
+        return importlib.import_module("faceattr.explain")
     if name not in _LAZY:
         raise AttributeError(f"module 'faceattr' has no attribute {name!r}")
     return getattr(importlib.import_module(_LAZY[name]), name)

@@ -175,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(commands)
     add_label_parser(commands)
     add_clean_parser(commands)
+    add_explain_parser(commands)
     return parser
 
 
@@ -558,6 +559,129 @@ def run_bulk(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
     return EXIT_UNREADABLE if summary.errors else EXIT_OK
 
 
+def _attribute_name(text: str) -> str:
+    """argparse type: one of the 40 attribute names (the error lists them)."""
+    from faceattr.attributes import ATTRIBUTE_INDEX
+
+    if text not in ATTRIBUTE_INDEX:
+        raise argparse.ArgumentTypeError(f"unknown attribute {text!r}; use one of: {', '.join(ATTRIBUTE_INDEX)}")
+    return text
+
+
+def add_explain_parser(commands: Any) -> None:
+    """Adds ``faceattr explain``: Grad-CAM maps of what the model looks at, per face and target."""
+    explain = commands.add_parser(
+        "explain", help="show where the model looks (Grad-CAM) for an attribute or beauty, per face",
+        description="Writes Grad-CAM heatmaps (red: where the model looked) for each face of each photo and each "
+                    "target: OUT/NAME_faceN_TARGET_crop.png (the aligned face the model saw, with the map) and "
+                    "OUT/NAME_faceN_TARGET_photo.png (the photo with the map warped back onto it). Prints one "
+                    "line per face and target with the files written. Existing files are never overwritten. "
+                    "Without --attribute or --beauty: each face's 3 most probable present attributes and beauty.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    explain.add_argument("paths", nargs="+", metavar="PHOTO", help="image files, or folders searched recursively")
+    explain.add_argument("--attribute", action="append", type=_attribute_name, metavar="NAME",
+                         help="an attribute to explain (e.g. Smiling); repeat for several")
+    explain.add_argument("--beauty", action="store_true", help="explain the beauty score")
+    explain.add_argument("--out", type=Path, default=Path("explained"), metavar="DIR",
+                         help="folder the PNGs are written to (created; default: ./explained); refused if it is "
+                              "or holds an input")
+    explain.add_argument("--model", metavar="MODEL",
+                         help="a best.pt or .safetensors (an .onnx has no gradients; default: the installed model)")
+    explain.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+
+
+def _write_new_png(path: Path, image: Any) -> None:
+    """Writes ``image`` (uint8 RGB) as a PNG at ``path``, which must not exist (no overwrite, no link followed).
+
+    Raises:
+        FileExistsError: ``path`` exists (a file or a link).
+        OSError: It cannot be written.
+    """
+    from PIL import Image
+
+    encoded = io.BytesIO()
+    Image.fromarray(image).save(encoded, format="PNG")
+    # "x": O_CREAT | O_EXCL, which fails on any existing name, a planted link included.
+    with open(path, "xb") as file:
+        file.write(encoded.getvalue())
+
+
+#: Side of the crop PNGs of ``faceattr explain``: the model's input (64 px for the default model) is too small to see.
+EXPLAIN_CROP_SIDE = 256
+
+
+def _shown_crop(overlay: Any, crop: Any, cam: Any) -> Any:
+    """The crop with its map drawn, enlarged (smoothly) to at least :data:`EXPLAIN_CROP_SIDE` pixels."""
+    import cv2
+
+    side = max(EXPLAIN_CROP_SIDE, crop.shape[0])
+    return overlay(cv2.resize(crop, (side, side), interpolation=cv2.INTER_CUBIC),
+                   cv2.resize(cam, (side, side), interpolation=cv2.INTER_LINEAR))
+
+
+def run_explain(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
+    """Runs ``faceattr explain`` with parsed arguments and returns the exit status.
+
+    Raises:
+        FaceAttrError: The model cannot be used, e.g. an ``.onnx`` (the caller reports it, status 2).
+    """
+    from faceattr.explain.gradcam import BEAUTY_TARGET
+    from faceattr.explain.maps import explain_photo, overlay
+
+    images, missing = find_images(args.paths, exclude=[args.out])
+    inside = _input_at_or_inside(args.out, [*args.paths, *images])
+    if inside is not None:
+        stderr.write(f"faceattr: --out {printable(str(args.out))}: is or holds an input ({printable(str(inside))})\n")
+        return EXIT_USAGE
+    for message in missing:
+        stderr.write(f"faceattr: {printable(message)}\n")
+    if not images:
+        return EXIT_USAGE
+    if args.model is not None and not Path(args.model).is_file():
+        stderr.write(f"faceattr: {args.model}: model file not found\n")
+        return EXIT_USAGE
+    targets = [*(args.attribute or []), *([BEAUTY_TARGET] if args.beauty else [])] or None
+    predictor = load_predictor(args.model, args.device, 32, backend="torch")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        stderr.write(f"faceattr: cannot write output: {error}\n")
+        return EXIT_USAGE
+    failed = len(missing)
+    for path in images:
+        shown = printable(str(path))
+        try:
+            faces = explain_photo(predictor, str(path), targets)
+            photo = read_reduced(str(path), None, predictor.max_pixels)[0] if faces else None
+        except FaceAttrError as error:  # this photo only (unreadable): the others go on
+            failed += 1
+            stderr.write(f"faceattr: {printable(str(error))}\n")
+            continue
+        if not faces:
+            stdout.write(f"{shown}  no face\n")
+            continue
+        for number, face in enumerate(faces, start=1):
+            for target in face.targets:
+                stem = f"{path.stem}_face{number}_{target}"
+                crop_file = args.out / fit_name(stem + "_crop.png")
+                photo_file = args.out / fit_name(stem + "_photo.png")
+                try:
+                    _write_new_png(crop_file, _shown_crop(overlay, face.crop, face.crop_maps[target]))
+                    _write_new_png(photo_file, overlay(photo, face.photo_maps[target]))
+                except FileExistsError as error:
+                    failed += 1
+                    stderr.write(f"faceattr: {printable(str(error.filename))} exists; not overwritten (remove it or "
+                                 "choose another --out)\n")
+                    continue
+                except OSError as error:
+                    failed += 1
+                    stderr.write(f"faceattr: cannot write {printable(str(error.filename))}: {error.strerror}\n")
+                    continue
+                stdout.write(f"{shown}  face {number}  {target}  {printable(str(crop_file))}  "
+                             f"{printable(str(photo_file))}\n")
+    return EXIT_UNREADABLE if failed else EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """The ``faceattr`` console script.
 
@@ -583,7 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return run_serve(args)
-        runners = {"predict": run_predict, "bulk": run_bulk, "label": run_label, "clean": run_clean}
+        runners = {"predict": run_predict, "bulk": run_bulk, "label": run_label, "clean": run_clean,
+                   "explain": run_explain}
         return runners[args.command](args, sys.stdout, sys.stderr)
     except FaceAttrError as error:
         sys.stderr.write(f"faceattr: {error}\n")

@@ -159,7 +159,7 @@ def align_crop(image: np.ndarray, landmarks: np.ndarray, image_size: int,
     >>> align_crop(np.zeros((50, 40, 3), np.uint8), CELEBA_TEMPLATE / 4, 32).shape
     (32, 32, 3)
     """
-    return _warp(image, _crop_matrix(landmarks, image_size, crop), (image_size, image_size), border)
+    return _warp(image, crop_matrix(landmarks, image_size, crop), (image_size, image_size), border)
 
 
 def crop_outside(image_shape: Sequence[int], landmarks: np.ndarray, image_size: int,
@@ -187,7 +187,7 @@ def crop_outside(image_shape: Sequence[int], landmarks: np.ndarray, image_size: 
     >>> crop_outside((218, 89), template(), 64)  # the right half of CelebA's frame is missing
     0.5
     """
-    matrix = np.vstack([_crop_matrix(landmarks, image_size, crop), [0.0, 0.0, 1.0]])
+    matrix = np.vstack([crop_matrix(landmarks, image_size, crop), [0.0, 0.0, 1.0]])
     centres = np.mgrid[0:image_size, 0:image_size].reshape(2, -1)[::-1].astype(np.float64)  # x, y
     source = np.linalg.solve(matrix, np.vstack([centres, np.ones(centres.shape[1])]))[:2]
     height, width = image_shape[0], image_shape[1]
@@ -196,8 +196,27 @@ def crop_outside(image_shape: Sequence[int], landmarks: np.ndarray, image_size: 
     return float(1.0 - inside.mean())
 
 
-def _crop_matrix(landmarks: np.ndarray, image_size: int, crop: Sequence[float]) -> np.ndarray:
-    """The ``(2, 3)`` warp from photo pixels to the model's ``image_size`` square cut by ``crop``."""
+def crop_matrix(landmarks: np.ndarray, image_size: int, crop: Sequence[float] = CELEBA_CROP) -> np.ndarray:
+    """The ``(2, 3)`` warp from photo pixels to the model's ``image_size`` square cut by ``crop``.
+
+    The warp :func:`align_crop` applies (before any anti-alias shrink); its inverse puts a map
+    over the model's input back onto the photo (:func:`faceattr.explain.gradcam.warp_to_photo`).
+
+    Args:
+        landmarks: ``(5, 2)`` landmarks ``(x, y)`` in the photo's pixels, MTCNN order.
+        image_size: Side of the model's square input in pixels.
+        crop: The crop fractions, as for :func:`align_crop`.
+
+    Returns:
+        The ``(2, 3)`` float64 matrix, photo pixels -> input pixels, for ``cv2.warpAffine``.
+
+    Raises:
+        AlignmentError: If ``landmarks`` is not ``(5, 2)`` finite points.
+        ConfigError: If ``crop`` is not four ordered fractions.
+
+    >>> crop_matrix(template(), 64).shape
+    (2, 3)
+    """
     left, top, right, bottom = crop_box(CELEBA_SIZE, crop)
     scale_x, scale_y = image_size / (right - left), image_size / (bottom - top)
     # Aligned-frame pixels -> output pixels: cut the box, then resize it (pixel-centre convention).
