@@ -59,12 +59,15 @@ class NetworkAnalysis:
         families: By feature family name, ``(mean R², standard deviation of R²)`` over the repeats.
         per_layer: By measure (those in ``per_layer_measures``), one ``(mean R², sd)`` per layer.
         logistic_failures: By measure whose curve was summarised, how many images' logistic fit failed.
+        correlations: By measure, the Pearson correlation of each layer's values with the ratings (its sign
+            says whether sparser means rated higher at that layer; NaN for a constant layer).
     """
 
     values: dict[str, np.ndarray]
     families: dict[str, tuple[float, float]] = field(default_factory=dict)
     per_layer: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     logistic_failures: dict[str, int] = field(default_factory=dict)
+    correlations: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -100,7 +103,9 @@ class SparsityAnalysis:
                                     "per_layer": {measure: [{"layer": layer, "r2": r2, "sd": sd}
                                                             for layer, (r2, sd) in zip(self.layers, scores)]
                                                   for measure, scores in network.per_layer.items()},
-                                    "logistic_failures": network.logistic_failures}
+                                    "logistic_failures": network.logistic_failures,
+                                    "correlations": {measure: dict(zip(self.layers, values))
+                                                     for measure, values in network.correlations.items()}}
                              for name, network in self.networks.items()}}
 
 
@@ -233,6 +238,18 @@ def feature_families(values: Mapping[str, np.ndarray],
     return families, failures
 
 
+def _correlations(table: np.ndarray, ratings: np.ndarray) -> list[float]:
+    """The Pearson correlation of each column with the ratings; NaN where a column is constant or NaN."""
+    found = []
+    for column in table.T:
+        usable = np.isfinite(column)
+        if usable.sum() < 2 or np.ptp(column[usable]) == 0:
+            found.append(float("nan"))
+        else:
+            found.append(float(np.corrcoef(column[usable], ratings[usable])[0, 1]))
+    return found
+
+
 def regress_families(values: Mapping[str, np.ndarray], ratings: np.ndarray, folds: int = 10, repeats: int = 5,
                      seed: int = 0, per_layer_measures: Sequence[str] = ("gini",),
                      curve_measures: Sequence[str] = DEFAULT_CURVE_MEASURES) -> NetworkAnalysis:
@@ -250,7 +267,8 @@ def regress_families(values: Mapping[str, np.ndarray], ratings: np.ndarray, fold
         The network's analysis.
     """
     families, failures = feature_families(values, curve_measures)
-    result = NetworkAnalysis(values=dict(values), logistic_failures=failures)
+    result = NetworkAnalysis(values=dict(values), logistic_failures=failures,
+                             correlations={name: _correlations(table, ratings) for name, table in values.items()})
     for name, table in families.items():
         result.families[name] = cross_validated_r2(table, ratings, folds=folds, repeats=repeats, seed=seed)
     for name in per_layer_measures:
@@ -340,10 +358,13 @@ def report_markdown(analysis: SparsityAnalysis) -> str:
                  for name in names]
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
     for measure in first.per_layer:
-        lines += ["", f"R² of {measure} at one layer alone:", "",
-                  "| layer | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        lines += ["", f"R² of {measure} at one layer alone, and its correlation r with the ratings "
+                  "(r > 0: sparser faces rated higher):", "",
+                  "| layer | " + " | ".join(f"{name} R² | {name} r" for name in names) + " |",
+                  "|---|" + "---:|" * 2 * len(names)]
         for position, layer in enumerate(analysis.layers):
-            cells = [f"{analysis.networks[name].per_layer[measure][position][0]:.3f}" for name in names]
+            cells = [f"{analysis.networks[name].per_layer[measure][position][0]:.3f} | "
+                     f"{analysis.networks[name].correlations[measure][position]:+.3f}" for name in names]
             lines.append(f"| {layer} | " + " | ".join(cells) + " |")
     failures = {name: network.logistic_failures for name, network in analysis.networks.items()}
     lines += ["", f"Logistic depth-curve fits that failed (imputed with the median): {failures}", ""]
