@@ -31,7 +31,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("scut_root", type=Path, nargs="?", default=DEFAULT_ROOT,
                         help=f"SCUT-FBP5500 folder (default: {DEFAULT_ROOT})")
     parser.add_argument("--model", type=Path, default=None, help="model to analyse (default: the installed one)")
-    parser.add_argument("--limit", type=int, default=None, help="use N images drawn at random (seed 0), so every group is in")
+    parser.add_argument("--limit", type=int, default=None, 
+                        help="use N images drawn at random (seed 0), so every group is in")
     parser.add_argument("--repeats", type=int, default=5, help="cross-validation repeats (default: 5)")
     parser.add_argument("--folds", type=int, default=10, help="cross-validation folds (default: 10)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")

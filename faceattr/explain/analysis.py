@@ -204,8 +204,8 @@ def _usable(table: np.ndarray) -> np.ndarray:
     return table[:, np.isfinite(table).any(axis=0)]
 
 
-def feature_families(values: Mapping[str, np.ndarray],
-                     curve_measures: Sequence[str] = DEFAULT_CURVE_MEASURES) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+def feature_families(values: Mapping[str, np.ndarray], curve_measures: Sequence[str] = DEFAULT_CURVE_MEASURES
+                     ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """The feature tables the ratings are regressed on, by family name (see the module docstring).
 
     Args:
@@ -354,8 +354,8 @@ def report_markdown(analysis: SparsityAnalysis) -> str:
              f"{len(analysis.ratings)} images; R² (mean ± sd over repeats).", "",
              "| feature family | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for family in first.families:
-        cells = [f"{analysis.networks[name].families[family][0]:.3f} ± {analysis.networks[name].families[family][1]:.3f}"
-                 for name in names]
+        scores = [analysis.networks[name].families[family] for name in names]
+        cells = [f"{r2:.3f} ± {spread:.3f}" for r2, spread in scores]
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
     for measure in first.per_layer:
         lines += ["", f"R² of {measure} at one layer alone, and its correlation r with the ratings "
