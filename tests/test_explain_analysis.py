@@ -150,3 +150,5 @@ def test_the_tool_runs_on_a_drawn_scut_folder(run_tool, tmp_path):
     assert figures["images"] == 24 and figures["folds"] == 4
     assert (tmp_path / "out" / "depth.png").stat().st_size > 0
     assert run_tool("analyze_sparsity", root, "--limit", 1).status != 0
+    refused = run_tool("analyze_sparsity", root, "--model", model, "--held-out", "--out", tmp_path / "none")
+    assert refused.status != 0 and "not trained on SCUT" in refused.err
