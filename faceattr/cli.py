@@ -36,12 +36,9 @@ from faceattr.inference.results import (  # the results table is shared with fac
     ranked_attributes,
     spreadsheet_safe,
 )
+from faceattr.localhost import is_loopback
 from faceattr.label.commands import add_label_parser, run_label  # sqlalchemy-free: the store loads on use
-from faceattr.serve.settings import (  # torch- and fastapi-free
-    ServeSettings,
-    api_key_from_environment,
-    is_loopback,
-)
+from faceattr.serve.settings import ServeSettings, api_key_from_environment  # torch- and fastapi-free
 from faceattr.version import __version__
 
 logger = logging.getLogger(__name__)

@@ -147,7 +147,7 @@ def app_in_thread(app: object, port: int | None = None) -> Iterator[str]:
     """
     import uvicorn
 
-    from faceattr.serve.loadtest import free_port
+    from faceattr.localhost import free_port
 
     port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",

@@ -18,7 +18,8 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
 from faceattr.label.app import create_label_app  # noqa: E402  (after the skips: fastapi is an extra)
-from faceattr.label.loadtest import start_server, vote_as_raters  # noqa: E402
+from faceattr.label.loadtest import label_server, vote_as_raters  # noqa: E402
+from faceattr.localhost import free_port  # noqa: E402
 from faceattr.label.ratings import elo_ratings  # noqa: E402
 from faceattr.label.store import OUTCOMES, LabelStore  # noqa: E402
 
@@ -63,28 +64,24 @@ def test_twenty_raters_voting_at_once_lose_no_vote_and_count_none_twice(label_da
 
 
 def test_every_acknowledged_vote_survives_kill_9(tmp_path: Path) -> None:
-    from faceattr.serve.loadtest import free_port
-
     database = tmp_path / "labels.db"
     store = LabelStore(database)
     project = make_project(store, images=8, raters=1)
     store.close()
     port = free_port()
-    log = (tmp_path / "serve.log").open("w+b")
-    process = start_server(str(database), port, log)
     acknowledged = []
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=bearer(project.raters[0])) as client:
-            for _ in range(15):
-                pair = client.post("/api/next").json()["pair"]
-                answer = client.post("/api/votes", json={"pair_id": pair["pair_id"], "choice": "left",
-                                                         "response_ms": 800})
-                assert answer.status_code == 200, answer.text
-                acknowledged.append(answer.json()["vote_id"])
-    finally:
-        os.kill(process.pid, signal.SIGKILL)  # no shutdown, no flush: only what was committed remains
-        process.wait(10)
-        log.close()
+    with label_server(str(database), port) as process:
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=bearer(project.raters[0])) as client:
+                for _ in range(15):
+                    pair = client.post("/api/next").json()["pair"]
+                    answer = client.post("/api/votes", json={"pair_id": pair["pair_id"], "choice": "left",
+                                                             "response_ms": 800})
+                    assert answer.status_code == 200, answer.text
+                    acknowledged.append(answer.json()["vote_id"])
+        finally:
+            os.kill(process.pid, signal.SIGKILL)  # no shutdown, no flush: only what was committed remains
+            process.wait(10)
     assert process.returncode == -signal.SIGKILL
     reopened = LabelStore(database)
     assert [vote["vote_id"] for vote in reopened.raw_votes(project.name)] == acknowledged

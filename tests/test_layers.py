@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "faceattr"
 #: Units of one layer are peers and do not import each other.
 LAYERS = {
     "version": 0, "attributes": 0, "errors": 0, "geometry": 0, "files": 0,
-    "config": 1, "image": 1, "runtime": 1, "asgi": 1,
+    "config": 1, "image": 1, "runtime": 1, "asgi": 1, "localhost": 1,
     "data": 2,
     "models": 3,
     "evaluation": 4,

@@ -20,7 +20,7 @@ from ray import serve
 
 from faceattr import cli
 from faceattr.serve.app import create_app
-from faceattr.serve.loadtest import free_port
+from faceattr.localhost import free_port
 from faceattr.serve.ray_serve import APP_NAME, start_on_ray, stop_on_ray
 from faceattr.serve.service import Service
 from faceattr.serve.settings import ServeSettings

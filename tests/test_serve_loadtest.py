@@ -18,11 +18,10 @@ pytest.importorskip("uvicorn")
 from faceattr.errors import ConfigError  # noqa: E402
 from faceattr.inference.predictor import Predictor  # noqa: E402
 from faceattr.serve.app import create_app  # noqa: E402
+from faceattr.localhost import check_loopback, free_port  # noqa: E402
 from faceattr.serve.loadtest import (  # noqa: E402
     Server,
-    check_loopback,
     cpu_seconds,
-    free_port,
     memory_mib,
     run_load,
     soak,

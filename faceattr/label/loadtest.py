@@ -13,22 +13,19 @@ vote's latency; a rater may send some votes twice, as a client retrying after a 
 
 from __future__ import annotations
 
+import contextlib
 import io
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
-from urllib.parse import urlsplit
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from faceattr.errors import ConfigError
+from faceattr.localhost import check_loopback, free_port, server_process
 
 #: A rater's answer to a pair: ``(rater number, pair as the API gives it, the rater's generator) -> choice``.
 Voter = Callable[[int, Mapping[str, Any], np.random.Generator], str]
@@ -70,13 +67,6 @@ class VotingRun:
         return float(np.percentile(self.latencies_s, percentile) * 1000) if self.latencies_s else float("nan")
 
 
-def _check_loopback(url: str) -> None:
-    host = urlsplit(url).hostname or ""
-    if not (host == "localhost" or host == "::1" or host.startswith("127.")):
-        raise ConfigError(f"url: {url} is not this machine's (127.0.0.0/8, ::1, localhost); "
-                          "simulated raters vote against a local server only")
-
-
 def vote_as_raters(url: str, tokens: Sequence[str], votes_each: int, voter: Voter = random_voter,
                    replay_every: int = 0, deadline_s: float = 300.0, seed: int = 0) -> VotingRun:
     """All ``tokens``' raters vote at once, ``votes_each`` votes each (fewer if the project is done first).
@@ -92,7 +82,7 @@ def vote_as_raters(url: str, tokens: Sequence[str], votes_each: int, voter: Vote
     """
     import httpx
 
-    _check_loopback(url)
+    check_loopback(url)
     run, lock = VotingRun(), threading.Lock()
 
     def rater(number: int, token: str) -> None:
@@ -139,28 +129,11 @@ def vote_as_raters(url: str, tokens: Sequence[str], votes_each: int, voter: Vote
     return run
 
 
-def start_server(database: str, port: int, log: IO[bytes], timeout_s: float = 90.0) -> subprocess.Popen:
-    """``faceattr label serve`` on 127.0.0.1:``port`` as a subprocess of this Python, once it answers.
-
-    Its log (one access line per request) goes to ``log``, a file: a pipe nobody reads would fill
-    and stall the server.
-    """
-    import httpx
-
-    process = subprocess.Popen([sys.executable, "-m", "faceattr.cli", "label", "--db", database, "serve",
-                                "--port", str(port)], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            log.seek(0)
-            raise RuntimeError(f"faceattr label serve did not start: {log.read().decode()[-2000:]}")
-        time.sleep(0.1)
+def label_server(database: str, port: int, timeout_s: float = 90.0) -> contextlib.AbstractContextManager:
+    """``faceattr label serve`` on 127.0.0.1:``port`` over ``database``, as a subprocess once it answers,
+    stopped on leaving the block (:func:`faceattr.localhost.server_process`)."""
+    command = [sys.executable, "-m", "faceattr.cli", "label", "--db", database, "serve", "--port", str(port)]
+    return server_process(command, f"http://127.0.0.1:{port}/healthz", "faceattr label serve", timeout_s)
 
 
 def _plain_jpeg(index: int) -> bytes:
@@ -193,17 +166,10 @@ def benchmark_serving(databases: Mapping[str, str], raters: int, votes_each: int
             store.add_image("bench", f"image-{index:05d}.jpg", _plain_jpeg(index), _plain_jpeg(index))
         tokens = [store.add_rater("bench", f"rater-{number}") for number in range(raters)]
         store.close()
-        with socket.socket() as probe:  # a free port of the loopback interface
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        with tempfile.TemporaryFile() as log:
-            server = start_server(database, port, log)
-            try:
-                run = vote_as_raters(f"http://127.0.0.1:{port}", tokens, votes_each, replay_every=replay_every,
-                                     deadline_s=deadline_s)
-            finally:
-                server.terminate()
-                server.wait(30)
+        port = free_port()
+        with label_server(database, port):
+            run = vote_as_raters(f"http://127.0.0.1:{port}", tokens, votes_each, replay_every=replay_every,
+                                 deadline_s=deadline_s)
         votes = len(run.acknowledged)
         figures["backends"][backend] = {
             "votes": votes, "seconds": run.elapsed_s, "votes_per_s": votes / run.elapsed_s,

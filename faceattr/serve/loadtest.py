@@ -3,8 +3,8 @@
 :func:`run_load` sends one photo ``requests`` times from ``concurrency`` workers (``httpx.AsyncClient``)
 and stops by itself at ``max_seconds``; it counts every request by HTTP status, by the service's
 error code and by transport failure (timeout, connection), and keeps the latency of each 200 answer.
-It only talks to loopback addresses (:func:`check_loopback`). :func:`running_server` starts
-``faceattr serve`` as a subprocess on a free port of 127.0.0.1 and stops it whatever happens;
+It only talks to loopback addresses (:func:`faceattr.localhost.check_loopback`). :func:`running_server`
+starts ``faceattr serve`` as a subprocess on a free port of 127.0.0.1 and stops it whatever happens;
 :func:`soak` samples the server's memory (``/proc/PID/status``) as requests go by, and
 :func:`cpu_seconds` reads a process's CPU time. :mod:`faceattr.serve.benchmark` puts them together.
 
@@ -17,43 +17,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import urlsplit
+from typing import Any
 
 import numpy as np
 
 from faceattr.errors import ConfigError
-from faceattr.serve.settings import is_loopback
-
-
-def check_loopback(url: str) -> str:
-    """The host of ``url`` when it is this machine (127.0.0.0/8, ::1 or ``localhost``).
-
-    Raises:
-        ConfigError: Any other host: the load generator never sends load off the machine.
-
-    >>> check_loopback("http://127.0.0.1:8000")
-    '127.0.0.1'
-    >>> check_loopback("http://example.com/")
-    Traceback (most recent call last):
-    ...
-    faceattr.errors.ConfigError: url: 'example.com' is not a loopback address (127.0.0.0/8, ::1, localhost); \
-the load test only runs against this machine
-    """
-    host = urlsplit(url).hostname or ""
-    if not is_loopback(host):
-        raise ConfigError(f"url: {host!r} is not a loopback address (127.0.0.0/8, ::1, localhost); "
-                          "the load test only runs against this machine")
-    return host
+from faceattr.localhost import check_loopback, free_port, server_process
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -197,13 +172,6 @@ def _error_code(response: Any) -> str:
         return f"HTTP {response.status_code}"
 
 
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 free right now (the OS's choice)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def memory_mib(pid: int) -> dict[str, float]:
     """The resident memory (``VmRSS``) and its peak so far (``VmHWM``) of process ``pid``, in MiB (Linux)."""
     figures = {}
@@ -229,50 +197,18 @@ class Server:
 
 @contextlib.contextmanager
 def running_server(options: Sequence[str] = (), ready_timeout_s: float = 300.0) -> Iterator[Server]:
-    """``faceattr serve OPTIONS`` on a free port of 127.0.0.1, ready (``/readyz``), stopped on leaving.
-
-    The server is stopped (SIGTERM, then SIGKILL after 20 s) on leaving the block, also on an
-    error or an interrupt.
+    """``faceattr serve OPTIONS`` on a free port of 127.0.0.1, ready (``/readyz``), stopped on leaving
+    (:func:`faceattr.localhost.server_process`).
 
     Raises:
         RuntimeError: The server exits or is not ready within ``ready_timeout_s``; the message
             ends with the tail of its log.
     """
+    _httpx()  # the extra's message before anything starts
     port = free_port()
-    command = [sys.executable, "-m", "faceattr.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-               *options]
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            server = Server(f"http://127.0.0.1:{port}", process.pid)
-            _wait_ready(server, process, log, ready_timeout_s)
-            yield server
-        finally:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_ready(server: Server, process: subprocess.Popen, log: IO[bytes], timeout_s: float) -> None:
-    httpx = _httpx()
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=2, trust_env=False).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    log.seek(0)
-    tail = log.read().decode("utf-8", "replace")[-2000:]
-    state = f"exited with {process.returncode}" if process.poll() is not None else f"not ready in {timeout_s:g} s"
-    raise RuntimeError(f"faceattr serve {state}; its log ends:\n{tail}")
+    command = [sys.executable, "-m", "faceattr.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *options]
+    with server_process(command, f"http://127.0.0.1:{port}/readyz", "faceattr serve", ready_timeout_s) as process:
+        yield Server(f"http://127.0.0.1:{port}", process.pid)
 
 
 async def soak(server: Server, photo: bytes, requests: int, every: int, concurrency: int = 4) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 from dataclasses import dataclass, fields
@@ -87,18 +86,6 @@ class ServeSettings:
     def field_names(cls) -> tuple[str, ...]:
         """The settings' names, in declaration order."""
         return tuple(field.name for field in fields(cls))
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is this machine: 127.0.0.0/8, ``::1`` or ``localhost``.
-
-    >>> is_loopback("127.0.0.2"), is_loopback("localhost"), is_loopback("0.0.0.0"), is_loopback("example.com")
-    (True, True, False, False)
-    """
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def api_key_from_environment() -> str | None:
