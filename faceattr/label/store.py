@@ -357,13 +357,14 @@ class LabelStore:
         with self._sessions() as session:
             self._token(session, token, admin=True)
 
-    def _token(self, session: Session, token: str | None, admin: bool) -> Token:
+    def _token(self, session: Session, token: str | None, admin: bool | None) -> Token:
+        """The token's row: 401 if unknown; 403 if it is not of the kind asked (``admin`` None: either)."""
         found = None if not token else session.scalar(select(Token).where(Token.sha256 == _hash(token)))
         if found is None:
             raise LabelError(401, "unauthorized", "the token is missing or unknown")
-        if admin and found.project_id is not None:
+        if admin is True and found.project_id is not None:
             raise LabelError(403, "forbidden", "this is a rater's token; the action needs an admin token")
-        if not admin and found.project_id is None:
+        if admin is False and found.project_id is None:
             raise LabelError(403, "forbidden", "this is an admin token; voting needs a rater's personal token")
         return found
 
@@ -613,9 +614,7 @@ class LabelStore:
         if kind not in ("face", "thumbnail"):
             raise LabelError(422, "invalid_parameter", f"kind: {kind!r} is not face or thumbnail")
         with self._sessions() as session:
-            found = None if not token else session.scalar(select(Token).where(Token.sha256 == _hash(token)))
-            if found is None:
-                raise LabelError(401, "unauthorized", "the token is missing or unknown")
+            found = self._token(session, token, admin=None)
             image = session.get(Image, image_id)
             if image is None or (found.project_id is not None and image.project_id != found.project_id):
                 raise LabelError(404, "not_found", f"image {image_id}: no such image in this token's project")
