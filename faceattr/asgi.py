@@ -1,5 +1,6 @@
 """What both web apps (``faceattr serve``, ``faceattr label serve``) put in front of their routes: a
-request body held to a limit while it streams, and the answer's status recorded for the access log.
+request body held to a limit while it streams, the answer's status recorded for the access log, and
+the image files of a multipart upload.
 
 Plain ASGI callables, so that neither app depends on the other; the ASGI types are only named.
 """
@@ -7,7 +8,11 @@ Plain ASGI callables, so that neither app depends on the other; the ASGI types a
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from starlette.datastructures import UploadFile
+    from starlette.requests import Request
 
 #: An ASGI message, ``receive`` and ``send`` (starlette.types names the same).
 Message = dict[str, Any]
@@ -55,3 +60,17 @@ class RecordedSend:
             if self.headers:
                 message = {**message, "headers": [*message.get("headers", []), *self.headers]}
         await self.send(message)
+
+
+async def multipart_files(request: Request, max_files: int, refuse: Callable[[str], Exception]) -> list[UploadFile]:
+    """The files of a multipart/form-data request's ``files`` fields (at most ``max_files``); anything
+    else (another content type, no such field) raises ``refuse(message)``."""
+    from starlette.datastructures import UploadFile
+
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise refuse("send the images as multipart/form-data fields named 'files'")
+    form = await request.form(max_files=max_files, max_fields=max_files + 8)
+    uploads = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
+    if not uploads:
+        raise refuse("form: no file fields named 'files'")
+    return uploads

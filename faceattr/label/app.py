@@ -40,11 +40,10 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from faceattr.asgi import CountedBody, RecordedSend, declared_length
+from faceattr.asgi import CountedBody, RecordedSend, declared_length, multipart_files
 from faceattr.errors import ConfigError
 from faceattr.image import PREDICTION_MAX_PIXELS, UPLOAD_FORMAT_NAMES, image_header
 from faceattr.label.errors import LabelError
@@ -244,12 +243,8 @@ def _schedule_settings(values: dict[str, Any]) -> ScheduleSettings:
 
 async def _uploads(request: Request, settings: LabelServeSettings) -> list[tuple[str, bytes]]:
     """The image files of a multipart upload (fields ``files``), each held to the limits and sniffed."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise LabelError(400, "bad_request", "send the images as multipart/form-data fields named 'files'")
-    form = await request.form(max_files=settings.max_upload_files, max_fields=settings.max_upload_files + 8)
-    uploads = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
-    if not uploads:
-        raise LabelError(400, "bad_request", "form: no file fields named 'files'")
+    uploads = await multipart_files(request, settings.max_upload_files,
+                                    lambda message: LabelError(400, "bad_request", message))
     files = []
     for number, upload in enumerate(uploads, 1):
         name = Path(upload.filename or f"upload-{number}").name  # a label only: never opened as a path

@@ -34,7 +34,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from faceattr.asgi import CountedBody, RecordedSend, declared_length
+from faceattr.asgi import CountedBody, RecordedSend, declared_length, multipart_files
 from faceattr.serve.auth import check_api_key
 from faceattr.serve.errors import ServiceError
 from faceattr.serve.service import Service
@@ -209,12 +209,8 @@ def create_app(settings: ServeSettings | None = None, service: Service | None = 
 
         async def work() -> JSONResponse:
             service.check_decision(decision, threshold)
-            if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-                raise ServiceError(400, "bad_request", "send the images as multipart/form-data fields named 'files'")
-            form = await request.form(max_files=settings.max_batch_files, max_fields=settings.max_batch_files + 8)
-            uploads = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
-            if not uploads:
-                raise ServiceError(400, "bad_request", "form: no file fields named 'files'")
+            uploads = await multipart_files(request, settings.max_batch_files,
+                                            lambda message: ServiceError(400, "bad_request", message))
             images = [await upload.read() for upload in uploads]
             return JSONResponse({"results": await asyncio.gather(*(one(data) for data in images))})
         return await service.within_timeout(work())
