@@ -60,6 +60,19 @@ class FaceAttrNet(nn.Module):
         """The constructor arguments except ``weights`` (a copy): ``FaceAttrNet(**model_args)``."""
         return dict(self._model_args)
 
+    def features(self, images: Tensor) -> Tensor:
+        """The backbone's pooled features, what both heads read (before dropout): the face embedding.
+
+        Args:
+            images: RGB images ``(B, 3, H, W)``, uint8 (0-255).
+
+        Returns:
+            ``(B, D)`` features, ``D`` = ``backbone.head_hidden_size`` (512 for ResNet-18).
+        """
+        if images.dtype != torch.uint8:
+            raise TypeError(f"FaceAttrNet takes uint8 images (0-255), got {images.dtype}")
+        return self.backbone((images.float() - self.mean) / self.std)
+
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         """Runs the network.
 
@@ -71,10 +84,7 @@ class FaceAttrNet(nn.Module):
             ``"beauty"``: ``(B,)`` scores; ``"beauty_logits"``: ``(B, bins)``, only for the
             distribution head.
         """
-        if images.dtype != torch.uint8:
-            raise TypeError(f"FaceAttrNet takes uint8 images (0-255), got {images.dtype}")
-        normalised = (images.float() - self.mean) / self.std
-        features = self.dropout(self.backbone(normalised))
+        features = self.dropout(self.features(images))
         # The heads run in float32 even under autocast: bfloat16 would round beauty scores to
         # steps of 1/64 and put ties into the threshold search.
         with torch.autocast(features.device.type, enabled=False):
