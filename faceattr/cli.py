@@ -173,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_label_parser(commands)
     add_clean_parser(commands)
     add_explain_parser(commands)
+    add_analyze_parser(commands)
     return parser
 
 
@@ -679,6 +680,78 @@ def run_explain(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
     return EXIT_UNREADABLE if failed else EXIT_OK
 
 
+def _named_model(text: str) -> tuple[str, str]:
+    """argparse type: ``NAME=MODEL`` (a name of letters, digits, ``_ . -``) as ``(NAME, MODEL)``."""
+    name, _, model = text.partition("=")
+    if not (name and model and all(char.isalnum() or char in "_.-" for char in name)):
+        raise argparse.ArgumentTypeError(f"expected NAME=MODEL (NAME: letters, digits, _ . -), got {text!r}")
+    return name, model
+
+
+def add_analyze_parser(commands: Any) -> None:
+    """Adds ``faceattr analyze sparsity``: Dibot et al. (2023)'s sparsity analysis of rated images."""
+    analyze = commands.add_parser("analyze", help="analyse what a network's activations say about rated images",
+                                  description="Analyses of a network's activations.")
+    kinds = analyze.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
+    sparsity = kinds.add_parser(
+        "sparsity", help="relate activation sparsity and embeddings to ratings (Dibot et al. 2023; docs/SPARSITY.md)",
+        description="Streams rated images through the model, its untrained copy and any --compare models, measures "
+                    "every block's activation sparsity (Gini, L0, L1, kurtosis, Hoyer, Treves-Rolls; mean "
+                    "activation as the control) and the pooled embedding, and predicts the ratings from each "
+                    "feature family by ridge regression with repeated k-fold cross-validation. Writes OUT/report.md, "
+                    "report.json, depth.png, r2_per_layer.png and r2_families.png; refused if one exists.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sparsity.add_argument("root", type=Path, nargs="?", default=None, metavar="ROOT",
+                          help="the SCUT-FBP5500 folder (default: ../shared/data/scut_fbp5500 beside the project), or with "
+                               "--ratings the folder "
+                               "the CSV's image paths are relative to (default: the CSV's folder)")
+    sparsity.add_argument("--ratings", type=Path, metavar="CSV",
+                          help="rate any images: a CSV with a header naming 'image' (path relative to ROOT) and "
+                               "'rating' (a number) columns; images are read whole")
+    sparsity.add_argument("--model", metavar="MODEL", help="the model analysed (default: the installed one)")
+    sparsity.add_argument("--compare", action="append", type=_named_model, default=[], metavar="NAME=MODEL",
+                          help="another faceattr model measured beside it (its own input size and SCUT crop); "
+                               "repeat for several")
+    sparsity.add_argument("--no-untrained", action="store_true", help="skip the untrained copy of the model")
+    sparsity.add_argument("--limit", type=_positive, metavar="N", help="use N images drawn at random (seed 0)")
+    sparsity.add_argument("--held-out", action="store_true",
+                          help="SCUT only: just the faces of the model's SCUT validation fold (never trained on)")
+    sparsity.add_argument("--folds", type=_positive, default=10, metavar="K", help="cross-validation folds (10)")
+    sparsity.add_argument("--repeats", type=_positive, default=5, metavar="R", help="cross-validation repeats (5)")
+    sparsity.add_argument("--batch-size", type=_positive, default=64, metavar="N", help="default: 64")
+    sparsity.add_argument("--out", type=Path, default=Path("sparsity"), metavar="DIR",
+                          help="folder of the report (created; default: ./sparsity)")
+
+
+def run_analyze(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
+    """Runs ``faceattr analyze sparsity`` with parsed arguments and returns the exit status.
+
+    Raises:
+        FaceAttrError: Bad data, ratings or models (the caller reports it, status 2).
+    """
+    from faceattr.explain.analysis import REPORT_FILES, write_report
+    from faceattr.explain.rated_images import run_sparsity_analysis
+
+    names = [name for name, _ in args.compare]
+    repeated = sorted({name for name in names if names.count(name) > 1} | {"trained", "untrained"} & set(names))
+    if repeated:
+        stderr.write(f"faceattr: --compare: names {repeated} are taken (trained, untrained) or repeated\n")
+        return EXIT_USAGE
+    existing = [name for name in REPORT_FILES if (args.out / name).exists()]
+    if existing:
+        stderr.write(f"faceattr: --out {printable(str(args.out))} already holds {existing}; not overwritten (remove "
+                     "them or choose another --out)\n")
+        return EXIT_USAGE
+    analysis = run_sparsity_analysis(args.root, args.ratings, args.model, dict(args.compare), args.limit,
+                                     args.held_out, not args.no_untrained, args.batch_size, args.folds, args.repeats,
+                                     progress=lambda line: stdout.write(line + "\n"))
+    for path in write_report(analysis, args.out):
+        stdout.write(f"wrote {printable(str(path))}\n")
+    stdout.write(f"{len(analysis.ratings)} images, {len(analysis.networks)} networks: "
+                 f"{analysis.measure_seconds:.1f} s measuring, {analysis.seconds:.1f} s in all\n")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """The ``faceattr`` console script.
 
@@ -705,7 +778,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return run_serve(args)
         runners = {"predict": run_predict, "bulk": run_bulk, "label": run_label, "clean": run_clean,
-                   "explain": run_explain}
+                   "explain": run_explain, "analyze": run_analyze}
         return runners[args.command](args, sys.stdout, sys.stderr)
     except FaceAttrError as error:
         sys.stderr.write(f"faceattr: {error}\n")

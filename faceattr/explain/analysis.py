@@ -1,11 +1,15 @@
-"""The sparsity analysis of a rated image set: Dibot et al. (2023)'s design run on a faceattr network.
+"""The sparsity analysis of a rated image set: Dibot et al. (2023)'s design run on faceattr networks.
 
 :func:`analyze_sparsity` streams the images through the trained network and, in the same pass, an
-untrained network of the same architecture (the comparison that asks whether training changes the link),
-measures every block's activation sparsity with :class:`~faceattr.explain.sparsity.LayerStatistics`
-(per-image values only, never the activations), and predicts the ratings from each feature family by
-ridge regression with repeated k-fold cross-validation (:func:`~faceattr.explain.sparsity.cross_validated_r2`).
-:func:`write_report` saves the Markdown table, its JSON figures and three plots.
+untrained network of the same architecture (the comparison that asks whether training changes the link)
+and any other networks to compare (e.g. faceattr's attribute-only and beauty-only models), each reading the
+images at its own input size and crop. It measures every block's activation sparsity with
+:class:`~faceattr.explain.sparsity.LayerStatistics` (per-image values only, never the activations), keeps
+the pooled penultimate features (the embedding, ``(N, D)`` per network), and predicts the ratings from
+each feature family by ridge regression with repeated k-fold cross-validation
+(:func:`~faceattr.explain.sparsity.cross_validated_r2`). :func:`write_report` saves the Markdown table,
+its JSON figures and three plots. :mod:`faceattr.explain.rated_images` reads the rated images (SCUT-FBP5500
+or a folder with a CSV of ratings) and loads the networks for ``faceattr analyze sparsity``.
 
 The feature families, per network:
 
@@ -19,6 +23,9 @@ The feature families, per network:
   ridge regression undoes, so per-layer contextual values would repeat ``MEASURE per layer`` exactly.
 - ``mean activation (control)``: the mean activation per layer alone, the paper's control.
 - ``all sparsity + mean activation``: whether sparsity adds to the control.
+- ``embedding L1`` and ``embedding L2``: the pooled penultimate features (what the heads read,
+  :meth:`~faceattr.models.net.FaceAttrNet.features`) divided by their L1 or L2 norm, for networks that
+  have a ``backbone`` (the feature-based measure the paper set beside sparsity).
 """
 
 from __future__ import annotations
@@ -50,6 +57,41 @@ CURVE_FEATURES: tuple[str, ...] = ("linear_slope", "range", "acceleration", "log
 DEFAULT_CURVE_MEASURES: tuple[str, ...] = ("gini", "l0", "hoyer")
 
 
+#: The embedding feature families, by name: each divides the pooled features by one norm (numpy ``ord``).
+EMBEDDING_NORMS: dict[str, int] = {"embedding L1": 1, "embedding L2": 2}
+
+
+@dataclass(frozen=True)
+class NetworkInput:
+    """A network to measure, and how the images are read for it.
+
+    Attributes:
+        network: A :class:`~faceattr.models.net.FaceAttrNet` (or any module taking a uint8 ``(B, 3, S, S)``
+            batch; its embedding is kept only when it has a ``backbone``).
+        image_size: Side of its input.
+        crop: Fractional crop box cut before resizing (``None``: the whole image).
+        model: Where it came from, for the report (e.g. a checkpoint's path).
+    """
+
+    network: Any
+    image_size: int
+    crop: tuple[float, ...] | None = None
+    model: str = ""
+
+
+@dataclass
+class NetworkMeasures:
+    """What one streamed pass keeps of one network.
+
+    Attributes:
+        values: By measure, ``(N, L)`` per-image values at each layer.
+        embeddings: ``(N, D)`` pooled penultimate features, ``None`` for a network without a ``backbone``.
+    """
+
+    values: dict[str, np.ndarray]
+    embeddings: np.ndarray | None = None
+
+
 @dataclass
 class NetworkAnalysis:
     """One network's measurements and regressions.
@@ -61,6 +103,9 @@ class NetworkAnalysis:
         logistic_failures: By measure whose curve was summarised, how many images' logistic fit failed.
         correlations: By measure, the Pearson correlation of each layer's values with the ratings (its sign
             says whether sparser means rated higher at that layer; NaN for a constant layer).
+        layers: The measured modules, in depth order.
+        image_size: Side of the input it read; crop: the crop cut before resizing; model: where it came from.
+        embedding_size: ``D`` of its embedding (0 when none was kept).
     """
 
     values: dict[str, np.ndarray]
@@ -68,6 +113,11 @@ class NetworkAnalysis:
     per_layer: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     logistic_failures: dict[str, int] = field(default_factory=dict)
     correlations: dict[str, list[float]] = field(default_factory=dict)
+    layers: list[str] = field(default_factory=list)
+    image_size: int = 0
+    crop: tuple[float, ...] | None = None
+    model: str = ""
+    embedding_size: int = 0
 
 
 @dataclass
@@ -75,10 +125,10 @@ class SparsityAnalysis:
     """The result of :func:`analyze_sparsity`.
 
     Attributes:
-        layers: The measured modules, in depth order.
+        layers: The first (trained) network's measured modules, in depth order (each network has its own).
         measures: The measures taken.
         ratings: ``(N,)`` the ratings, in the images' order.
-        networks: By name (``"trained"``, and ``"untrained"`` when asked), the network's analysis.
+        networks: By name (``"trained"``, ``"untrained"`` when asked, then the compared ones), the analyses.
         folds: Folds of the cross-validation; repeats: its repeats; seed: the seed of splits and init.
         seconds: Wall time of the whole analysis; measure_seconds: of the forward passes alone.
     """
@@ -98,13 +148,16 @@ class SparsityAnalysis:
         return {"layers": self.layers, "measures": self.measures, "images": int(len(self.ratings)),
                 "folds": self.folds, "repeats": self.repeats, "seed": self.seed,
                 "seconds": round(self.seconds, 1), "measure_seconds": round(self.measure_seconds, 1),
-                "networks": {name: {"families": {family: {"r2": r2, "sd": sd}
+                "networks": {name: {"model": network.model, "image_size": network.image_size,
+                                    "crop": None if network.crop is None else list(network.crop),
+                                    "layers": network.layers, "embedding_size": network.embedding_size,
+                                    "families": {family: {"r2": r2, "sd": sd}
                                                  for family, (r2, sd) in network.families.items()},
                                     "per_layer": {measure: [{"layer": layer, "r2": r2, "sd": sd}
-                                                            for layer, (r2, sd) in zip(self.layers, scores)]
+                                                            for layer, (r2, sd) in zip(network.layers, scores)]
                                                   for measure, scores in network.per_layer.items()},
                                     "logistic_failures": network.logistic_failures,
-                                    "correlations": {measure: dict(zip(self.layers, values))
+                                    "correlations": {measure: dict(zip(network.layers, values))
                                                      for measure, values in network.correlations.items()}}
                              for name, network in self.networks.items()}}
 
@@ -134,30 +187,29 @@ def untrained_copy(model: Any, seed: int = 0) -> Any:
         torch.random.set_rng_state(state)  # the caller's random stream is not disturbed
 
 
-def measure_networks(networks: Mapping[str, Any], images: Sequence[str | Path], image_size: int,
-                     crop: Sequence[float] | None, batch_size: int = 64, measures: Sequence[str] | None = None,
-                     layers: Sequence[str] | None = None, workers: int = 2) -> dict[str, dict[str, np.ndarray]]:
-    """Streams the images once through every network and returns each one's per-image, per-layer measures.
+def measure_networks(networks: Mapping[str, NetworkInput], images: Sequence[str | Path], batch_size: int = 64,
+                     measures: Sequence[str] | None = None, workers: int = 2) -> dict[str, NetworkMeasures]:
+    """Streams the images once through every network and returns each one's per-image measures and embedding.
 
-    Images are read as the evaluation transform reads them (:func:`~faceattr.data.transforms.eval_transform`
-    on :func:`~faceattr.image.load_image`), a batch at a time, decoded by ``workers`` threads; each batch is
-    fed to every network, so the decoding is paid once. Only the ``(batch,)`` measures are kept.
+    Each image file is decoded once (:func:`~faceattr.image.load_image`), by ``workers`` threads, and cut
+    by the evaluation transform (:func:`~faceattr.data.transforms.eval_transform`) once per distinct
+    ``(image_size, crop)`` of the networks; each batch is fed to every network. Only the ``(batch,)``
+    measures of every block (:func:`~faceattr.explain.sparsity.block_names`) and, from a hook on the
+    network's ``backbone`` (the module :meth:`~faceattr.models.net.FaceAttrNet.features` runs), the
+    ``(batch, D)`` pooled features are kept.
 
     Args:
-        networks: Networks by name (FaceAttrNet or any module taking a uint8 ``(B, 3, S, S)`` batch).
+        networks: By name, the networks and how each reads the images.
         images: Image files.
-        image_size: Side of the network input.
-        crop: Fractional crop box cut before resizing (``None``: the whole image).
         batch_size: Images per forward pass.
         measures: Names from :data:`~faceattr.explain.sparsity.SPARSITY_MEASURES` (default all).
-        layers: Module names (default :func:`~faceattr.explain.sparsity.block_names` of each network).
         workers: Threads decoding images.
 
     Returns:
-        By network name, by measure, ``(N, L)`` values.
+        By network name, its measures: ``(N, L)`` values per measure and the ``(N, D)`` embeddings.
 
     Raises:
-        ConfigError: For no images, a batch size below 1, or an unknown measure or layer.
+        ConfigError: For no images, no networks, a batch size below 1, or an unknown measure.
         ImageError: For an unreadable image (the message names it).
     """
     import torch
@@ -167,25 +219,59 @@ def measure_networks(networks: Mapping[str, Any], images: Sequence[str | Path], 
 
     if not images:
         raise ConfigError("images is empty: nothing to measure")
+    if not networks:
+        raise ConfigError("networks is empty: nothing to measure")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    transform = eval_transform(image_size, crop)
+    readings = {(entry.image_size, None if entry.crop is None else tuple(entry.crop)) for entry in networks.values()}
+    transforms = {reading: eval_transform(*reading) for reading in readings}
 
-    def read(path: str | Path) -> Any:
-        return transform(load_image(path))
+    def read(path: str | Path) -> dict[tuple, Any]:
+        image = load_image(path)
+        return {reading: transform(image) for reading, transform in transforms.items()}
 
-    statistics = {name: LayerStatistics(network, layers=layers, measures=measures)
-                  for name, network in networks.items()}
+    statistics = {name: LayerStatistics(entry.network, measures=measures) for name, entry in networks.items()}
+    embeddings: dict[str, list[np.ndarray]] = {name: [] for name, entry in networks.items()
+                                               if hasattr(entry.network, "backbone")}
+    handles = [networks[name].network.backbone.register_forward_hook(
+        lambda module, inputs, output, kept=kept: kept.append(output.detach().float().cpu().numpy()))
+        for name, kept in embeddings.items()]
     try:
         with ThreadPoolExecutor(max(1, workers)) as pool:
             for start in range(0, len(images), batch_size):
-                batch = torch.stack(list(pool.map(read, images[start:start + batch_size])))
-                for stats in statistics.values():
-                    stats.update(batch)
+                decoded = list(pool.map(read, images[start:start + batch_size]))
+                batches = {reading: torch.stack([inputs[reading] for inputs in decoded]) for reading in readings}
+                for name, entry in networks.items():
+                    crop = None if entry.crop is None else tuple(entry.crop)
+                    statistics[name].update(batches[(entry.image_size, crop)])
     finally:
+        for handle in handles:
+            handle.remove()
         for stats in statistics.values():
             stats.close()
-    return {name: stats.values() for name, stats in statistics.items()}
+    return {name: NetworkMeasures(stats.values(), np.concatenate(embeddings[name]) if name in embeddings else None)
+            for name, stats in statistics.items()}
+
+
+def embedding_families(embeddings: np.ndarray) -> dict[str, np.ndarray]:
+    """The embedding feature tables: the features divided by their L1 and by their L2 norm, per image.
+
+    Args:
+        embeddings: ``(N, D)`` pooled features.
+
+    Returns:
+        By family name (:data:`EMBEDDING_NORMS`), ``(N, D)`` tables; an all-zero embedding stays zero.
+
+    >>> families = embedding_families(np.array([[3.0, -4.0], [0.0, 0.0]]))
+    >>> families["embedding L1"][0].tolist(), families["embedding L2"][0].tolist(), families["embedding L2"][1].tolist()
+    ([0.42857142857142855, -0.5714285714285714], [0.6, -0.8], [0.0, 0.0])
+    """
+    table = np.asarray(embeddings, dtype=np.float64)
+    families = {}
+    for name, order in EMBEDDING_NORMS.items():
+        norms = np.linalg.norm(table, ord=order, axis=1, keepdims=True)
+        families[name] = np.divide(table, norms, out=np.zeros_like(table), where=norms > 0)
+    return families
 
 
 def _impute_median(table: np.ndarray) -> np.ndarray:
@@ -252,7 +338,8 @@ def _correlations(table: np.ndarray, ratings: np.ndarray) -> list[float]:
 
 def regress_families(values: Mapping[str, np.ndarray], ratings: np.ndarray, folds: int = 10, repeats: int = 5,
                      seed: int = 0, per_layer_measures: Sequence[str] = ("gini",),
-                     curve_measures: Sequence[str] = DEFAULT_CURVE_MEASURES) -> NetworkAnalysis:
+                     curve_measures: Sequence[str] = DEFAULT_CURVE_MEASURES,
+                     embeddings: np.ndarray | None = None) -> NetworkAnalysis:
     """Cross-validated ridge R² of every feature family, and per single layer for the chosen measures.
 
     Args:
@@ -262,13 +349,17 @@ def regress_families(values: Mapping[str, np.ndarray], ratings: np.ndarray, fold
             so families are compared on the same splits).
         per_layer_measures: Measures whose layers are also regressed one at a time (the R²-per-layer plot).
         curve_measures: Measures whose depth curves are summarised.
+        embeddings: ``(N, D)`` pooled features, regressed as :func:`embedding_families` (``None``: not).
 
     Returns:
         The network's analysis.
     """
     families, failures = feature_families(values, curve_measures)
+    if embeddings is not None:
+        families.update(embedding_families(embeddings))
     result = NetworkAnalysis(values=dict(values), logistic_failures=failures,
-                             correlations={name: _correlations(table, ratings) for name, table in values.items()})
+                             correlations={name: _correlations(table, ratings) for name, table in values.items()},
+                             embedding_size=0 if embeddings is None else int(embeddings.shape[1]))
     for name, table in families.items():
         result.families[name] = cross_validated_r2(table, ratings, folds=folds, repeats=repeats, seed=seed)
     for name in per_layer_measures:
@@ -286,8 +377,13 @@ def analyze_sparsity(model: Any, images: Sequence[str | Path], ratings: Any, ima
                      folds: int = 10, repeats: int = 5, seed: int = 0, untrained: bool = True,
                      per_layer_measures: Sequence[str] = ("gini",),
                      curve_measures: Sequence[str] = DEFAULT_CURVE_MEASURES,
+                     compare: Mapping[str, NetworkInput] | None = None, model_name: str = "",
                      progress: Callable[[str], None] | None = None) -> SparsityAnalysis:
-    """Relates a network's activation sparsity to ratings of the images, beside the same network untrained.
+    """Relates networks' activation sparsity and embeddings to ratings of the images.
+
+    The trained network, its untrained copy (same input) and the ``compare`` networks (each with its own
+    input size and crop) are measured in one streamed pass (:func:`measure_networks`), then each one's
+    feature families are regressed on the ratings (:func:`regress_families`) on the same splits.
 
     Args:
         model: The trained :class:`~faceattr.models.net.FaceAttrNet` (its backbone's blocks are measured).
@@ -302,14 +398,16 @@ def analyze_sparsity(model: Any, images: Sequence[str | Path], ratings: Any, ima
         untrained: Also analyse an untrained network of the same architecture.
         per_layer_measures: Measures regressed one layer at a time.
         curve_measures: Measures whose depth curves are summarised.
+        compare: Other networks by name (not ``trained`` or ``untrained``), analysed alike.
+        model_name: Where ``model`` came from, for the report.
         progress: Called with a line at each stage (e.g. ``print``).
 
     Returns:
-        The analysis, networks ``"trained"`` and (if asked) ``"untrained"``.
+        The analysis, networks ``"trained"``, ``"untrained"`` (if asked), then those of ``compare``.
 
     Raises:
         ConfigError: For ratings that are not ``(N,)``, finite and as many as the images, an unknown measure,
-            or ``folds`` out of range.
+            ``folds`` out of range, or a compared network named ``trained`` or ``untrained``.
     """
     target = np.asarray(ratings, dtype=np.float64)
     if target.ndim != 1 or len(target) != len(images) or not np.isfinite(target).all():
@@ -320,63 +418,103 @@ def analyze_sparsity(model: Any, images: Sequence[str | Path], ratings: Any, ima
     unknown = [name for name in names if name not in SPARSITY_MEASURES]
     if unknown:
         raise ConfigError(f"unknown sparsity measures {unknown}; known: {sorted(SPARSITY_MEASURES)}")
+    taken = sorted({"trained", "untrained"} & set(compare or {}))
+    if taken:
+        raise ConfigError(f"compared networks cannot be named {taken}: those names are the analysed model's")
     report = progress or (lambda line: None)
     started = time.perf_counter()
-    networks = {"trained": model}
+    own_crop = None if crop is None else tuple(float(value) for value in crop)
+    networks = {"trained": NetworkInput(model, image_size, own_crop, model_name)}
     if untrained:
-        networks["untrained"] = untrained_copy(model, seed)
-    layers = block_names(model)
-    report(f"measuring {len(images)} images at {len(layers)} layers of {len(networks)} network(s)")
-    values = measure_networks(networks, images, image_size, crop, batch_size, names, layers)
+        networks["untrained"] = NetworkInput(untrained_copy(model, seed), image_size, own_crop,
+                                             f"{model_name or 'the trained network'}'s architecture, "
+                                             f"random weights (seed {seed})")
+    networks.update(compare or {})
+    report(f"measuring {len(images)} images with {len(networks)} network(s): {', '.join(networks)}")
+    measured_values = measure_networks(networks, images, batch_size, names)
     measured = time.perf_counter()
     results = {}
-    for name, network_values in values.items():
+    for name, measures_of in measured_values.items():
         report(f"regressing the ratings on the {name} network's features")
-        results[name] = regress_families(network_values, target, folds, repeats, seed, per_layer_measures,
-                                         curve_measures)
-    return SparsityAnalysis(layers=layers, measures=names, ratings=target, networks=results, folds=folds,
-                            repeats=repeats, seed=seed, seconds=time.perf_counter() - started,
+        result = regress_families(measures_of.values, target, folds, repeats, seed, per_layer_measures,
+                                  curve_measures, measures_of.embeddings)
+        entry = networks[name]
+        result.layers, result.image_size, result.crop, result.model = (
+            block_names(entry.network), entry.image_size, entry.crop, entry.model)
+        results[name] = result
+    return SparsityAnalysis(layers=results["trained"].layers, measures=names, ratings=target, networks=results,
+                            folds=folds, repeats=repeats, seed=seed, seconds=time.perf_counter() - started,
                             measure_seconds=measured - started)
 
 
+def _families(analysis: SparsityAnalysis) -> list[str]:
+    """Every feature family of any network, in the order they were first regressed."""
+    return list(dict.fromkeys(family for network in analysis.networks.values() for family in network.families))
+
+
+def _same_layers(analysis: SparsityAnalysis) -> list[list[str]]:
+    """The networks' names grouped by identical layer lists (one group when all share an architecture)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, network in analysis.networks.items():
+        groups.setdefault(tuple(network.layers), []).append(name)
+    return list(groups.values())
+
+
 def report_markdown(analysis: SparsityAnalysis) -> str:
-    """The R² table of every feature family for every network, as Markdown.
+    """The networks, and the R² table of every feature family for every network, as Markdown.
 
     Args:
         analysis: The analysis.
 
     Returns:
-        The Markdown text: a family-by-network table of ``R² ± sd``, then the per-layer R².
+        The Markdown text: the networks and their inputs, a family-by-network table of ``R² ± sd`` (``—``
+        where a network has no such family), then the per-layer R² (one table per architecture).
     """
     names = list(analysis.networks)
-    first = analysis.networks[names[0]]
     lines = [f"Ridge regression, {analysis.repeats} x {analysis.folds}-fold cross-validation, "
-             f"{len(analysis.ratings)} images; R² (mean ± sd over repeats).", "",
-             "| feature family | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    for family in first.families:
-        scores = [analysis.networks[name].families[family] for name in names]
-        cells = [f"{r2:.3f} ± {spread:.3f}" for r2, spread in scores]
+             f"{len(analysis.ratings)} images; R² (mean ± sd over repeats). {analysis.seconds:.0f} s in all, "
+             f"{analysis.measure_seconds:.0f} s of it measuring.", "",
+             "| network | model | input | crop | layers | embedding size |", "|---|---|---:|---|---:|---:|"]
+    for name, network in analysis.networks.items():
+        crop = "whole image" if network.crop is None else ", ".join(f"{value:g}" for value in network.crop)
+        lines.append(f"| {name} | {network.model or '—'} | {network.image_size} px | {crop} | {len(network.layers)} "
+                     f"| {network.embedding_size or '—'} |")
+    lines += ["", "| feature family | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for family in _families(analysis):
+        scores = [analysis.networks[name].families.get(family) for name in names]
+        cells = ["—" if score is None else f"{score[0]:.3f} ± {score[1]:.3f}" for score in scores]
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
-    for measure in first.per_layer:
-        lines += ["", f"R² of {measure} at one layer alone, and its correlation r with the ratings "
-                  "(r > 0: sparser faces rated higher):", "",
-                  "| layer | " + " | ".join(f"{name} R² | {name} r" for name in names) + " |",
-                  "|---|" + "---:|" * 2 * len(names)]
-        for position, layer in enumerate(analysis.layers):
-            cells = [f"{analysis.networks[name].per_layer[measure][position][0]:.3f} | "
-                     f"{analysis.networks[name].correlations[measure][position]:+.3f}" for name in names]
-            lines.append(f"| {layer} | " + " | ".join(cells) + " |")
+    per_layer_measures = dict.fromkeys(m for network in analysis.networks.values() for m in network.per_layer)
+    for measure in per_layer_measures:
+        for group in _same_layers(analysis):
+            group = [name for name in group if measure in analysis.networks[name].per_layer]
+            if not group:
+                continue
+            lines += ["", f"R² of {measure} at one layer alone, and its correlation r with the ratings "
+                      "(r > 0: sparser images rated higher):", "",
+                      "| layer | " + " | ".join(f"{name} R² | {name} r" for name in group) + " |",
+                      "|---|" + "---:|" * 2 * len(group)]
+            for position, layer in enumerate(analysis.networks[group[0]].layers):
+                cells = [f"{analysis.networks[name].per_layer[measure][position][0]:.3f} | "
+                         f"{analysis.networks[name].correlations[measure][position]:+.3f}" for name in group]
+                lines.append(f"| {layer} | " + " | ".join(cells) + " |")
     failures = {name: network.logistic_failures for name, network in analysis.networks.items()}
     lines += ["", f"Logistic depth-curve fits that failed (imputed with the median): {failures}", ""]
     return "\n".join(lines)
+
+
+#: The files :func:`write_report` writes in its folder.
+REPORT_FILES: tuple[str, ...] = ("report.md", "report.json", "depth.png", "r2_per_layer.png", "r2_families.png")
 
 
 def write_report(analysis: SparsityAnalysis, out: str | Path, measure: str = "gini") -> list[Path]:
     """Saves ``report.md`` and ``report.json`` (:func:`~faceattr.files.save_table`) and the plots in ``out``.
 
     Plots: ``depth.png`` (``measure`` against depth, mean of the top and bottom thirds of ratings, per
-    network), ``r2_per_layer.png`` (R² of each per-layer measure at each layer) and ``r2_families.png``
-    (R² of each feature family with its spread).
+    network), ``r2_per_layer.png`` (R² of each per-layer measure at each layer, per network) and
+    ``r2_families.png`` (R² of each feature family with its spread). Each file is written whole
+    (:func:`~faceattr.files.write_exclusive`, replacing a file of that name: callers that must keep a user's
+    files check :data:`REPORT_FILES` first, as ``faceattr analyze sparsity`` does).
 
     Args:
         analysis: The analysis.
@@ -401,8 +539,6 @@ def write_report(analysis: SparsityAnalysis, out: str | Path, measure: str = "gi
     out = Path(out)
     written = list(save_table(out, "report", report_markdown(analysis), analysis.record()))
     low, high = np.quantile(analysis.ratings, [1 / 3, 2 / 3])
-    depth = np.arange(len(analysis.layers))
-    short = [layer.removeprefix("backbone.") for layer in analysis.layers]
 
     figure, axes = plt.subplots(1, len(analysis.networks), figsize=(6 * len(analysis.networks), 4), squeeze=False)
     for axis, (name, network) in zip(axes[0], analysis.networks.items()):
@@ -410,31 +546,33 @@ def write_report(analysis: SparsityAnalysis, out: str | Path, measure: str = "gi
                                       ("bottom third", analysis.ratings <= low, "tab:blue")):
             values = network.values[measure][chosen]
             mean, spread = values.mean(axis=0), values.std(axis=0) / np.sqrt(max(1, len(values)))
-            axis.errorbar(depth, mean, yerr=spread, label=f"{label} of ratings (n={len(values)})", color=colour,
-                          capsize=2)
+            axis.errorbar(np.arange(len(network.layers)), mean, yerr=spread,
+                          label=f"{label} of ratings (n={len(values)})", color=colour, capsize=2)
         axis.set(title=f"{name} network", xlabel="layer", ylabel=measure)
-        axis.set_xticks(depth, short, rotation=60, fontsize=7)
+        _layer_ticks(axis, network.layers)
         axis.legend(fontsize=8)
     written.append(_save(figure, out / "depth.png"))
 
     figure, axis = plt.subplots(figsize=(7, 4))
     for name, network in analysis.networks.items():
         for per_measure, scores in network.per_layer.items():
-            axis.errorbar(depth, [s[0] for s in scores], yerr=[s[1] for s in scores], label=f"{name}: {per_measure}",
-                          capsize=2, marker="o")
+            axis.errorbar(np.arange(len(scores)), [s[0] for s in scores], yerr=[s[1] for s in scores],
+                          label=f"{name}: {per_measure}", capsize=2, marker="o")
     axis.axhline(0, color="grey", linewidth=0.5)
     axis.set(title="R² of one layer's sparsity alone", xlabel="layer", ylabel="cross-validated R²")
-    axis.set_xticks(depth, short, rotation=60, fontsize=7)
+    groups = _same_layers(analysis)
+    if len(groups) == 1:  # one architecture: its layer names; else the depth index only
+        _layer_ticks(axis, analysis.layers)
     axis.legend(fontsize=8)
     written.append(_save(figure, out / "r2_per_layer.png"))
 
-    families = list(next(iter(analysis.networks.values())).families)
+    families = _families(analysis)
     figure, axis = plt.subplots(figsize=(8, 0.3 * len(families) * len(analysis.networks) + 1.5))
     height = 0.8 / len(analysis.networks)
     for offset, (name, network) in enumerate(analysis.networks.items()):
         positions = np.arange(len(families)) + offset * height
-        axis.barh(positions, [network.families[f][0] for f in families], height,
-                  xerr=[network.families[f][1] for f in families], label=name)
+        scores = [network.families.get(family, (np.nan, 0.0)) for family in families]
+        axis.barh(positions, [s[0] for s in scores], height, xerr=[s[1] for s in scores], label=name)
     axis.set_yticks(np.arange(len(families)) + height * (len(analysis.networks) - 1) / 2, families, fontsize=7)
     axis.invert_yaxis()
     axis.axvline(0, color="grey", linewidth=0.5)
@@ -444,11 +582,22 @@ def write_report(analysis: SparsityAnalysis, out: str | Path, measure: str = "gi
     return written
 
 
+def _layer_ticks(axis: Any, layers: Sequence[str]) -> None:
+    """Labels a depth axis with the layers' names (without the ``backbone.`` prefix they all share)."""
+    axis.set_xticks(np.arange(len(layers)), [layer.removeprefix("backbone.") for layer in layers],
+                    rotation=60, fontsize=7)
+
+
 def _save(figure: Any, path: Path) -> Path:
-    """Saves and closes a matplotlib figure (closed so that many reports do not pile figures up)."""
+    """Saves a matplotlib figure as a PNG, written whole, and closes it (so that many reports do not pile
+    figures up)."""
     import matplotlib.pyplot as plt
 
+    from faceattr.files import write_exclusive
+
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    try:
+        write_exclusive(path, lambda file: figure.savefig(file, format="png", dpi=110))
+    finally:
+        plt.close(figure)
     return path
