@@ -1,4 +1,4 @@
-"""Specification of the sparsity analysis (faceattr.explain.analysis) and its tool, on tiny networks and drawn faces."""
+"""Specification of the sparsity analysis (faceattr.explain.analysis), on tiny networks and drawn faces."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ import pytest
 import torch
 
 from faceattr.errors import ConfigError
+import faceattr.image
 from faceattr.explain.analysis import (
+    EMBEDDING_NORMS,
+    NetworkInput,
     analyze_sparsity,
     feature_families,
+    measure_networks,
     regress_families,
     report_markdown,
     untrained_copy,
@@ -20,7 +24,6 @@ from faceattr.explain.analysis import (
 )
 from faceattr.models.net import FaceAttrNet
 from faceattr.synthetic.fixtures import make_scut
-from tests.conftest import untrained_checkpoint
 
 MEASURES = ["gini", "hoyer", "mean_activation"]
 
@@ -59,11 +62,14 @@ def test_the_analysis_reports_every_family_for_both_networks(analysis):
         assert {name: table.shape for name, table in result.values.items()} == {m: (40, layers) for m in MEASURES}
         assert set(result.families) == {
             "gini per layer", "hoyer per layer", "gini depth curve", "gini contextual mean", "hoyer contextual mean",
-            "all sparsity, per layer", "mean activation (control)", "all sparsity + mean activation"}
+            "all sparsity, per layer", "mean activation (control)", "all sparsity + mean activation",
+            "embedding L1", "embedding L2"}
         for r2, spread in result.families.values():
             assert np.isfinite(r2) and r2 <= 1 and spread >= 0
         assert len(result.per_layer["gini"]) == layers and len(result.correlations["gini"]) == layers
         assert set(result.logistic_failures) == {"gini"}
+        assert result.embedding_size == 512 and result.image_size == 64 and result.crop is None
+        assert result.layers == analysis.layers
     # The untrained copy has other weights, so other activations.
     assert not np.allclose(analysis.networks["trained"].values["gini"], analysis.networks["untrained"].values["gini"])
     assert analysis.seconds >= analysis.measure_seconds > 0
@@ -140,15 +146,60 @@ def test_the_report_holds_the_table_and_the_plots(analysis, tmp_path):
         write_report(analysis, tmp_path / "other", measure="l0")
 
 
-def test_the_tool_runs_on_a_drawn_scut_folder(run_tool, tmp_path):
-    root = make_scut(tmp_path / "scut", count=30, size=64)
-    model = untrained_checkpoint(tmp_path / "best.pt")
-    done = run_tool("analyze_sparsity", root, "--model", model, "--limit", 24, "--repeats", 1, "--folds", 4,
-                    "--out", tmp_path / "out")
-    assert done.status == 0, done.err
-    figures = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert figures["images"] == 24 and figures["folds"] == 4
-    assert (tmp_path / "out" / "depth.png").stat().st_size > 0
-    assert run_tool("analyze_sparsity", root, "--limit", 1).status != 0
-    refused = run_tool("analyze_sparsity", root, "--model", model, "--held-out", "--out", tmp_path / "none")
-    assert refused.status != 0 and "not trained on SCUT" in refused.err
+def test_each_network_reads_its_own_input_and_each_image_is_decoded_once(network, faces, monkeypatch):
+    decoded = []
+    real_load = faceattr.image.load_image
+
+    def counting_load(path):
+        decoded.append(path)
+        return real_load(path)
+
+    monkeypatch.setattr(faceattr.image, "load_image", counting_load)
+    images = faces[0][:10]
+    torch.manual_seed(2)
+    small = FaceAttrNet("resnet10t")
+    measured = measure_networks({"big": NetworkInput(network, 64), "big again": NetworkInput(network, 64),
+                                 "small": NetworkInput(small, 32, (0.25, 0.25, 0.75, 0.75))},
+                                images, batch_size=4, measures=["gini"])
+    assert sorted(decoded) == sorted(images)  # one decoding per file, whatever the readings
+    from faceattr.data.transforms import eval_transform
+
+    batch = torch.stack([eval_transform(32, (0.25, 0.25, 0.75, 0.75))(real_load(path)) for path in images])
+    with torch.no_grad():
+        expected = small.eval().features(batch).numpy()
+    np.testing.assert_allclose(measured["small"].embeddings, expected, rtol=1e-5, atol=1e-6)
+    assert measured["big"].embeddings.shape == (10, 512)
+    np.testing.assert_array_equal(measured["big"].values["gini"], measured["big again"].values["gini"])
+    assert not any(module._forward_hooks for module in (network.backbone, small.backbone))  # hooks released
+
+
+def test_a_rating_planted_in_the_embedding_is_found_by_the_embedding_families():
+    rng = np.random.default_rng(3)
+    embeddings = rng.uniform(0, 1, (300, 16))
+    direction = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    ratings = 3.0 + 5.0 * direction[:, 0] - 3.0 * direction[:, 5] + rng.normal(0, 0.02, 300)
+    values = {"gini": rng.uniform(0.2, 0.8, (300, 4))}  # unrelated to the ratings
+    result = regress_families(values, ratings, folds=10, repeats=2, embeddings=embeddings)
+    assert set(EMBEDDING_NORMS) <= set(result.families) and result.embedding_size == 16
+    assert result.families["embedding L2"][0] > 0.95
+    assert result.families["embedding L1"][0] > 0.8
+    assert result.families["gini per layer"][0] < 0.05
+    without = regress_families(values, ratings, folds=10, repeats=2)
+    assert not set(EMBEDDING_NORMS) & set(without.families) and without.embedding_size == 0
+
+
+def test_compared_networks_are_analysed_alike_with_their_own_input(network, faces):
+    images, ratings = faces[0][:20], faces[1][:20]
+    torch.manual_seed(4)
+    other = NetworkInput(FaceAttrNet("resnet10t"), 32, (0.1, 0.1, 0.9, 0.9), "other.pt")
+    analysis = analyze_sparsity(network, images, ratings, image_size=64, crop=None, batch_size=8, measures=MEASURES,
+                                folds=4, repeats=1, curve_measures=("gini",), compare={"other": other})
+    assert list(analysis.networks) == ["trained", "untrained", "other"]
+    compared = analysis.networks["other"]
+    assert (compared.image_size, compared.crop, compared.model) == (32, (0.1, 0.1, 0.9, 0.9), "other.pt")
+    assert set(compared.families) == set(analysis.networks["trained"].families)
+    figures = analysis.record()["networks"]["other"]
+    assert figures["image_size"] == 32 and figures["crop"] == [0.1, 0.1, 0.9, 0.9]
+    assert "| other | other.pt | 32 px | 0.1, 0.1, 0.9, 0.9 |" in report_markdown(analysis)
+    with pytest.raises(ConfigError, match="cannot be named"):
+        analyze_sparsity(network, images, ratings, image_size=64, crop=None, folds=4, compare={"untrained": other})

@@ -233,9 +233,15 @@ def measure_networks(networks: Mapping[str, NetworkInput], images: Sequence[str 
     statistics = {name: LayerStatistics(entry.network, measures=measures) for name, entry in networks.items()}
     embeddings: dict[str, list[np.ndarray]] = {name: [] for name, entry in networks.items()
                                                if hasattr(entry.network, "backbone")}
-    handles = [networks[name].network.backbone.register_forward_hook(
-        lambda module, inputs, output, kept=kept: kept.append(output.detach().float().cpu().numpy()))
-        for name, kept in embeddings.items()]
+    latest: dict[str, np.ndarray] = {}  # the batch's features by network, set by the hooks
+
+    def keep(name: str) -> Callable[..., None]:
+        def hook(module: Any, inputs: Any, output: Any) -> None:
+            latest[name] = output.detach().float().cpu().numpy()
+
+        return hook
+
+    handles = [networks[name].network.backbone.register_forward_hook(keep(name)) for name in embeddings]
     try:
         with ThreadPoolExecutor(max(1, workers)) as pool:
             for start in range(0, len(images), batch_size):
@@ -244,6 +250,8 @@ def measure_networks(networks: Mapping[str, NetworkInput], images: Sequence[str 
                 for name, entry in networks.items():
                     crop = None if entry.crop is None else tuple(entry.crop)
                     statistics[name].update(batches[(entry.image_size, crop)])
+                    if name in embeddings:  # taken right after its own pass: one module may serve two names
+                        embeddings[name].append(latest.pop(name))
     finally:
         for handle in handles:
             handle.remove()
