@@ -172,6 +172,7 @@ def test_the_command_on_a_folder_with_a_ratings_csv(folder, tmp_path, capsys):
     assert refused == EXIT_USAGE and "SCUT-FBP5500 only" in capsys.readouterr().err
 
 
+@pytest.mark.real_data
 def test_the_command_on_real_scut_with_the_installed_model(shared_data, tmp_path, capsys):
     out = tmp_path / "out"
     status = main(["analyze", "sparsity", str(shared_data / "scut_fbp5500"), "--limit", "40", *FAST,
