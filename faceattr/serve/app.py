@@ -145,7 +145,7 @@ def create_app(settings: ServeSettings | None = None, service: Service | None = 
 
     >>> app = create_app()
     >>> sorted(path for path in app.openapi()["paths"] if path.startswith("/v1"))[:3]
-    ['/v1/annotate', '/v1/model', '/v1/predict']
+    ['/v1/annotate', '/v1/explain', '/v1/model']
     """
     settings = settings or ServeSettings()
     service = service or Service(settings)
