@@ -132,6 +132,34 @@ class TestExplain:
             assert client.get("/v1/model").json()["explain"] is False
 
 
+@pytest.mark.parametrize("runner", ["micro-batcher", "given"])
+def test_the_map_is_made_on_the_inference_thread(predictor: Predictor, photo: bytes, monkeypatch, runner: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from faceattr.serve import service as service_module
+
+    made_on: list[str] = []
+
+    def recorded(*args, **kwargs):
+        made_on.append(threading.current_thread().name)
+        return explain_photo(*args, **kwargs)
+    monkeypatch.setattr(service_module, "explain_photo", recorded)
+    thread = ThreadPoolExecutor(1, thread_name_prefix="faceattr-inference")
+    config = ServeSettings()
+    if runner == "micro-batcher":
+        service = Service(config, predictor)
+    else:  # as Ray Serve's replica: its @serve.batch runner on a thread of its own
+        async def given(array: np.ndarray) -> list:
+            return await asyncio.get_running_loop().run_in_executor(thread, lambda: service.faces_of([array])[0])
+        service = Service(config, predictor, runner=given, runner_thread=thread)
+    try:
+        with TestClient(create_app(config, service), raise_server_exceptions=False) as client:
+            assert client.post("/v1/explain?target=Smiling", content=photo).status_code == 200
+    finally:
+        thread.shutdown()
+    assert [name.partition("_")[0] for name in made_on] == ["faceattr-inference"]
+
+
 class TestCall:
     def test_a_call_runs_on_the_inference_thread_never_during_a_batch(self) -> None:
         spans: list[tuple[str, float, float, int]] = []
