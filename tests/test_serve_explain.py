@@ -203,3 +203,24 @@ class TestCall:
                 batcher.stop()
         error, item = asyncio.run(run())
         assert isinstance(error, ValueError) and item == 1
+
+    def test_a_call_whose_request_has_gone_is_skipped(self) -> None:
+        ran: list[str] = []
+
+        def process(items: list[int]) -> list[int]:
+            time.sleep(0.2)
+            return items
+
+        async def run() -> int:
+            batcher = MicroBatcher(process, max_batch=1, max_wait_s=0.0)
+            batcher.start()
+            try:
+                busy = asyncio.ensure_future(batcher.run(1))
+                await asyncio.sleep(0.05)  # the batch is running: the call waits its turn
+                gone = asyncio.ensure_future(batcher.call(lambda: ran.append("call")))
+                await asyncio.sleep(0.01)
+                gone.cancel()  # as a request past its timeout
+                return await busy
+            finally:
+                batcher.stop()
+        assert asyncio.run(run()) == 1 and ran == []
