@@ -54,7 +54,8 @@ class FaceExplanation:
         crop: The aligned face the network saw, ``(S, S, 3)`` uint8 RGB at the model's input size.
         matrix: The ``(2, 3)`` warp from photo pixels to crop pixels.
         crop_maps: Target -> ``(S, S)`` float32 map over ``crop``, 0-1.
-        photo_maps: Target -> ``(height, width)`` float32 map over the photo, 0-1, 0 outside the crop.
+        photo_maps: Target -> ``(height, width)`` float32 map over the photo, 0-1, 0 outside the crop
+            (empty when :func:`explain_photo` was asked for no photo maps).
     """
 
     face: FaceResult
@@ -127,7 +128,8 @@ def _full_photo_matrix(matrix: np.ndarray, scale_x: float, scale_y: float) -> np
 
 
 def explain_photo(predictor: Predictor, image: Any, targets: Sequence[str] | None = None,
-                  bgr: bool = False) -> list[FaceExplanation]:
+                  bgr: bool = False, full_size: tuple[int, int] | None = None,
+                  photo_maps: bool = True) -> list[FaceExplanation]:
     """Grad-CAM maps of every face of one photo, over its aligned crop and over the photo.
 
     The faces are found, aligned and classified exactly as :meth:`Predictor.predict` does; then all
@@ -140,6 +142,12 @@ def explain_photo(predictor: Predictor, image: Any, targets: Sequence[str] | Non
         targets: Attribute names and/or ``"beauty"``, the same for every face; ``None``: each face's
             :func:`default_targets`.
         bgr: An array input is BGR (see :meth:`Predictor.predict`).
+        full_size: The full photo's ``(width, height)`` when ``image`` is an array decoded reduced
+            from it (as :func:`~faceattr.image.read_reduced` gives it): faces, matrices and photo
+            maps are then in the full photo's pixels; ``None``: ``image``'s own size.
+        photo_maps: Warp each map onto the photo; ``False`` leaves ``photo_maps`` empty, for a
+            client that draws the crop map through ``matrix`` itself (the service's page): a
+            photo-sized float map per face is then never made.
 
     Returns:
         One :class:`FaceExplanation` per face, best detector score first; ``[]`` if there is no face.
@@ -153,6 +161,8 @@ def explain_photo(predictor: Predictor, image: Any, targets: Sequence[str] | Non
     named = None if targets is None else check_targets(targets)
     network = torch_module(predictor)
     array, (width, height) = read_reduced(image, predictor.decode_side, predictor.max_pixels, bgr)
+    if full_size is not None:
+        width, height = full_size
     detections = predictor.detector.detect(array)
     if not detections:
         return []
@@ -169,9 +179,9 @@ def explain_photo(predictor: Predictor, image: Any, targets: Sequence[str] | Non
     for row, (face, crop, matrix, face_targets) in enumerate(zip(faces, crops, matrices, wanted)):
         full_matrix = _full_photo_matrix(matrix, scale_x, scale_y)
         crop_maps = {name: maps[name][row] for name in face_targets}
-        photo_maps = {name: np.clip(warp_to_photo(cam, full_matrix, (height, width)), 0.0, 1.0)
-                      for name, cam in crop_maps.items()}
-        explanations.append(FaceExplanation(face, crop, full_matrix, crop_maps, photo_maps))
+        warped = {name: np.clip(warp_to_photo(cam, full_matrix, (height, width)), 0.0, 1.0)
+                  for name, cam in crop_maps.items()} if photo_maps else {}
+        explanations.append(FaceExplanation(face, crop, full_matrix, crop_maps, warped))
     return explanations
 
 
