@@ -1,0 +1,92 @@
+"""Error galleries in the evaluation report: drawn from the evaluated images only, linked from report.md."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceattr.attributes import ATTRIBUTES
+from faceattr.data.loader import build_data
+from faceattr.evaluation.evaluate import evaluate_checkpoint
+from faceattr.explain.galleries import draw_galleries, gallery_tiles
+from faceattr.synthetic.fixtures import make_celeba, make_scut
+
+from conftest import untrained_checkpoint
+
+
+@pytest.fixture(scope="module")
+def drawn_data(tmp_path_factory):
+    """An untrained 64 px model and the overrides pointing it at drawn CelebA and SCUT faces."""
+    root = tmp_path_factory.mktemp("galleries")
+    make_celeba(root / "celeba", identities=12, images_per_identity=3, seed=5)
+    make_scut(root / "scut", count=30, size=32, seed=5)
+    sources = [{"kind": "celeba", "root": str(root / "celeba")}, {"kind": "scut", "root": str(root / "scut"),
+                                                                   "folds": 3}]
+    overrides = [f"data.sources={json.dumps(sources)}", "data.batch_size=8", "data.workers=0", "train.amp=false"]
+    return untrained_checkpoint(root / "best.pt"), overrides
+
+
+def validation_paths(checkpoint: Path, overrides: list[str]) -> set[str]:
+    from faceattr.config import config_from_dict
+    from faceattr.data.dataset import dataset_records
+    from faceattr.models.deployed import DeployedModel
+
+    config = config_from_dict(DeployedModel.load(checkpoint).config, overrides)
+    return {str(record.path) for record in dataset_records(build_data(config.data).val)}
+
+
+def test_eval_tool_draws_a_gallery_per_attribute_with_errors_and_for_beauty_from_validation_images_only(
+        drawn_data, tmp_path, run_tool):
+    checkpoint, overrides = drawn_data
+    result = run_tool("eval", checkpoint, *overrides, "--out", tmp_path, "--device", "cpu", "--galleries", "3")
+    assert result.status == 0, result.err
+    report = json.loads((tmp_path / "report.json").read_text())
+    galleries = report["galleries"]
+    assert galleries["size"] == 3 and set(galleries["attributes"]) == set(ATTRIBUTES)
+    shown = [item for kinds in galleries["attributes"].values() for rows in kinds.values() for item in rows]
+    shown += [item for rows in galleries["beauty"].values() for item in rows]
+    assert shown and {item["path"] for item in shown} <= validation_paths(checkpoint, overrides)
+    assert all(len(rows) <= 3 for kinds in galleries["attributes"].values() for rows in kinds.values())
+    markdown = (tmp_path / "report.md").read_text()
+    drawn = sorted(path.stem for path in (tmp_path / "galleries").glob("*.png"))
+    assert drawn == sorted(gallery_tiles(galleries))  # every attribute with an error, and beauty
+    assert "beauty" in drawn and f"[errors](galleries/{drawn[0]}.png)" in markdown
+    assert "](galleries/beauty.png)" in markdown and "### Error by predicted-score decile" in markdown
+    with Image.open(tmp_path / "galleries" / "beauty.png") as sheet:
+        assert sheet.mode == "RGB" and sheet.width >= 3 * 128 and sheet.height > 3 * 128
+    # The counts of each attribute's confusion matrix add up to its known labels.
+    for name in ATTRIBUTES:
+        assert sum(report["confusion"][name].values()) == report["attributes"][name]["count"]
+
+
+def test_each_source_has_its_own_galleries_and_none_are_drawn_when_asked_for_none(drawn_data, tmp_path, run_tool):
+    checkpoint, overrides = drawn_data
+    assert run_tool("eval", checkpoint, *overrides, "--each-source", "--out", tmp_path / "each", "--device", "cpu",
+                    "--galleries", "2").status == 0
+    assert (tmp_path / "each" / "source1" / "galleries" / "beauty.png").is_file()
+    assert not (tmp_path / "each" / "source0" / "galleries" / "beauty.png").exists()  # CelebA has no ratings
+    assert any((tmp_path / "each" / "source0" / "galleries").glob("*.png"))
+    assert run_tool("eval", checkpoint, *overrides, "--out", tmp_path / "none", "--device", "cpu",
+                    "--galleries", "0").status == 0
+    assert not (tmp_path / "none" / "galleries").exists()
+    assert json.loads((tmp_path / "none" / "report.json").read_text())["galleries"] is None
+    assert run_tool("eval", checkpoint, "--galleries", "-1", "--out", tmp_path / "bad").status == 2
+
+
+def test_each_tile_is_the_evaluated_crop_under_its_map(drawn_data, tmp_path):
+    """The drawer takes each crop from the evaluated dataset itself: the tile of a row changes with that row's image."""
+    checkpoint, overrides = drawn_data
+    calls = {}
+
+    def spy(model, images, galleries, out, device):
+        calls["rows"] = [item["row"] for rows in galleries["beauty"].values() for item in rows]
+        calls["first"] = images[calls["rows"][0]]["image"].numpy()
+        return draw_galleries(model, images, galleries, out, device)
+
+    evaluation, paths = evaluate_checkpoint(checkpoint, overrides, tmp_path, "cpu", ["scut"], 2, spy)
+    assert paths["gallery_beauty"] == tmp_path / "galleries" / "beauty.png"
+    first = evaluation["galleries"]["beauty"]["highest"][0]
+    assert first["predicted"] == max(evaluation["beauty_predictions"]["predicted"])
+    assert calls["first"].shape == (3, 64, 64) and calls["first"].dtype == np.uint8
