@@ -100,7 +100,10 @@ def beauty_deciles(predicted: np.ndarray, target: np.ndarray, bins: int = BEAUTY
     Returns:
         One ``{"low", "high", "count", "mae", "bias"}`` per group, lowest predictions first:
         the group's smallest and largest predicted score, its size, mean absolute error and mean
-        ``predicted - target``.
+        ``predicted - target``; ``[]`` without images.
+
+    Raises:
+        ValueError: ``predicted`` and ``target`` are not of the same ``(N,)`` shape.
 
     >>> rows = beauty_deciles(np.arange(1.0, 5.0), np.array([1.5, 2.0, 3.0, 3.5]), bins=2)
     >>> [(row["low"], row["high"], row["count"], row["bias"]) for row in rows]
@@ -110,7 +113,9 @@ def beauty_deciles(predicted: np.ndarray, target: np.ndarray, bins: int = BEAUTY
     if predicted.shape != target.shape or predicted.ndim != 1:
         raise ValueError(f"expected predicted and target of the same (N,) shape, got {predicted.shape} "
                          f"and {target.shape}")
-    rows = []
+    rows: list[dict[str, Any]] = []
+    if predicted.size == 0:
+        return rows
     for group in np.array_split(np.argsort(predicted, kind="stable"), min(bins, predicted.size)):
         error = predicted[group] - target[group]
         rows.append({"low": float(predicted[group].min()), "high": float(predicted[group].max()),
