@@ -100,3 +100,33 @@ def test_beauty_extremes_order_the_most_extreme_first():
     picked = beauty_extremes(np.array([3.0, 4.8, 1.2, 4.0]), np.array([3.0, 3.0, 1.5, 4.1]), 2)
     assert picked["highest"].tolist() == [1, 3] and picked["lowest"].tolist() == [2, 0]
     assert picked["largest_errors"].tolist() == [1, 2]
+
+
+def test_report_shows_each_confusion_matrix_links_its_gallery_and_tabulates_the_deciles(tmp_path):
+    import json
+
+    from faceattr.evaluation.evaluate import Predictions, summarize
+    from faceattr.evaluation.report.markdown import write_report
+
+    probs, labels, mask, thresholds = random_attributes(seed=3, n=120)
+    rng = np.random.default_rng(3)
+    target = rng.uniform(1, 5, 120)
+    predictions = Predictions(probs, labels, mask, target + rng.normal(0, 0.4, 120), target, np.ones(120, bool))
+    evaluation = summarize(predictions, thresholds, {}, paths=[f"{i}.jpg" for i in range(120)], gallery_size=4)
+    drawn = {"Smiling": tmp_path / "galleries" / "Smiling.png", "beauty": tmp_path / "galleries" / "beauty.png"}
+    paths = write_report(evaluation, tmp_path, galleries=drawn)
+    text = paths["markdown"].read_text()
+    counts = evaluation["confusion"]["Smiling"]
+    smiling = evaluation["attributes"]["Smiling"]
+    assert (f"| Smiling | {counts['true_positives']} | {counts['false_positives']} | {counts['false_negatives']} | "
+            f"{counts['true_negatives']} | {smiling['precision']:.3f} | {smiling['recall']:.3f} | {smiling['f1']:.3f} "
+            "| [errors](galleries/Smiling.png) |") in text
+    assert [line for line in text.splitlines() if line.startswith("| Bald |")][-1].endswith("|  |")  # no gallery
+    assert "![Highest and lowest predicted beauty scores and largest errors](galleries/beauty.png)" in text
+    first = evaluation["beauty_deciles"]["bins"][0]
+    assert f"| 1 | {first['low']:.2f}-{first['high']:.2f} | 12 | {first['mae']:.3f} | {first['bias']:+.3f} |" in text
+    assert paths["beauty_deciles"].is_file() and paths["gallery_Smiling"] == drawn["Smiling"]
+    again = write_report(json.loads(paths["json"].read_text()), tmp_path / "again", galleries={
+        target: tmp_path / "again" / "galleries" / path.name for target, path in drawn.items()})
+    # From the attributes on (the run table shows a NaN validation loss as "nan", then as "None").
+    assert again["markdown"].read_text().split("## Attributes")[1] == text.split("## Attributes")[1]
