@@ -55,7 +55,7 @@ def test_eval_tool_draws_a_gallery_per_attribute_with_errors_and_for_beauty_from
     assert "beauty" in drawn and f"[errors](galleries/{drawn[0]}.png)" in markdown
     assert "](galleries/beauty.png)" in markdown and "### Error by predicted-score decile" in markdown
     with Image.open(tmp_path / "galleries" / "beauty.png") as sheet:
-        assert sheet.mode == "RGB" and sheet.width >= 3 * 128 and sheet.height > 3 * 128
+        assert sheet.format == "PNG" and sheet.mode == "P" and sheet.width >= 3 * 128 and sheet.height > 3 * 128
     # The counts of each attribute's confusion matrix add up to its known labels.
     for name in ATTRIBUTES:
         assert sum(report["confusion"][name].values()) == report["attributes"][name]["count"]
@@ -90,3 +90,35 @@ def test_each_tile_is_the_evaluated_crop_under_its_map(drawn_data, tmp_path):
     first = evaluation["galleries"]["beauty"]["highest"][0]
     assert first["predicted"] == max(evaluation["beauty_predictions"]["predicted"])
     assert calls["first"].shape == (3, 64, 64) and calls["first"].dtype == np.uint8
+
+
+def test_beauty_tiles_map_what_lowers_the_score_for_the_lowest_and_the_under_predicted():
+    def item(row, predicted, target):
+        return {"row": row, "path": f"{row}.jpg", "predicted": predicted, "target": target}
+
+    section = {"size": 2, "attributes": {"Bald": {"false_positives": [], "false_negatives": []}},
+               "beauty": {"highest": [item(0, 4.5, 4.0)], "lowest": [item(1, 1.5, 2.0)],
+                          "largest_errors": [item(2, 4.0, 2.0), item(3, 2.0, 4.0)]}}
+    sheets = gallery_tiles(section)
+    assert list(sheets) == ["beauty"]  # an attribute without errors gets no gallery
+    assert [[target for _, target, _ in tiles] for _, tiles in sheets["beauty"]] == [
+        ["beauty"], ["-beauty"], ["beauty", "-beauty"]]
+
+
+def test_the_lowering_map_is_the_map_of_the_negated_score():
+    import torch
+
+    from faceattr.explain.galleries import _LoweringBeauty
+    from faceattr.explain.gradcam import grad_cam
+    from faceattr.models.net import FaceAttrNet
+
+    torch.manual_seed(0)
+    network = FaceAttrNet("resnet10t")
+    images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    lowering = grad_cam(_LoweringBeauty(network), images, ["beauty"])["beauty"]
+    raising = grad_cam(network, images, ["beauty"])["beauty"]
+    assert lowering.shape == raising.shape == (3, 64, 64)
+    # Grad-CAM's weights change sign with the score: what one map keeps, the other drops.
+    assert not torch.allclose(lowering, raising)
+    assert _LoweringBeauty(network).eval()(images)["beauty"].tolist() == pytest.approx(
+        (-network.eval()(images)["beauty"]).tolist())

@@ -9,6 +9,12 @@ own item), the Grad-CAM map of that attribute or of the beauty head over it
 (:func:`~faceattr.explain.maps.overlay`), and its probability or scores printed under it. It is a
 :data:`~faceattr.evaluation.evaluate.GalleryDrawer`: ``tools/eval.py`` hands it to the evaluation.
 
+Grad-CAM keeps only what raises its target (the ReLU), so the map of a low beauty score is mostly
+blank. The beauty gallery therefore maps what lowers the score for the lowest predictions, and for
+each large error what pushed the score the wrong way: what raised it where it was over-predicted,
+what lowered it where it was under-predicted. Attribute tiles always map the attribute's logit:
+for a false negative, where the model found what little evidence it saw.
+
 >>> from faceattr.evaluation.evaluate import evaluate_checkpoint
 >>> evaluation, paths = evaluate_checkpoint("runs/r18/best.pt", gallery_size=8,
 ...                                         draw_galleries=draw_galleries)  # doctest: +SKIP
@@ -25,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from faceattr.evaluation.errors import ATTRIBUTE_GALLERY_ROWS, BEAUTY_GALLERY_ROWS
@@ -39,13 +46,17 @@ GALLERY_FOLDER = "galleries"
 MIN_TILE_SIDE = 128
 #: Images per Grad-CAM batch (each keeps its whole autograd graph while its maps are taken).
 BATCH_SIZE = 32
+#: Colours of a saved sheet: a palette PNG is a third of the size of an RGB one and reads the same.
+PALETTE_COLOURS = 256
+#: The gallery's own target for the map of what lowers the beauty score.
+LOWERING_BEAUTY = "-beauty"
 
 _ROW_TITLES = {
     "false_positives": "False positives: labelled absent, called present (most confident first)",
     "false_negatives": "False negatives: labelled present, called absent (most confident first)",
-    "highest": "Highest predicted scores",
-    "lowest": "Lowest predicted scores",
-    "largest_errors": "Largest errors |predicted - true|",
+    "highest": "Highest predicted scores (map: what raises the score)",
+    "lowest": "Lowest predicted scores (map: what lowers the score)",
+    "largest_errors": "Largest errors |predicted - true| (map: what pushed the score the wrong way)",
 }
 _GAP, _TITLE_HEIGHT, _ROW_TITLE_HEIGHT, _CAPTION_HEIGHT = 6, 26, 20, 18
 _BACKGROUND, _INK = (255, 255, 255), (20, 20, 20)
@@ -68,8 +79,8 @@ def gallery_tiles(galleries: Mapping[str, Any]) -> dict[str, list[tuple[str, lis
     >>> section = {"size": 1, "attributes": None,
     ...            "beauty": {kind: [{"row": 3, "path": "a.jpg", "predicted": 4.2, "target": 3.5}]
     ...                       for kind in ("highest", "lowest", "largest_errors")}}
-    >>> gallery_tiles(section)["beauty"][0]
-    ('Highest predicted scores', [(3, 'beauty', '4.20 (true 3.50)')])
+    >>> [tiles for _, tiles in gallery_tiles(section)["beauty"]]
+    [[(3, 'beauty', '4.20 (true 3.50)')], [(3, '-beauty', '4.20 (true 3.50)')], [(3, 'beauty', '4.20 (true 3.50)')]]
     """
     sheets: dict[str, list[tuple[str, list[Tile]]]] = {}
     for name, kinds in (galleries.get("attributes") or {}).items():
@@ -79,10 +90,32 @@ def gallery_tiles(galleries: Mapping[str, Any]) -> dict[str, list[tuple[str, lis
             sheets[name] = rows
     beauty = galleries.get("beauty")
     if beauty is not None:
-        sheets[BEAUTY_TARGET] = [(_ROW_TITLES[kind], [(item["row"], BEAUTY_TARGET,
+        sheets[BEAUTY_TARGET] = [(_ROW_TITLES[kind], [(item["row"], _beauty_map(kind, item),
                                                        f"{item['predicted']:.2f} (true {item['target']:.2f})")
                                                       for item in beauty[kind]]) for kind in BEAUTY_GALLERY_ROWS]
     return sheets
+
+
+def _beauty_map(kind: str, item: Mapping[str, Any]) -> str:
+    """Which beauty map a tile shows: what lowers the score (lowest, under-predicted) or what raises it."""
+    lowering = kind == "lowest" or (kind == "largest_errors" and item["predicted"] < item["target"])
+    return LOWERING_BEAUTY if lowering else BEAUTY_TARGET
+
+
+class _LoweringBeauty(nn.Module):
+    """The network with its beauty score negated, so that Grad-CAM of ``"beauty"`` shows what lowers the score.
+
+    It shares the network's backbone, where :func:`~faceattr.explain.gradcam.target_layer` finds the layer.
+    """
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+        self.backbone = network.backbone
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        outputs = self.network(images)
+        return {**outputs, "beauty": -outputs["beauty"]}
 
 
 def draw_galleries(model: DeployedModel, images: Dataset, galleries: Mapping[str, Any], out_dir: Path,
@@ -118,7 +151,8 @@ def draw_galleries(model: DeployedModel, images: Dataset, galleries: Mapping[str
                  for title, tiles in rows]
         sheet = contact_sheet(target.replace("_", " "), drawn, int(galleries["size"]), side)
         path = folder / fit_name(f"{target}.png")
-        write_exclusive(path, lambda file, sheet=sheet: sheet.save(file, format="PNG", optimize=True))
+        palette = sheet.quantize(PALETTE_COLOURS)
+        write_exclusive(path, lambda file, palette=palette: palette.save(file, format="PNG", optimize=True))
         written[target] = path
     return written
 
@@ -132,8 +166,12 @@ def _crops_and_maps(network: torch.nn.Module, images: Dataset, wanted: Mapping[i
     for start in range(0, len(rows), BATCH_SIZE):
         batch = rows[start:start + BATCH_SIZE]
         tensors = torch.stack([images[row]["image"] for row in batch])
-        targets = sorted(set().union(*(wanted[row] for row in batch)))
-        cams = grad_cam(network, tensors.to(device), targets)
+        targets = set().union(*(wanted[row] for row in batch))
+        raising = sorted(targets - {LOWERING_BEAUTY})
+        cams = grad_cam(network, tensors.to(device), raising) if raising else {}
+        if LOWERING_BEAUTY in targets:
+            lowering = grad_cam(_LoweringBeauty(network), tensors.to(device), [BEAUTY_TARGET])
+            cams[LOWERING_BEAUTY] = lowering[BEAUTY_TARGET]
         for position, row in enumerate(batch):
             crops[row] = tensors[position].permute(1, 2, 0).numpy()
             for target in wanted[row]:
