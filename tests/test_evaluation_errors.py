@@ -130,3 +130,14 @@ def test_report_shows_each_confusion_matrix_links_its_gallery_and_tabulates_the_
         target: tmp_path / "again" / "galleries" / path.name for target, path in drawn.items()})
     # From the attributes on (the run table shows a NaN validation loss as "nan", then as "None").
     assert again["markdown"].read_text().split("## Attributes")[1] == text.split("## Attributes")[1]
+
+
+def test_report_without_galleries_has_no_gallery_column(tmp_path):
+    from faceattr.evaluation.evaluate import Predictions, summarize
+    from faceattr.evaluation.report.markdown import write_report
+
+    probs, labels, mask, thresholds = random_attributes(seed=4, n=40)
+    predictions = Predictions(probs, labels, mask, np.zeros(40), np.zeros(40), np.zeros(40, bool))
+    text = write_report(summarize(predictions, thresholds, {}), tmp_path)["markdown"].read_text()
+    assert "| attribute | true pos. | false pos. | false neg. | true neg. | precision | recall | F1 |\n" in text
+    assert "gallery" not in text.lower()

@@ -234,16 +234,17 @@ def _confusion_section(evaluation: Mapping[str, Any], galleries: Mapping[str, st
     size = (evaluation.get("galleries") or {}).get("size")
     rows = [[name, *(format_metric(confusion[name][key], ".0f") for key in CONFUSION_KEYS),
              *(format_metric(attributes[name][key]) for key in ("precision", "recall", "f1")),
-             f"[errors]({galleries[name]})" if name in galleries else ""]
+             *([f"[errors]({galleries[name]})" if name in galleries else ""] if galleries else [])]
             for name, _ in ranked_attributes(attributes)]
+    header = ["attribute", "true pos.", "false pos.", "false neg.", "true neg.", "precision", "recall", "F1"]
     lines = ["### Errors per attribute (at the model's thresholds)", ""]
     if galleries:
+        header.append("gallery")
         lines += [f"Each gallery shows the {format_metric(size, '.0f')} most confident false positives (labelled "
                   "absent, called present: highest probability first) and false negatives (labelled present, called "
                   "absent: lowest probability first) among the evaluated images, each face as the model saw it with "
                   "its Grad-CAM map for the attribute and its calibrated probability.", ""]
-    return lines + _table(("attribute", "true pos.", "false pos.", "false neg.", "true neg.", "precision", "recall",
-                           "F1", "gallery"), rows)
+    return lines + _table(header, rows)
 
 
 def _calibration_sentence(calibration: Mapping[str, Any]) -> str:
