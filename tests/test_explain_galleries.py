@@ -76,20 +76,27 @@ def test_each_source_has_its_own_galleries_and_none_are_drawn_when_asked_for_non
 
 
 def test_each_tile_is_the_evaluated_crop_under_its_map(drawn_data, tmp_path):
-    """The drawer takes each crop from the evaluated dataset itself: the tile of a row changes with that row's image."""
+    """The drawer gets the evaluated dataset itself: item ``row`` is the image the model scored as that row."""
+    import torch
+
     checkpoint, overrides = drawn_data
-    calls = {}
+    scored = {}
 
     def spy(model, images, galleries, out, device):
-        calls["rows"] = [item["row"] for rows in galleries["beauty"].values() for item in rows]
-        calls["first"] = images[calls["rows"][0]]["image"].numpy()
+        items = [item for rows in galleries["beauty"].values() for item in rows]
+        crops = torch.stack([images[item["row"]]["image"] for item in items])
+        with torch.no_grad():
+            scored["again"] = model.build_network().eval()(crops)["beauty"].tolist()
+        scored["stored"] = [item["predicted"] for item in items]
+        scored["crop"] = crops[0].numpy()
         return draw_galleries(model, images, galleries, out, device)
 
     evaluation, paths = evaluate_checkpoint(checkpoint, overrides, tmp_path, "cpu", ["scut"], 2, spy)
     assert paths["gallery_beauty"] == tmp_path / "galleries" / "beauty.png"
-    first = evaluation["galleries"]["beauty"]["highest"][0]
-    assert first["predicted"] == max(evaluation["beauty_predictions"]["predicted"])
-    assert calls["first"].shape == (3, 64, 64) and calls["first"].dtype == np.uint8
+    assert evaluation["galleries"]["beauty"]["highest"][0]["predicted"] == max(
+        evaluation["beauty_predictions"]["predicted"])
+    assert scored["again"] == pytest.approx(scored["stored"], abs=1e-4)
+    assert scored["crop"].shape == (3, 64, 64) and scored["crop"].dtype == np.uint8
 
 
 def test_beauty_tiles_map_what_lowers_the_score_for_the_lowest_and_the_under_predicted():
@@ -122,3 +129,20 @@ def test_the_lowering_map_is_the_map_of_the_negated_score():
     assert not torch.allclose(lowering, raising)
     assert _LoweringBeauty(network).eval()(images)["beauty"].tolist() == pytest.approx(
         (-network.eval()(images)["beauty"]).tolist())
+
+
+@pytest.mark.slow
+def test_default_model_galleries_on_real_validation_images(shared_data, tmp_path, monkeypatch):
+    """The default model on 200 real validation images: every gallery face is one of them, every sheet drawn."""
+    from faceattr.models.deployed import DeployedModel
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the stored config's data roots are relative to it
+    checkpoint = DeployedModel.path_of(None)
+    overrides = ["data.max_val_samples=200", "data.preload=false"]
+    evaluation, paths = evaluate_checkpoint(checkpoint, overrides, tmp_path, "cpu", gallery_size=4,
+                                            draw_galleries=draw_galleries)
+    shown = {item["path"] for kinds in evaluation["galleries"]["attributes"].values() for rows in kinds.values()
+             for item in rows} | {item["path"] for rows in evaluation["galleries"]["beauty"].values() for item in rows}
+    assert shown <= validation_paths(checkpoint, overrides)
+    assert {key for key in paths if key.startswith("gallery_")} == {
+        f"gallery_{target}" for target in gallery_tiles(evaluation["galleries"])}
