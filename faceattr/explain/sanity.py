@@ -51,6 +51,8 @@ ATTRIBUTE_REGIONS: dict[str, str] = {
 EYE_MARGIN_X, EYE_MARGIN_Y = 0.5, 0.3
 MOUTH_MARGIN_X, MOUTH_MARGIN_Y = 0.25, 0.3
 UPPER_ABOVE_EYES = 0.5
+#: Aligned images per MTCNN call in :func:`load_faces`.
+DETECTION_BATCH = 32
 #: The name of the last cascading step: every weight random (the untrained twin itself).
 ALL_RANDOM = "all"
 
@@ -169,18 +171,21 @@ def load_faces(paths: Sequence[str | Path], labels: np.ndarray, image_size: int,
 
     transform = eval_transform(image_size, crop)
     template = frame_to_input(CELEBA_TEMPLATE, image_size, crop)
-    images, landmarks, detected, distances = [], [], [], []
-    for path in paths:
-        picture = load_image(path)
-        images.append(transform(picture))
-        faces = detector.detect(np.asarray(picture)) if detector is not None else []
-        found = next((face.landmarks for face in faces if face.landmarks is not None), None)
-        points = template if found is None else frame_to_input(found, image_size, crop, picture.size)
-        landmarks.append(points)
-        detected.append(found is not None)
-        distances.append(float(np.linalg.norm(points - template, axis=1).mean()) if found is not None else np.nan)
+    pictures = [load_image(path) for path in paths]
+    images = [transform(picture) for picture in pictures]
+    found: list[np.ndarray | None] = [None] * len(pictures)
+    if detector is not None:
+        for start in range(0, len(pictures), DETECTION_BATCH):  # MTCNN runs same-size images as one batch
+            chunk = [np.asarray(picture) for picture in pictures[start:start + DETECTION_BATCH]]
+            for offset, faces in enumerate(detector.detect_batch(chunk)):
+                found[start + offset] = next((face.landmarks for face in faces if face.landmarks is not None), None)
+    landmarks = [template if points is None else frame_to_input(points, image_size, crop, picture.size)
+                 for points, picture in zip(found, pictures)]
+    detected = np.array([points is not None for points in found])
+    distances = np.array([float(np.linalg.norm(points - template, axis=1).mean()) if hit else np.nan
+                          for points, hit in zip(landmarks, detected)])
     return LabelledFaces([Path(path) for path in paths], torch.stack(images), np.asarray(labels, dtype=np.float32),
-                         np.array(landmarks), np.array(detected), np.array(distances))
+                         np.array(landmarks), detected, distances)
 
 
 def rank_correlations(first: Tensor | np.ndarray, second: Tensor | np.ndarray) -> np.ndarray:
@@ -452,7 +457,7 @@ def write_report(result: SanityResult, out: str | Path, name: str = "explanation
         extra: More figures for the JSON (the machine, the timing, the landmarks' source).
 
     Returns:
-        The files written (never over an existing one).
+        The files written, each whole (a rerun replaces them; :func:`~faceattr.files.write_exclusive`).
     """
     import io
 
