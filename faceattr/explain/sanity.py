@@ -478,12 +478,13 @@ def write_report(result: SanityResult, out: str | Path, name: str = "explanation
         own = [row["own"] / row["uniform"] for row in rows if row["layer"] == layer]
         others = [row["others"] / row["uniform"] for row in rows if row["layer"] == layer]
         positions = np.arange(len(attributes)) + number * width
-        bars = left.bar(positions, own, width * 0.9, label=f"{layer} ({result.layers[layer].map_side}px map)")
+        bars = left.bar(positions, own, width * 0.9, label=f"{layer} ({result.layers[layer].map_side}x{result.layers[layer].map_side} map)")
         left.scatter(positions, others, color=bars.patches[0].get_facecolor(), edgecolor="black", marker="v", zorder=3)
     left.axhline(1.0, color="grey", linestyle="--", label="uniform map")
     left.set_xticks(np.arange(len(attributes)) + 0.4 - width / 2,
                     [f"{a}\n({ATTRIBUTE_REGIONS[a]})" for a in attributes], fontsize=7)
-    left.set_ylabel("share of region / uniform share (bars: own map, v: other regions' attributes)")
+    left.set_ylabel("region share / uniform share")
+    left.set_title("bars: the attribute's own maps; triangles: other regions' attributes", fontsize=9)
     left.legend(fontsize=7)
     for layer in result.layers:
         steps = [row for row in result.randomisation_rows() if row["layer"] == layer]
