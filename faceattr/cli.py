@@ -631,7 +631,8 @@ def run_explain(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
     """Runs ``faceattr explain`` with parsed arguments and returns the exit status.
 
     Raises:
-        FaceAttrError: The model cannot be used, e.g. an ``.onnx`` (the caller reports it, status 2).
+        FaceAttrError: The model cannot be used, e.g. an ``.onnx``, or ``--layer`` names no layer of it (the
+            caller reports it, status 2).
     """
     from faceattr.explain.gradcam import BEAUTY_TARGET, target_layer
     from faceattr.explain.maps import explain_photo, overlay, torch_module

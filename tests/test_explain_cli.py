@@ -180,7 +180,8 @@ def test_cli_layer_is_passed_through_and_a_bad_one_is_a_usage_error(tmp_path: Pa
     crops = []
     for layer in ("-1", "backbone.layer3"):
         out = tmp_path / f"maps{layer}"
-        assert main(["explain", str(ASTRONAUT), "--attribute", "Smiling", "--layer", layer, "--out", str(out)]) == EXIT_OK
+        arguments = ["explain", str(ASTRONAUT), "--attribute", "Smiling", "--layer", layer, "--out", str(out)]
+        assert main(arguments) == EXIT_OK
         crops.append((out / "astronaut_face1_Smiling_crop.png").read_bytes())
     assert crops[0] != crops[1]  # layer3's 4x4 map is not layer4's 2x2 one
     assert main(["explain", str(ASTRONAUT), "--layer", "backbone.layer9", "--out", str(tmp_path / "bad")]) == EXIT_USAGE

@@ -437,7 +437,8 @@ def report_markdown(result: SanityResult) -> str:
         lines.append(f"| {row['layer']} | {side}x{side} | {row['attribute']} | {row['region']} | {row['faces']} "
                      f"| {row['own']:.3f} | {row['others']:.3f} | {row['uniform']:.3f} "
                      f"| {row['own'] / row['uniform']:.2f} | {row['wins']:.0%} |")
-    lines += ["", "| layer | randomised up to | faces | Spearman mean | median | flat maps |", "|---|---|---:|---:|---:|---:|"]
+    lines += ["", "| layer | randomised up to | faces | Spearman mean | median | flat maps |",
+              "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {row['layer']} | {row['step']} | {row['faces']} | {row['mean']:.3f} | {row['median']:.3f} "
               f"| {row['flat']:.0%} |" for row in result.randomisation_rows()]
     return "\n".join(lines) + "\n"
@@ -478,7 +479,8 @@ def write_report(result: SanityResult, out: str | Path, name: str = "explanation
         own = [row["own"] / row["uniform"] for row in rows if row["layer"] == layer]
         others = [row["others"] / row["uniform"] for row in rows if row["layer"] == layer]
         positions = np.arange(len(attributes)) + number * width
-        bars = left.bar(positions, own, width * 0.9, label=f"{layer} ({result.layers[layer].map_side}x{result.layers[layer].map_side} map)")
+        side = result.layers[layer].map_side
+        bars = left.bar(positions, own, width * 0.9, label=f"{layer} ({side}x{side} map)")
         left.scatter(positions, others, color=bars.patches[0].get_facecolor(), edgecolor="black", marker="v", zorder=3)
     left.axhline(1.0, color="grey", linestyle="--", label="uniform map")
     left.set_xticks(np.arange(len(attributes)) + 0.4 - width / 2,
