@@ -2,7 +2,7 @@
 
 Reads the validation split (partition 1) of a CelebA folder, finds each aligned face's landmarks with
 MTCNN (CelebA's template points where it finds none), and at each --layer measures the share of each
-located attribute's map in its region (eyes, mouth, upper frame) against the other attributes' maps
+located attribute's map in its region (eyes, mouth, upper frame) against the other regions' attributes
 and a uniform map, and the Spearman correlation of the trained model's maps with an untrained twin's
 (and, on the first --cascade faces, with the model randomised from the top block down). Saves
 explanations.md, explanations.json and explanations.png in --out.

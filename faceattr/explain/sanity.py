@@ -3,9 +3,10 @@
 **Region test.** Some attributes live in a known part of the face: :data:`ATTRIBUTE_REGIONS` names it
 and :func:`face_regions` draws it from the face's 5 landmarks. On the faces where such an attribute
 is present (label 1), the share of its map's mass inside its region (:func:`~faceattr.explain.gradcam.region_share`)
-is compared with the share of the same region in the maps of the 39 other attributes on the same
-faces, and with a uniform map's share (the region's area over the image's). A map that means
-something puts more of its mass in its attribute's region than the other maps and than chance.
+is compared with the share of the same region in the maps of the located attributes of the other
+regions on the same faces (all 40 would cost a backward pass each), and with a uniform map's share
+(the region's area over the image's). A map that means something puts more of its mass in its
+attribute's region than the other maps and than chance.
 
 **Model randomisation** (Adebayo et al. 2018, "Sanity checks for saliency maps"). The maps of the
 trained network are compared with those of the same architecture untrained
