@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 from scipy.stats import spearmanr
 
-from drawn_net import LABEL, SIDE, TinyNet, draw, trained
+from drawn_net import LABEL, SIDE, draw, train_tiny
 from faceattr.attributes import ATTRIBUTE_INDEX, ATTRIBUTES
 from faceattr.data.transforms import eval_transform
 from faceattr.errors import ConfigError
@@ -35,7 +35,6 @@ from faceattr.geometry import CELEBA_CROP
 from faceattr.models.net import FaceAttrNet
 from faceattr.synthetic.fixtures import make_celeba
 
-__all__ = ["trained"]  # a fixture, imported for pytest
 
 #: A face drawn by hand: eyes 20 px apart on y = 30, mouth corners 12 px apart on y = 50.
 HAND_LANDMARKS = np.array([[20.0, 30.0], [40.0, 30.0], [30.0, 40.0], [24.0, 50.0], [36.0, 50.0]])
@@ -96,15 +95,14 @@ def test_cascade_steps_randomise_from_the_top_down() -> None:
     assert {key.split(".")[1] for key in keys[-1] - keys[-2]} >= {"conv1"}  # the stem comes last
 
 
-def test_the_checks_find_the_known_answer_of_the_drawn_network(trained: tuple[TinyNet, TinyNet]) -> None:
-    model = trained[0].train()
+def test_the_checks_find_the_known_answer_of_the_drawn_network() -> None:
+    model = train_tiny(0).train()
     images, drawn = draw(48, torch.Generator().manual_seed(7))
     labels = np.zeros((len(images), len(ATTRIBUTES)), np.float32)
     labels[:, ATTRIBUTE_INDEX[LABEL]] = drawn.numpy()
     result = check_maps(model, images, labels, np.repeat(DRAWN_LANDMARKS[None], len(images), 0), [-1],
                         cascade_faces=16, batch_size=20)
     assert model.training and not model.backbone.layer4._forward_hooks  # left as it was
-    model.eval()
     assert list(result.layers) == ["backbone.layer4"] and result.layers["backbone.layer4"].map_side == SIDE // 2
     (row,) = [row for row in result.region_rows() if row["attribute"] == LABEL]
     assert row["region"] == "upper" and row["faces"] == 24
