@@ -585,6 +585,17 @@ def add_explain_parser(commands: Any) -> None:
     explain.add_argument("--model", metavar="MODEL",
                          help="a best.pt or .safetensors (an .onnx has no gradients; default: the installed model)")
     explain.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+    explain.add_argument("--layer", type=_layer_choice, metavar="LAYER",
+                         help="the layer explained: a module name (backbone.layer3) or a stage index (-1: the last "
+                              "stage, the default; -2 the one before, with a map twice as fine)")
+
+
+def _layer_choice(text: str) -> str | int:
+    """``--layer``'s value: a stage index where it is a whole number, else a module name."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def _write_new_png(path: Path, image: Any) -> None:
@@ -620,10 +631,11 @@ def run_explain(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
     """Runs ``faceattr explain`` with parsed arguments and returns the exit status.
 
     Raises:
-        FaceAttrError: The model cannot be used, e.g. an ``.onnx`` (the caller reports it, status 2).
+        FaceAttrError: The model cannot be used, e.g. an ``.onnx``, or ``--layer`` names no layer of it (the
+            caller reports it, status 2).
     """
-    from faceattr.explain.gradcam import BEAUTY_TARGET
-    from faceattr.explain.maps import explain_photo, overlay
+    from faceattr.explain.gradcam import BEAUTY_TARGET, target_layer
+    from faceattr.explain.maps import explain_photo, overlay, torch_module
 
     images, missing = find_images(args.paths, exclude=[args.out])
     inside = _input_at_or_inside(args.out, [*args.paths, *images])
@@ -639,6 +651,7 @@ def run_explain(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
         return EXIT_USAGE
     targets = [*(args.attribute or []), *([BEAUTY_TARGET] if args.beauty else [])] or None
     predictor = load_predictor(args.model, args.device, 32, backend="torch")
+    target_layer(torch_module(predictor), args.layer)  # a bad --layer stops here, before any photo
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -648,7 +661,7 @@ def run_explain(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
     for path in images:
         shown = printable(str(path))
         try:
-            faces = explain_photo(predictor, str(path), targets)
+            faces = explain_photo(predictor, str(path), targets, layer=args.layer)
             photo = read_reduced(str(path), None, predictor.max_pixels)[0] if faces else None
         except FaceAttrError as error:  # this photo only (unreadable): the others go on
             failed += 1
