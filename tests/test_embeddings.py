@@ -275,3 +275,49 @@ def test_real_celeba_faces_embed_with_the_default_model(shared_data: Path) -> No
                                atol=1e-5, rtol=1e-5)
     assert vectors.shape == (8, 512) and (vectors >= 0).all()  # pooled after a ReLU
     assert not np.allclose(normalised(vectors, "l2")[0], normalised(vectors, "l2")[1])
+
+
+def test_onnx_embeddings_match_torch_and_an_old_export_is_refused_naming_it(checkpoint: Path, tmp_path: Path,
+                                                                             aligned_faces: list[str]) -> None:
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from faceattr.models.onnx import OUTPUTS, OnnxNetwork
+    from faceattr.training.export import export_model
+
+    export = tmp_path / "tiny.onnx"
+    export_model(checkpoint, export, "float32")
+    torch_vectors = _vectors(Predictor(checkpoint, device="cpu", detector=FaceDetector("haar")).embed(
+        aligned_faces[:4], aligned=True))
+    onnx_predictor = Predictor(export, device="cpu", detector=FaceDetector("haar"))
+    assert onnx_predictor.backend == "onnx"
+    np.testing.assert_allclose(_vectors(onnx_predictor.embed(aligned_faces[:4], aligned=True)), torch_vectors,
+                               atol=1e-4, rtol=1e-4)
+
+    graph = onnx.load(export)
+    assert [output.name for output in graph.graph.output] == list(OUTPUTS)
+    old = [output for output in graph.graph.output if output.name != "features"]
+    del graph.graph.output[:]
+    graph.graph.output.extend(old)  # as exported before embeddings: attributes and beauty only
+    network = OnnxNetwork(graph.SerializeToString(), {}, name="old.onnx")
+    crops = np.zeros((2, 64, 64, 3), np.uint8)
+    assert [output.shape for output in network(crops)] == [(2, 40), (2,)]  # still predicts
+    with pytest.raises(ConfigError, match="old.onnx: this ONNX model has no 'features' output.*export it again"):
+        network.with_features(crops)
+
+
+def test_probe_tool_measures_every_set_and_saves_its_table(run_tool, checkpoint: Path, celeba_root: Path,
+                                                           scut_root: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "celeba").symlink_to(celeba_root)
+    (data / "scut_fbp5500").symlink_to(scut_root)
+    result = run_tool("probe_embeddings", data, "--out", tmp_path / "out", "--model", checkpoint, "--folds", "2",
+                      "--repeats", "1")
+    assert result.status == 0, result.err
+    record = json.loads((tmp_path / "out" / "probes.json").read_text())
+    assert list(record["sets"]) == ["celeba_val", "scut_celeba_crop", "scut_training_crop",
+                                    "scut_held_out_training_crop"]
+    assert record["sets"]["scut_training_crop"]["faces"] == 60
+    assert {r["target"] for r in record["sets"]["scut_training_crop"]["results"]} == {"beauty"}
+    assert "| beauty | r2 | 60 |" in (tmp_path / "out" / "probes.md").read_text()

@@ -260,7 +260,7 @@ class Predictor:
 
     def embed(self, images: Sequence[Any], aligned: bool = False, normalise: str = "none",
               bgr: bool = False) -> list[ImageEmbeddings]:
-        """Each face's embedding, the pooled features both heads read, with its prediction: :meth:`iter_embed` as a list.
+        """Each face's embedding (the pooled features both heads read) with its prediction: :meth:`iter_embed`, listed.
 
         >>> [face.vector.shape for face in predictor.embed(["photo.jpg"], normalise="l2")[0].faces]  # doctest: +SKIP
         [(512,)]
