@@ -255,10 +255,14 @@ def test_cli_embed_then_map_neighbours_and_probe(tmp_path: Path, checkpoint: Pat
     assert main(["embeddings", "neighbours", str(out), "--photo", str(first), "--aligned", "-k", "1"]) == EXIT_OK
     assert capsys.readouterr().out.splitlines()[1].split()[:3] == ["1", "1.0000", str(first)]
 
-    assert main(["embeddings", "probe", str(out), "--celeba", str(celeba_root), "--folds", "2", "--repeats", "1",
+    labels = tmp_path / "labels.csv"
+    labels.write_text("source,Smiling,beauty\n" + "".join(f"{path.name},{k % 2},{1 + k % 4}\n"
+                                                           for k, path in enumerate(sorted(images.glob("*.jpg")))))
+    assert main(["embeddings", "probe", str(out), "--labels", str(labels), "--folds", "2", "--repeats", "1",
                  "--json"]) == EXIT_OK
     results = json.loads(capsys.readouterr().out)
-    assert {r["normalise"] for r in results} == {"none", "l1", "l2"} and results[0]["metric"] == "auc"
+    assert {(r["normalise"], r["target"], r["metric"]) for r in results} == {
+        (n, t, m) for n in ("none", "l1", "l2") for t, m in (("beauty", "r2"), ("Smiling", "auc"))}
 
 
 def test_cli_refuses_an_unknown_suffix_before_loading(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
