@@ -173,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_label_parser(commands)
     add_clean_parser(commands)
     add_explain_parser(commands)
+    add_embed_parsers(commands)
     add_analyze_parser(commands)
     return parser
 
@@ -586,6 +587,17 @@ def add_explain_parser(commands: Any) -> None:
     explain.add_argument("--model", metavar="MODEL",
                          help="a best.pt or .safetensors (an .onnx has no gradients; default: the installed model)")
     explain.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+    explain.add_argument("--layer", type=_layer_choice, metavar="LAYER",
+                         help="the layer explained: a module name (backbone.layer3) or a stage index (-1: the last "
+                              "stage, the default; -2 the one before, with a map twice as fine)")
+
+
+def _layer_choice(text: str) -> str | int:
+    """``--layer``'s value: a stage index where it is a whole number, else a module name."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def _write_new_png(path: Path, image: Any) -> None:
@@ -621,10 +633,11 @@ def run_explain(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
     """Runs ``faceattr explain`` with parsed arguments and returns the exit status.
 
     Raises:
-        FaceAttrError: The model cannot be used, e.g. an ``.onnx`` (the caller reports it, status 2).
+        FaceAttrError: The model cannot be used, e.g. an ``.onnx``, or ``--layer`` names no layer of it (the
+            caller reports it, status 2).
     """
-    from faceattr.explain.gradcam import BEAUTY_TARGET
-    from faceattr.explain.maps import explain_photo, overlay
+    from faceattr.explain.gradcam import BEAUTY_TARGET, target_layer
+    from faceattr.explain.maps import explain_photo, overlay, torch_module
 
     images, missing = find_images(args.paths, exclude=[args.out])
     inside = _input_at_or_inside(args.out, [*args.paths, *images])
@@ -640,6 +653,7 @@ def run_explain(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
         return EXIT_USAGE
     targets = [*(args.attribute or []), *([BEAUTY_TARGET] if args.beauty else [])] or None
     predictor = load_predictor(args.model, args.device, 32, backend="torch")
+    target_layer(torch_module(predictor), args.layer)  # a bad --layer stops here, before any photo
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -649,7 +663,7 @@ def run_explain(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
     for path in images:
         shown = printable(str(path))
         try:
-            faces = explain_photo(predictor, str(path), targets)
+            faces = explain_photo(predictor, str(path), targets, layer=args.layer)
             photo = read_reduced(str(path), None, predictor.max_pixels)[0] if faces else None
         except FaceAttrError as error:  # this photo only (unreadable): the others go on
             failed += 1
@@ -678,6 +692,134 @@ def run_explain(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> i
                 stdout.write(f"{shown}  face {number}  {target}  {printable(str(crop_file))}  "
                              f"{printable(str(photo_file))}\n")
     return EXIT_UNREADABLE if failed else EXIT_OK
+
+
+def add_embed_parsers(commands: Any) -> None:
+    """Adds ``faceattr embed`` (a collection of face embeddings) and ``faceattr embeddings map|neighbours|probe``."""
+    from faceattr.inference.results import NORMALISATIONS
+
+    embed = commands.add_parser(
+        "embed", help="write each face's embedding (the network's pooled features) with its prediction to a file",
+        description="Finds the faces in photos (or reads aligned faces) and writes one row per face to FILE: "
+                    "source, face, box, detector score, beauty, the 40 attribute probabilities and the embedding "
+                    "(the pooled features both heads read), all from one forward pass. FILE.parquet: one Parquet "
+                    "file (needs pyarrow); FILE.npy: the vectors, with the index as FILE.csv beside it. Never "
+                    "overwrites.", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    embed.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched recursively")
+    embed.add_argument("--out", type=Path, required=True, metavar="FILE", help="a new .parquet or .npy file")
+    embed.add_argument("--normalise", choices=NORMALISATIONS, default="none",
+                       help="scale each vector: none (as the network gives it; probes can then compare all "
+                            "three), l1 or l2 (unit norm); default: none")
+    embed.add_argument("--aligned", action="store_true",
+                       help="the images are faces aligned as CelebA's img_align_celeba: no detection, one face each")
+    embed.add_argument("--model", metavar="MODEL", help="a best.pt, .safetensors or .onnx (default: the installed "
+                                                        "model; an .onnx exported before embeddings is refused)")
+    embed.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+    embed.add_argument("--batch-size", type=_positive, default=32, metavar="N", help="default: 32")
+
+    embeddings = commands.add_parser(
+        "embeddings", help="map, search or probe a file written by faceattr embed",
+        description="Reads a collection written by faceattr embed. map: a 2-D picture of the faces coloured by an "
+                    "attribute's probability or beauty; neighbours: the faces most like one of the collection or "
+                    "like a new photo; probe: how well linear models read beauty (ridge, cross-validated R²) and "
+                    "each attribute (logistic regression, cross-validated ROC AUC) from each normalisation.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = embeddings.add_subparsers(dest="action", metavar="ACTION", required=True)
+    drawn = actions.add_parser("map", help="write a PNG of the collection in 2-D, coloured by an attribute or beauty")
+    drawn.add_argument("file", type=Path, metavar="FILE")
+    drawn.add_argument("--colour", default="beauty", metavar="NAME", help="beauty or an attribute (default: beauty)")
+    drawn.add_argument("--method", choices=("pca", "umap"), default="pca",
+                       help="pca, or umap (needs pip install umap-learn); default: pca")
+    drawn.add_argument("--out", type=Path, required=True, metavar="PNG", help="a new PNG file")
+    near = actions.add_parser("neighbours", help="the faces most like a face of the collection or of a new photo")
+    near.add_argument("file", type=Path, metavar="FILE")
+    query = near.add_mutually_exclusive_group(required=True)
+    query.add_argument("--source", metavar="PATH", help="a source in the collection (its path or file name)")
+    query.add_argument("--photo", type=Path, metavar="PHOTO", help="a new photo, embedded with the collection's model")
+    near.add_argument("--face", type=_positive, default=1, metavar="N", help="which face of it (default: 1)")
+    near.add_argument("-k", type=_positive, default=5, metavar="K", help="how many neighbours (default: 5)")
+    near.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine", help="default: cosine")
+    near.add_argument("--aligned", action="store_true", help="--photo is an aligned face")
+    near.add_argument("--model", metavar="MODEL", help="model for --photo (default: the collection's)")
+    near.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+    probed = actions.add_parser("probe", help="cross-validated linear probes of beauty and the attributes")
+    probed.add_argument("file", type=Path, metavar="FILE")
+    labels = probed.add_mutually_exclusive_group(required=True)
+    labels.add_argument("--labels", type=Path, metavar="CSV",
+                        help="a CSV with a source column and beauty and/or attribute columns (1/0 or 1/-1)")
+    labels.add_argument("--celeba", type=Path, metavar="ROOT", help="CelebA's folder: its list_attr_celeba.txt")
+    labels.add_argument("--scut", type=Path, metavar="ROOT", help="SCUT-FBP5500's folder: its beauty ratings")
+    probed.add_argument("--folds", type=_positive, default=5, metavar="K", help="default: 5")
+    probed.add_argument("--repeats", type=_positive, default=2, metavar="R", help="default: 2")
+    probed.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+
+
+def run_embed(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
+    """Runs ``faceattr embed`` with parsed arguments and returns the exit status.
+
+    Raises:
+        FaceAttrError: The model or the output cannot be used (the caller reports it, status 2).
+    """
+    from faceattr.explain.embeddings import EmbeddingWriter, collection_format
+
+    collection_format(args.out)  # a bad suffix is refused before the model loads
+    images, missing = find_images(args.paths)
+    for message in missing:
+        stderr.write(f"faceattr: {printable(message)}\n")
+    if not images:
+        return EXIT_USAGE
+    predictor = load_predictor(args.model, args.device, args.batch_size)
+    unreadable = len(missing)
+    with EmbeddingWriter(args.out, args.normalise, args.model or "default") as writer:
+        for image in predictor.iter_embed([str(path) for path in images], args.aligned, args.normalise):
+            if image.error is not None:
+                unreadable += 1
+                stderr.write(f"faceattr: {printable(image.error)}\n")
+            writer.write([image])
+    stdout.write(f"{writer.faces} faces of {len(images)} images ({args.normalise}) -> {printable(str(args.out))}\n")
+    return EXIT_UNREADABLE if unreadable else EXIT_OK
+
+
+def run_embeddings(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> int:
+    """Runs ``faceattr embeddings map|neighbours|probe`` with parsed arguments and returns the exit status.
+
+    Raises:
+        FaceAttrError: The collection, the labels or an option cannot be used (the caller reports it, status 2).
+    """
+    from faceattr.explain import embeddings as collection
+
+    found = collection.read_embeddings(args.file)
+    if args.action == "map":
+        points = collection.project_2d(found.vectors, args.method)
+        path = collection.plot_map(points, found.values(args.colour), args.colour, args.out,
+                                   f"{len(found)} faces ({args.method}, {found.normalise}) by {args.colour}")
+        stdout.write(f"{printable(str(path))}\n")
+        return EXIT_OK
+    if args.action == "probe":
+        labels = (collection.read_labels(args.labels) if args.labels is not None
+                  else collection.dataset_labels("celeba" if args.celeba else "scut", args.celeba or args.scut))
+        results = collection.probe(found, labels, args.folds, args.repeats)
+        stdout.write(json.dumps([dataclasses.asdict(r) for r in results], indent=2) + "\n" if args.json
+                     else collection.probe_table(results) + "\n")
+        return EXIT_OK
+    if args.source is not None:
+        queries = [(f"{args.source} face {args.face}", found.vectors[found.rows_of(args.source, args.face)[0]])]
+    else:
+        model = args.model or (None if found.model == "default" else found.model)
+        predictor = load_predictor(model, args.device, 32)
+        image = next(predictor.iter_embed([str(args.photo)], args.aligned, found.normalise))
+        if image.error is not None:
+            stderr.write(f"faceattr: {printable(image.error)}\n")
+            return EXIT_UNREADABLE
+        queries = [(f"{args.photo} face {n}", face.vector) for n, face in enumerate(image.faces, start=1)]
+        if not queries:
+            stdout.write(f"{printable(str(args.photo))}  no face\n")
+    for name, vector in queries:
+        stdout.write(f"{printable(name)}:\n")
+        for rank, (row, similarity) in enumerate(collection.nearest(found.vectors, vector, args.k, args.metric), 1):
+            stdout.write(f"  {rank}  {similarity:.4f}  {printable(str(found.columns['source'][row]))}  face "
+                         f"{found.columns['face'][row]}  beauty {found.columns['beauty'][row]:.2f}\n")
+    return EXIT_OK
 
 
 def _named_model(text: str) -> tuple[str, str]:
@@ -778,7 +920,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return run_serve(args)
         runners = {"predict": run_predict, "bulk": run_bulk, "label": run_label, "clean": run_clean,
-                   "explain": run_explain, "analyze": run_analyze}
+                   "explain": run_explain, "embed": run_embed, "embeddings": run_embeddings,
+                   "analyze": run_analyze}
         return runners[args.command](args, sys.stdout, sys.stderr)
     except FaceAttrError as error:
         sys.stderr.write(f"faceattr: {error}\n")

@@ -173,3 +173,26 @@ def test_cli_refuses_an_output_folder_holding_an_input(tmp_path: Path, capsys: p
     photo.write_bytes(ASTRONAUT.read_bytes())
     assert main(["explain", str(photo), "--out", str(tmp_path)]) == EXIT_USAGE
     assert "is or holds an input" in capsys.readouterr().err
+
+
+def test_cli_layer_is_passed_through_and_a_bad_one_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                     loaded: None) -> None:
+    crops = []
+    for layer in ("-1", "backbone.layer3"):
+        out = tmp_path / f"maps{layer}"
+        arguments = ["explain", str(ASTRONAUT), "--attribute", "Smiling", "--layer", layer, "--out", str(out)]
+        assert main(arguments) == EXIT_OK
+        crops.append((out / "astronaut_face1_Smiling_crop.png").read_bytes())
+    assert crops[0] != crops[1]  # layer3's 4x4 map is not layer4's 2x2 one
+    assert main(["explain", str(ASTRONAUT), "--layer", "backbone.layer9", "--out", str(tmp_path / "bad")]) == EXIT_USAGE
+    stderr = capsys.readouterr().err
+    assert "'backbone.layer9' is not a module" in stderr and "backbone.layer3" in stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_explain_photo_at_a_chosen_layer(predictor: Predictor, astronaut: FaceExplanation) -> None:
+    (face,) = explain_photo(predictor, ASTRONAUT, ["Smiling"], layer="backbone.layer3")
+    assert face.crop_maps["Smiling"].shape == astronaut.crop_maps["Smiling"].shape
+    assert not np.allclose(face.crop_maps["Smiling"], astronaut.crop_maps["Smiling"])
+    with pytest.raises(ConfigError, match="'layer9' is not a module"):
+        explain_photo(predictor, ASTRONAUT, ["Smiling"], layer="layer9")

@@ -8,89 +8,23 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.stats import spearmanr
 from torch import Tensor, nn
 
-from faceattr.attributes import ATTRIBUTE_INDEX, NUM_ATTRIBUTES
+from drawn_net import LABEL, SIDE, TOP_LEFT, TinyNet, mean_rank_correlation, positives, trained
+from faceattr.attributes import ATTRIBUTE_INDEX
 from faceattr.errors import ConfigError
-from faceattr.explain.gradcam import grad_cam, normalise_maps, region_share, target_layer, warp_to_photo
+from faceattr.explain.gradcam import (
+    grad_cam,
+    normalise_maps,
+    region_share,
+    stage_names,
+    target_layer,
+    warp_to_photo,
+)
 from faceattr.models import BACKBONES
 from faceattr.models.net import FaceAttrNet
 
-SIDE = 32
-TOP_LEFT = (0, 0, SIDE // 2, SIDE // 2)
-#: The attribute the drawn fixture's label is given to (any name would do).
-LABEL = "Eyeglasses"
-
-
-class TinyNet(nn.Module):
-    """FaceAttrNet's layout at toy size: a conv trunk whose last stage is ``layer4``, global average
-    pooling, an attribute head and a beauty head, float images in."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.layer1 = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-        self.layer4 = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.ReLU())
-        self.attribute_head = nn.Linear(32, NUM_ATTRIBUTES)
-        self.beauty_head = nn.Linear(32, 1)
-
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
-        features = self.layer4(self.layer1(images)).mean(dim=(2, 3))
-        return {"attributes": self.attribute_head(features), "beauty": self.beauty_head(features)[:, 0]}
-
-
-def draw(count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Noise images; half of them (label 1) have a bright 5x5 square somewhere in the top-left quadrant."""
-    images = torch.rand(count, 3, SIDE, SIDE, generator=generator) * 0.5
-    labels = (torch.arange(count) % 2).float()
-    corners = torch.randint(0, SIDE // 2 - 5 + 1, (count, 2), generator=generator)
-    for image, label, (x, y) in zip(images, labels, corners.tolist()):
-        if label:
-            image[:, y:y + 5, x:x + 5] = 1.0
-    return images, labels
-
-
-def train_tiny(seed: int, steps: int = 150) -> TinyNet:
-    """A TinyNet trained to predict LABEL from the drawn square."""
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    model = TinyNet()
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(steps):
-        images, labels = draw(32, generator)
-        logits = model(images)["attributes"][:, ATTRIBUTE_INDEX[LABEL]]
-        loss = nn.functional.binary_cross_entropy_with_logits(logits, labels)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def trained() -> tuple[TinyNet, TinyNet]:
-    """Two TinyNets trained from different seeds."""
-    return train_tiny(0), train_tiny(1)
-
-
-@pytest.fixture(scope="module")
-def positives() -> Tensor:
-    """Held-out drawn images that carry the square."""
-    images, labels = draw(64, torch.Generator().manual_seed(99))
-    return images[labels == 1]
-
-
-def rank_correlation(first: Tensor, second: Tensor) -> float:
-    """Spearman correlation of two maps; 0 where one is flat (it ranks nothing: an untrained
-    network's map is often all 0 after the ReLU)."""
-    if first.max() == first.min() or second.max() == second.min():
-        return 0.0
-    return float(spearmanr(first.flatten(), second.flatten()).statistic)
-
-
-def mean_rank_correlation(first: Tensor, second: Tensor) -> float:
-    """Mean over images of the rank correlation of two maps of the same image."""
-    return float(np.mean([rank_correlation(a, b) for a, b in zip(first, second)]))
-
+__all__ = ["positives", "trained"]  # fixtures, imported for pytest
 
 def test_trained_model_looks_where_the_label_lives(trained: tuple[TinyNet, TinyNet], positives: Tensor) -> None:
     model, _ = trained
@@ -155,6 +89,38 @@ def test_tiny_faceattrnet_maps_hooks_mode_and_gradients() -> None:
     model.eval()
     grad_cam(model, images, "Smiling")
     assert not model.training
+
+
+def test_a_chosen_layer_gives_a_finer_map_and_a_bad_one_is_refused() -> None:
+    torch.manual_seed(0)
+    model = FaceAttrNet("resnet10t").eval()
+    assert stage_names(model) == ["backbone.act1", "backbone.layer1", "backbone.layer2", "backbone.layer3",
+                                  "backbone.layer4"]
+    assert target_layer(model, "backbone.layer3") is model.backbone.layer3
+    assert target_layer(model, -2) is model.backbone.layer3
+    assert target_layer(model, -1) is target_layer(model) is model.backbone.layer4
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    shapes: list[tuple[int, ...]] = []
+    handle = model.backbone.layer3.register_forward_hook(lambda _m, _i, output: shapes.append(tuple(output.shape)))
+    try:
+        fine = grad_cam(model, images, ["Smiling"], layer="backbone.layer3")["Smiling"]
+        assert len(model.backbone.layer3._forward_hooks) == 1, "grad_cam's own hook must be gone"
+    finally:
+        handle.remove()
+    assert shapes[0][2:] == (4, 4)  # stride 16 at 64 px: twice as fine as layer4's 2x2
+    coarse = grad_cam(model, images, ["Smiling"])["Smiling"]
+    assert fine.shape == coarse.shape == (2, 64, 64)
+    assert not torch.allclose(fine, coarse)
+    for bad, message in (("backbone.layer9", "'backbone.layer9' is not a module of FaceAttrNet; its stages are: "
+                                             "backbone.act1, backbone.layer1"),
+                         ("", "'' is not a module"), (5, "index 5 is out of range: FaceAttrNet has 5 stages")):
+        with pytest.raises(ConfigError, match=message):
+            grad_cam(model, images, ["Smiling"], layer=bad)
+    for stage in stage_names(model):
+        assert not model.get_submodule(stage)._forward_hooks
+    with pytest.raises(ConfigError, match="'Smilling'"):
+        grad_cam(model, images, ["Smilling"], layer="backbone.layer3")
+    assert not model.backbone.layer3._forward_hooks
 
 
 def test_hooks_and_mode_are_restored_after_an_error() -> None:

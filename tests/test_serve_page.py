@@ -153,6 +153,70 @@ def test_a_text_file_gets_the_services_message(page: Any, tmp_path: Path) -> Non
     assert card.locator("canvas.annotated").is_hidden()
 
 
+ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
+
+#: Counts the heatmap canvas's non-transparent pixels inside a box and outside the box grown by its own size.
+MAP_PIXELS = """(canvas, [x1, y1, x2, y2]) => {
+    const alpha = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    const [w, h] = [x2 - x1, y2 - y1];
+    let inside = 0, far = 0;
+    for (let y = 0; y < canvas.height; y++) for (let x = 0; x < canvas.width; x++) {
+        if (!alpha[4 * (y * canvas.width + x) + 3]) continue;
+        if (x >= x1 && x < x2 && y >= y1 && y < y2) inside++;
+        if (x < x1 - w || x >= x2 + w || y < y1 - h || y >= y2 + h) far++;
+    }
+    return [inside, far];
+}"""
+
+
+def test_a_clicked_attribute_shows_its_map_over_the_face_and_a_second_click_hides_it(
+        page: Any, tmp_path: Path) -> None:
+    page.set_input_files("#file-input", str(ASTRONAUT))
+    card = page.locator("article.result[data-state=done]")
+    card.wait_for(timeout=30_000)
+    (box,) = json.loads(card.locator("canvas.annotated").get_attribute("data-boxes"))
+    heatmap, bar = card.locator("canvas.heatmap"), card.locator(".map-bar")
+    smiling = card.locator('section.face button.explain[data-target="Smiling"]')
+    assert heatmap.is_hidden() and smiling.get_attribute("aria-pressed") == "false"
+
+    smiling.focus()
+    page.keyboard.press("Enter")  # a button: the keyboard works as a click does
+    page.wait_for_function("document.querySelector('canvas.heatmap').dataset.target === 'Smiling'", timeout=30_000)
+    page.screenshot(path=tmp_path / "smiling-map.png", full_page=True)
+    assert heatmap.is_visible() and bar.is_visible() and smiling.get_attribute("aria-pressed") == "true"
+    assert "Smiling" in bar.locator(".map-caption").inner_text()
+    assert heatmap.evaluate("c => [c.width, c.height]") == card.locator("canvas.annotated").evaluate(
+        "c => [c.width, c.height]")
+    inside, far = heatmap.evaluate(MAP_PIXELS, box)
+    assert inside > 0.2 * (box[2] - box[0]) * (box[3] - box[1]) and far == 0  # on the face, nowhere else
+    bar.locator(".map-opacity").fill("1")
+    assert heatmap.evaluate("c => getComputedStyle(c).opacity") == "1"
+
+    beauty = card.locator("section.face button.explain.beauty")
+    beauty.click()  # another item replaces the map, and only it is highlighted
+    page.wait_for_function("document.querySelector('canvas.heatmap').dataset.target === 'beauty'", timeout=30_000)
+    assert smiling.get_attribute("aria-pressed") == "false" and beauty.get_attribute("aria-pressed") == "true"
+    beauty.click()
+    assert heatmap.is_hidden() and bar.is_hidden() and beauty.get_attribute("aria-pressed") == "false"
+    assert heatmap.evaluate(MAP_PIXELS, box) == [0, 0]
+
+
+def test_an_explain_error_shows_in_the_cards_message(page: Any) -> None:
+    refusal = {"error": {"code": "explain_unavailable", "message": "this service runs the model with the onnx "
+                                                                   "backend, which has no gradients"}}
+    page.route("**/v1/explain*", lambda route: route.fulfill(status=501, content_type="application/json",
+                                                              body=json.dumps(refusal)))
+    page.set_input_files("#file-input", str(ASTRONAUT))
+    card = page.locator("article.result[data-state=done]")
+    card.wait_for(timeout=30_000)
+    smiling = card.locator('section.face button.explain[data-target="Smiling"]')
+    smiling.click()
+    message = card.locator(".message")
+    message.wait_for(state="visible", timeout=15_000)
+    assert "no gradients" in message.inner_text()
+    assert card.locator("canvas.heatmap").is_hidden() and smiling.get_attribute("aria-pressed") == "false"
+
+
 def test_the_decision_policy_defaults_to_the_models(page: Any, server: str) -> None:
     import httpx
 

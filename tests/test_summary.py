@@ -21,13 +21,14 @@ from faceattr.evaluation.summary import (
 
 @pytest.fixture(scope="module")
 def evaluation() -> dict:
-    """A summarized evaluation of random predictions with attribute labels and beauty ratings."""
+    """A summarized evaluation of random predictions with attribute labels and beauty ratings, and galleries."""
     rng = np.random.default_rng(0)
     labels = (rng.random((60, 40)) < 0.3).astype(np.float32)
     target = rng.uniform(1, 5, 60)
     predictions = Predictions(rng.random((60, 40)), labels, np.ones((60, 40), bool), target + rng.normal(0, 0.3, 60),
                               target, np.ones(60, bool), loss=0.25)
-    return summarize(predictions, np.full(40, 0.4), {"split": "val"})
+    return summarize(predictions, np.full(40, 0.4), {"split": "val"}, paths=[f"{i}.jpg" for i in range(60)],
+                     gallery_size=3)
 
 
 def test_summarize_builds_every_section_with_its_keys(evaluation):
@@ -58,6 +59,8 @@ def test_figures_of_missing_sections_are_none_and_beauty_alone_is_selected_on_pe
 
 def test_compact_form_drops_per_image_data_only_and_leaves_the_evaluation_alone(evaluation):
     compact = compact_evaluation(evaluation)
+    assert "galleries" not in compact and evaluation["galleries"] is not None  # paths of the machine that evaluated
+    assert compact["confusion"] == evaluation["confusion"] and compact["beauty_deciles"] == evaluation["beauty_deciles"]
     assert "beauty_predictions" not in compact and set(compact["beauty"]["roc"]) == {"auc", "best_threshold"}
     assert evaluation["beauty"]["roc"]["fpr"] and evaluation["beauty_predictions"] is not None
     assert compact["attributes"] == evaluation["attributes"] and compact["beauty"]["pearson"] == evaluation["beauty"]["pearson"]

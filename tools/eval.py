@@ -5,12 +5,16 @@ into ``data.sources``, or a name: ``celeba:img_align_celeba``, ``scut``; the kin
 when one source has it). ``--each-source`` writes one report per source into sub-folders
 and a summary table (``sources.md``, ``sources.json``). The thresholds stored in the
 checkpoint are used as they are; ``data.max_val_samples`` caps each source on its own.
+Each report links error galleries (``galleries/ATTRIBUTE.png``, ``galleries/beauty.png``): the
+most confident false positives and negatives per attribute, and the highest, lowest and worst
+beauty scores, each evaluated face with its Grad-CAM map; ``--galleries N`` images per row (0: none).
 
 Examples:
     python tools/eval.py runs/gc_resnet101/best.pt
     python tools/eval.py runs/r18/best.pt --out runs/r18/report_hq data.sources.0.root=/data/celeba
     python tools/eval.py runs/r18/best.pt --source scut                # report in runs/r18/report_source3/
     python tools/eval.py runs/r18/best.pt --each-source --device cpu   # runs/r18/report_sources/
+    python tools/eval.py runs/r18/best.pt --galleries 0                # no galleries: faster
     python tools/eval.py runs/gpu_se_resnet18/best.pt --data-from configs/default_cpu.yaml  # packed -> originals
     python tools/eval.py default --data-from configs/finetune_beauty.yaml --out runs/finetune_beauty/report_default
 """
@@ -22,6 +26,7 @@ import sys
 from pathlib import Path
 
 from faceattr.errors import FaceAttrError
+from faceattr.evaluation.errors import DEFAULT_GALLERY_SIZE
 from faceattr.runtime import configure_logging
 
 
@@ -37,6 +42,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-from", metavar="CONFIG",
                         help="take the data sources and holdout_groups from this config: e.g. evaluate a model "
                              "trained on a pack (tools/pack_dataset.py) on the original images")
+    parser.add_argument("--galleries", type=int, default=DEFAULT_GALLERY_SIZE, metavar="N",
+                        help=f"images per row of the error galleries (default: {DEFAULT_GALLERY_SIZE}; 0: none)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--source", action="append", dest="sources", metavar="N|NAME",
                        help="evaluate on this source's validation images only (repeat to pool several)")
@@ -45,11 +52,15 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_intermixed_args(argv)
+    parser = get_args_parser()
+    args = parser.parse_intermixed_args(argv)
+    if args.galleries < 0:
+        parser.error(f"--galleries: {args.galleries} images per row; give 0 (no galleries) or more")
     configure_logging()
     from faceattr.config import DEFAULT_MODEL_NAME, data_overrides
     from faceattr.evaluation.evaluate import evaluate_checkpoint, evaluate_each_source
     from faceattr.evaluation.report.markdown import format_summary
+    from faceattr.explain.galleries import draw_galleries
     from faceattr.models.deployed import DeployedModel
 
     if args.checkpoint == DEFAULT_MODEL_NAME and not args.out:
@@ -64,12 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.each_source:
             out = Path(args.out) if args.out else Path(args.checkpoint).parent / "report_sources"
             out.mkdir(parents=True, exist_ok=True)
-            evaluate_each_source(args.checkpoint, args.overrides, out, args.device)
+            evaluate_each_source(args.checkpoint, args.overrides, out, args.device, args.galleries, draw_galleries)
             print((out / "sources.md").read_text(), end="")
             print(f"reports: {out}/source*/report.md")
             return 0
         sources = None if args.sources is None else [int(s) if s.isdigit() else s for s in args.sources]
-        evaluation, paths = evaluate_checkpoint(args.checkpoint, args.overrides, args.out, args.device, sources)
+        evaluation, paths = evaluate_checkpoint(args.checkpoint, args.overrides, args.out, args.device, sources,
+                                                args.galleries, draw_galleries)
     except FaceAttrError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import ConcatDataset, Dataset, Subset, default_collate
 
 from faceattr.attributes import NUM_ATTRIBUTES
 from faceattr.config import BAD_SAMPLE_CHOICES
@@ -131,3 +131,37 @@ def labels_matrix(records: Sequence[FaceRecord]) -> tuple[np.ndarray, np.ndarray
             mask[row] = record.attribute_mask
             labels[row] = np.where(record.attribute_mask, record.attributes, 0.0)
     return labels, mask
+
+
+def dataset_records(dataset: Dataset) -> list[FaceRecord]:
+    """The records behind each item of a :class:`FaceDataset`, or of subsets and concatenations of them.
+
+    Which image each row of a validation set is: item ``i`` of ``dataset`` is the image of
+    ``dataset_records(dataset)[i]``.
+
+    Args:
+        dataset: A :class:`FaceDataset`, a :class:`~torch.utils.data.Subset` or a
+            :class:`~torch.utils.data.ConcatDataset` of them (nested as deep as needed).
+
+    Returns:
+        The records, in item order.
+
+    Raises:
+        TypeError: A dataset of another kind, which holds no records.
+
+    >>> from pathlib import Path
+    >>> from torch.utils.data import ConcatDataset, Subset
+    >>> from faceattr.data.transforms import eval_transform
+    >>> faces = FaceDataset([FaceRecord(Path(f"{i}.jpg"), "val", str(i), "scut", beauty=3.0) for i in range(3)],
+    ...                     eval_transform(64, None))
+    >>> [record.path.name for record in dataset_records(ConcatDataset([Subset(faces, [2, 0]), faces]))]
+    ['2.jpg', '0.jpg', '0.jpg', '1.jpg', '2.jpg']
+    """
+    if isinstance(dataset, FaceDataset):
+        return list(dataset.records)
+    if isinstance(dataset, Subset):
+        inner = dataset_records(dataset.dataset)
+        return [inner[index] for index in dataset.indices]
+    if isinstance(dataset, ConcatDataset):
+        return [record for part in dataset.datasets for record in dataset_records(part)]
+    raise TypeError(f"{type(dataset).__name__} holds no face records (expected FaceDataset, Subset or ConcatDataset)")

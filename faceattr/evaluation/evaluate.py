@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,15 +24,24 @@ from faceattr.evaluation.calibration import (
     logits_from_probabilities,
 )
 from faceattr.evaluation.decision import DEFAULT_DECISION, fit_policies
+from faceattr.evaluation.errors import beauty_deciles, confusion_counts, gallery_selection
 from faceattr.evaluation.summary import evaluation_result
 from faceattr.evaluation.thresholds import fit_thresholds
 from faceattr.files import save_table
-from faceattr.runtime import World, autocast, gather_in_rank_order
+from faceattr.runtime import World, autocast, gather_in_rank_order, select_device
 
 if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
     from faceattr.models.deployed import DeployedModel
 
 logger = logging.getLogger(__name__)
+
+#: Draws an evaluation's error galleries into the report folder: called with the model, the evaluated
+#: images (item ``row`` of the dataset is the image of the galleries' ``row``), the evaluation's
+#: ``galleries`` section, the report folder and the device; returns each gallery's file by target
+#: (an attribute name or ``"beauty"``). :func:`faceattr.explain.galleries.draw_galleries` is one.
+GalleryDrawer = Callable[["DeployedModel", "Dataset", Mapping[str, Any], Path, torch.device], dict[str, Path]]
 
 
 @dataclass
@@ -171,7 +180,8 @@ def cross_fitted_means(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray, 
 
 def summarize(predictions: Predictions, thresholds: np.ndarray, meta: dict, threshold_metric: str = "balanced_accuracy",
               high_cutoff: float = 3.5, temperatures: Sequence[float] | None = None,
-              offsets: Sequence[float] | None = None) -> dict:
+              offsets: Sequence[float] | None = None, paths: Sequence[str] | None = None,
+              gallery_size: int = 0) -> dict:
     """The evaluation dict that :func:`faceattr.evaluation.report.markdown.write_report` renders.
 
     Args:
@@ -185,14 +195,20 @@ def summarize(predictions: Predictions, thresholds: np.ndarray, meta: dict, thre
             checkpoint written before calibration); every attribute metric is computed on the
             calibrated probabilities ``sigmoid(logit / temperature + offset)``.
         offsets: ``(40,)`` the model's per-attribute logit offsets (None: all 0.0).
+        paths: The image of each row, for the galleries (None: no galleries).
+        gallery_size: Images per gallery row (0: no galleries).
 
     Returns:
-        The evaluation dict (:mod:`faceattr.evaluation.summary`); the attribute (and
-        calibration) or beauty parts are None when the data has no such labels.
+        The evaluation dict (:mod:`faceattr.evaluation.summary`); the attribute (calibration
+        and confusion) or beauty parts are None when the data has no such labels, ``galleries``
+        without ``paths`` or ``gallery_size``.
 
     Raises:
-        EvaluationError: ``temperatures`` is not 40 positive numbers, or ``offsets`` not 40 numbers.
+        EvaluationError: ``temperatures`` is not 40 positive numbers, ``offsets`` not 40 numbers,
+            or ``paths`` not one per row.
     """
+    if paths is not None and len(paths) != len(predictions.beauty_mask):
+        raise EvaluationError(f"paths: {len(paths)} image paths for {len(predictions.beauty_mask)} predictions")
     parts: dict = {}
     if predictions.has_attributes:
         temperatures = np.ones(NUM_ATTRIBUTES) if temperatures is None else np.asarray(temperatures, np.float64)
@@ -208,6 +224,7 @@ def summarize(predictions: Predictions, thresholds: np.ndarray, meta: dict, thre
         args = (calibrated, predictions.attribute_labels, predictions.attribute_mask)
         per_attribute = metrics.attribute_metrics(*args, thresholds)
         parts.update(attributes=per_attribute, means=metrics.mean_metrics(per_attribute),
+                     confusion=confusion_counts(*args, thresholds),
                      means_at_half=metrics.mean_metrics(metrics.attribute_metrics(*args, np.full_like(thresholds, 0.5))),
                      means_cross_fitted=cross_fitted_means(*args, threshold_metric),
                      calibration=calibration_summary(predictions, calibrated, temperatures, offsets))
@@ -215,7 +232,14 @@ def summarize(predictions: Predictions, thresholds: np.ndarray, meta: dict, thre
         predicted = predictions.beauty_predicted[predictions.beauty_mask]
         target = predictions.beauty_target[predictions.beauty_mask]
         parts.update(beauty=metrics.beauty_metrics(predicted, target, high_cutoff=high_cutoff),
-                     beauty_predictions={"predicted": predicted.tolist(), "target": target.tolist()})
+                     beauty_predictions={"predicted": predicted.tolist(), "target": target.tolist()},
+                     beauty_deciles=beauty_deciles(predicted, target))
+    if paths is not None and gallery_size > 0:
+        attribute_rows = ((calibrated, predictions.attribute_labels, predictions.attribute_mask, thresholds)
+                          if predictions.has_attributes else (None, None, None, None))
+        beauty_rows = ((predictions.beauty_predicted, predictions.beauty_target, predictions.beauty_mask)
+                       if predictions.has_beauty else None)
+        parts["galleries"] = gallery_selection(*attribute_rows, beauty_rows, paths, gallery_size)
     return evaluation_result(meta, int(len(predictions.beauty_mask)), predictions.loss, **parts)
 
 
@@ -250,13 +274,17 @@ def calibration_summary(predictions: Predictions, calibrated: np.ndarray, temper
 
 def evaluate_checkpoint(checkpoint_path: str | Path, overrides: list[str] | tuple[str, ...] = (),
                         out_dir: str | Path | None = None, device: str = "auto",
-                        sources: Sequence[int | str] | None = None) -> tuple[dict, dict[str, Path]]:
+                        sources: Sequence[int | str] | None = None, gallery_size: int = 0,
+                        draw_galleries: GalleryDrawer | None = None) -> tuple[dict, dict[str, Path]]:
     """Evaluates a checkpoint on the validation data of its own config and writes a report.
 
     The checkpoint's stored per-attribute thresholds are used as they are, never re-fitted.
     With ``sources``, only those sources' validation images are scored: the data is read as
     in training (held-out groups, leak checks), then ``data.max_val_samples``, if set, caps
     each chosen source on its own, so the figures are those of a config holding only it.
+    With ``gallery_size`` and ``draw_galleries``, the most confident errors of each attribute and
+    the beauty extremes are picked among the evaluated images (the evaluation's ``galleries``),
+    drawn into the report folder and linked from ``report.md``.
 
     Args:
         checkpoint_path: A ``best.pt``/``last.pt`` written by the trainer.
@@ -266,9 +294,11 @@ def evaluate_checkpoint(checkpoint_path: str | Path, overrides: list[str] | tupl
         device: ``auto``, ``cpu`` or ``cuda``.
         sources: Indices into ``data.sources`` or names (:func:`source_label`, or the kind
             alone when one source has it); None: all sources pooled.
+        gallery_size: Images per gallery row (0: no galleries).
+        draw_galleries: Draws them (:data:`GalleryDrawer`; the evaluation layer draws no images).
 
     Returns:
-        The evaluation dict and the paths of the report files.
+        The evaluation dict and the paths of the report files (each gallery's as ``gallery_TARGET``).
 
     Raises:
         ConfigError: A source index or name that the config does not have.
@@ -286,26 +316,37 @@ def evaluate_checkpoint(checkpoint_path: str | Path, overrides: list[str] | tupl
     config = config_from_dict(model.config, overrides)
     chosen = range(len(config.data.sources)) if sources is None else _source_indices(config.data.sources, sources)
     labels = [f"data.sources[{i}] ({source_label(config.data.sources[i])})" for i in chosen]
-    predictions = _validation_predictions(model, config, chosen if sources is not None else None, labels, device)
+    predictions, images = _validation_predictions(model, config, chosen if sources is not None else None, labels,
+                                                  device)
+    paths = _row_paths(images, len(predictions.beauty_mask)) if gallery_size > 0 and draw_galleries else None
     epoch = -1 if model.epoch is None else int(model.epoch)
     meta = {"checkpoint": str(checkpoint_path), "split": "val", "epoch": epoch,
             "backbone": config.model.backbone, "image_size": config.data.image_size,
             "sources": ", ".join(labels), "thresholds": "stored in the checkpoint"}
     evaluation = summarize(predictions, np.asarray(model.thresholds, dtype=np.float64), meta,
-                           config.train.threshold_metric, temperatures=model.temperatures, offsets=model.offsets)
+                           config.train.threshold_metric, temperatures=model.temperatures, offsets=model.offsets,
+                           paths=paths, gallery_size=gallery_size)
     default_dir = "report" if sources is None else "report_source" + "_".join(map(str, chosen))
+    out = Path(out_dir) if out_dir else checkpoint_path.parent / default_dir
+    galleries = {}
+    if evaluation["galleries"] is not None and draw_galleries is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        galleries = draw_galleries(model, images, evaluation["galleries"], out, select_device(device))
     on = "" if sources is None else f" on {', '.join(labels)}"
-    paths = write_report(evaluation, Path(out_dir) if out_dir else checkpoint_path.parent / default_dir,
-                         title=f"faceattr evaluation: {checkpoint_path.name}{on}")
-    return evaluation, paths
+    written = write_report(evaluation, out, title=f"faceattr evaluation: {checkpoint_path.name}{on}",
+                           galleries=galleries)
+    return evaluation, written
 
 
 def evaluate_each_source(checkpoint_path: str | Path, overrides: Sequence[str], out_dir: str | Path,
-                         device: str = "auto") -> list[dict]:
+                         device: str = "auto", gallery_size: int = 0,
+                         draw_galleries: GalleryDrawer | None = None) -> list[dict]:
     """Evaluates a checkpoint on each of its sources alone, into ``out_dir/sourceN``, and tabulates them.
 
     Writes ``sources.json`` (the rows) and ``sources.md`` (the table) into ``out_dir``; a
     source without validation images (training only) gets a row of 0 images and no report.
+    ``gallery_size`` and ``draw_galleries`` give each source's report its own error galleries
+    (see :func:`evaluate_checkpoint`).
 
     Returns:
         One row per source (:func:`faceattr.evaluation.report.sources.source_row`).
@@ -321,7 +362,8 @@ def evaluate_each_source(checkpoint_path: str | Path, overrides: Sequence[str], 
     rows = []
     for index, source in enumerate(configured):
         try:
-            evaluation, _ = evaluate_checkpoint(checkpoint_path, overrides, out / f"source{index}", device, [index])
+            evaluation, _ = evaluate_checkpoint(checkpoint_path, overrides, out / f"source{index}", device, [index],
+                                                gallery_size, draw_galleries)
         except EvaluationError as error:  # a source used for training only
             logger.warning("source %d: %s", index, error)
             evaluation = None
@@ -348,7 +390,7 @@ def calibrate_checkpoint(checkpoint_path: str | Path, out_path: str | Path, devi
 
     model = DeployedModel.load(checkpoint_path)
     config = config_from_dict(model.config, list(overrides))
-    predictions = _validation_predictions(model, config, None, [], device)
+    predictions, _ = _validation_predictions(model, config, None, [], device)
     temperatures, offsets, thresholds, policies = calibrate_and_tune(predictions, config.train.threshold_metric)
     epoch = -1 if model.epoch is None else int(model.epoch)
     meta = {"checkpoint": str(checkpoint_path), "split": "val", "epoch": epoch, "backbone": config.model.backbone,
@@ -363,12 +405,12 @@ def calibrate_checkpoint(checkpoint_path: str | Path, out_path: str | Path, devi
 
 
 def _validation_predictions(deployed: DeployedModel, config: Config, chosen: Sequence[int] | None,
-                            labels: list[str], device: str) -> Predictions:
-    """The model's network on the validation images of the chosen sources (all when None)."""
+                            labels: list[str], device: str) -> tuple[Predictions, Dataset]:
+    """The model's network on the validation images of the chosen sources (all when None), and those images
+    (the dataset whose item ``i`` gave row ``i``, unless unreadable images were skipped)."""
     from torch.utils.data import ConcatDataset
 
     from faceattr.data.loader import build_data, build_loaders, evenly_spread
-    from faceattr.runtime import select_device
 
     target = select_device(device)
     model = deployed.build_network().to(target)
@@ -382,7 +424,19 @@ def _validation_predictions(deployed: DeployedModel, config: Config, chosen: Seq
             raise EvaluationError(f"{', '.join(labels)}: no validation images to evaluate")
         bundle = dataclasses.replace(bundle, val=ConcatDataset(parts))
     _, val_loader = build_loaders(bundle, config.data, seed=config.train.seed, device=target)
-    return predict_loader(model, val_loader, target, amp=config.train.amp)
+    return predict_loader(model, val_loader, target, amp=config.train.amp), bundle.val
+
+
+def _row_paths(images: Dataset, rows: int) -> list[str] | None:
+    """The image path of each prediction row, or None (with a warning) where skipped images broke the match."""
+    from faceattr.data.dataset import dataset_records
+
+    records = dataset_records(images)
+    if len(records) != rows:
+        logger.warning("no error galleries: %d predictions for %d validation images (unreadable images were "
+                       "skipped, data.on_bad_sample: skip), so rows cannot be matched to images", rows, len(records))
+        return None
+    return [str(record.path) for record in records]
 
 
 def source_label(source: SourceConfig) -> str:

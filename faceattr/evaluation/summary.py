@@ -10,10 +10,15 @@ An evaluation is a plain dict, so that a checkpoint holding one loads with
   :data:`~faceattr.evaluation.metrics.MEAN_KEYS` over attributes;
 - ``calibration``: expected calibration error before and after the model's calibration;
 - ``beauty``: the regression metrics of the beauty score, and ``beauty_predictions``: the
-  per-image predicted and true scores.
+  per-image predicted and true scores;
+- ``confusion``: per attribute name, the confusion counts of
+  :data:`~faceattr.evaluation.errors.CONFUSION_KEYS` at the model's thresholds;
+- ``beauty_deciles``: ``{"bins": [...]}``, the beauty error per decile of the predicted score;
+- ``galleries``: which validation images the error galleries show
+  (:func:`~faceattr.evaluation.errors.gallery_selection`), only when galleries were asked for.
 
-The attribute sections (calibration included) or the beauty ones are ``None`` when the data
-has no such labels. Metric values may be NaN, or ``None`` in JSON read back.
+The attribute sections (calibration and confusion included) or the beauty ones are ``None`` when
+the data has no such labels; an evaluation stored before a section existed lacks it, and reads as None. Metric values may be NaN, or ``None`` in JSON read back.
 
 >>> evaluation = evaluation_result({"split": "val"}, images=2, validation_loss=0.7,
 ...                                beauty={"pearson": 0.8, "mae": 0.3, "rmse": 0.4})
@@ -28,6 +33,7 @@ from typing import Any
 
 from faceattr.attributes import ATTRIBUTE_INDEX, ATTRIBUTES
 from faceattr.errors import EvaluationError
+from faceattr.evaluation.errors import CONFUSION_KEYS
 from faceattr.evaluation.metrics import MEAN_KEYS
 
 #: Each attribute's metrics (as :func:`~faceattr.evaluation.metrics.attribute_metrics` gives
@@ -44,6 +50,9 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "calibration": ("bins", "ece_before", "ece_after", "ece_after_cross_fitted"),
     "beauty": ("count", "pearson", "mae", "rmse", "bins", "high_cutoff", "roc"),
     "beauty_predictions": ("predicted", "target"),
+    "confusion": ATTRIBUTES,
+    "beauty_deciles": ("bins",),
+    "galleries": ("size", "attributes", "beauty"),
 }
 #: The keys of each of ``beauty["bins"]`` and of ``beauty["roc"]``.
 BEAUTY_BIN_KEYS: tuple[str, ...] = ("low", "high", "count", "mae", "bias")
@@ -71,7 +80,10 @@ def evaluation_result(meta: Mapping[str, Any], images: int, validation_loss: flo
                       means: Mapping[str, float] | None = None, means_at_half: Mapping[str, float] | None = None,
                       means_cross_fitted: Mapping[str, float] | None = None,
                       calibration: Mapping[str, Any] | None = None, beauty: Mapping[str, Any] | None = None,
-                      beauty_predictions: Mapping[str, list[float]] | None = None) -> dict[str, Any]:
+                      beauty_predictions: Mapping[str, list[float]] | None = None,
+                      confusion: Mapping[str, Mapping[str, int]] | None = None,
+                      beauty_deciles: Sequence[Mapping[str, float]] | None = None,
+                      galleries: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """An evaluation dict from its parts; a part left None means the data had no such labels.
 
     Args:
@@ -85,6 +97,9 @@ def evaluation_result(meta: Mapping[str, Any], images: int, validation_loss: flo
         calibration: Expected calibration error before and after calibration.
         beauty: Beauty regression metrics.
         beauty_predictions: ``{"predicted", "target"}`` lists of the rated images.
+        confusion: Per-attribute confusion counts.
+        beauty_deciles: Beauty error per predicted-score decile (stored as ``{"bins": beauty_deciles}``).
+        galleries: The images of the error galleries (None: none asked for).
 
     Returns:
         The dict with every section of :data:`SECTION_KEYS` and ``meta``.
@@ -95,7 +110,9 @@ def evaluation_result(meta: Mapping[str, Any], images: int, validation_loss: flo
     return {"meta": {**meta, "images": images, "validation_loss": validation_loss},
             "attributes": attributes, "attribute_means": means, "attribute_means_at_0.5": means_at_half,
             "attribute_means_cross_fitted": means_cross_fitted, "calibration": calibration, "beauty": beauty,
-            "beauty_predictions": beauty_predictions}
+            "beauty_predictions": beauty_predictions, "confusion": confusion,
+            "beauty_deciles": None if beauty_deciles is None else {"bins": list(beauty_deciles)},
+            "galleries": galleries}
 
 
 def headline(evaluation: Mapping[str, Any]) -> float:
@@ -137,12 +154,14 @@ def headline_figures(evaluation: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def compact_evaluation(evaluation: Mapping[str, Any]) -> dict[str, Any]:
-    """The evaluation stored with an exported model: without per-image beauty predictions and ROC curve points.
+    """The evaluation stored with an exported model: without per-image beauty predictions, galleries and ROC curve points.
+
+    Galleries name images by their paths on the machine that evaluated, meaningless beside a model.
 
     >>> compact_evaluation({"beauty_predictions": {"predicted": [3.0]}, "beauty": {"roc": {"auc": 0.9, "fpr": [0, 1]}}})
     {'beauty': {'roc': {'auc': 0.9}}}
     """
-    compact = {key: value for key, value in evaluation.items() if key != "beauty_predictions"}
+    compact = {key: value for key, value in evaluation.items() if key not in ("beauty_predictions", "galleries")}
     if isinstance(compact.get("beauty"), Mapping) and isinstance(compact["beauty"].get("roc"), Mapping):
         roc = {key: value for key, value in compact["beauty"]["roc"].items() if key not in _ROC_CURVE_KEYS}
         compact["beauty"] = {**compact["beauty"], "roc": roc}
@@ -176,6 +195,12 @@ def check_evaluation(evaluation: Mapping[str, Any]) -> None:
         for i, bin_ in enumerate(evaluation["beauty"]["bins"]):
             _require(bin_, BEAUTY_BIN_KEYS, f"evaluation['beauty']['bins'][{i}]")
         _require(evaluation["beauty"]["roc"], ROC_KEYS, "evaluation['beauty']['roc']")
+    if evaluation.get("confusion") is not None:
+        for name in ATTRIBUTES:
+            _require(evaluation["confusion"][name], CONFUSION_KEYS, f"evaluation['confusion'][{name!r}]")
+    if evaluation.get("beauty_deciles") is not None:
+        for i, bin_ in enumerate(evaluation["beauty_deciles"]["bins"]):
+            _require(bin_, BEAUTY_BIN_KEYS, f"evaluation['beauty_deciles']['bins'][{i}]")
     predictions = evaluation.get("beauty_predictions")
     if predictions is not None and len(predictions["predicted"]) != len(predictions["target"]):
         raise EvaluationError(f"evaluation['beauty_predictions'] has {len(predictions['predicted'])} "

@@ -3,6 +3,8 @@
 - :mod:`~faceattr.explain.gradcam`: Grad-CAM maps for any attribute or the beauty head.
 - :mod:`~faceattr.explain.maps`: those maps for every face of a photo, over its aligned crop and the photo
   (``faceattr.explain(photo, attribute=...)`` calls :func:`~faceattr.explain.maps.explain`).
+- :mod:`~faceattr.explain.sanity`: whether the maps mean something: the share of a located attribute's map
+  in its region of the face, and the maps of randomised networks (docs/EXPLAIN.md).
 - :mod:`~faceattr.explain.sparsity`: activation-sparsity measures per layer, their curve over
   depth, and the cross-validated ridge regression that relates them to ratings.
 """

@@ -1,9 +1,10 @@
 """Grad-CAM (Selvaraju et al. 2017) for any attribute or the beauty head, hook-based, no new dependency.
 
 For a target score ``y`` (an attribute's logit or the beauty score) and the activation ``A`` of
-the backbone's last convolutional stage (``C`` channels of ``h x w``), the map is
-``ReLU(sum_k w_k A_k)`` with ``w_k`` the spatial mean of ``dy/dA_k``, upsampled (bilinear) to
-the input size and scaled to 0-1 per map. One forward pass serves every target of a batch.
+the backbone's last convolutional stage, or a chosen one (:func:`target_layer`; ``C`` channels
+of ``h x w``), the map is ``ReLU(sum_k w_k A_k)`` with ``w_k`` the spatial mean of ``dy/dA_k``,
+upsampled (bilinear) to the input size and scaled to 0-1 per map. One forward pass serves every
+target of a batch.
 
 The forward hook replaces the activation by a detached copy that requires grad, and the
 gradients are taken with :func:`torch.autograd.grad` with respect to that copy alone, so nothing
@@ -27,33 +28,65 @@ from faceattr.errors import ConfigError
 BEAUTY_TARGET = "beauty"
 
 
-def target_layer(model: nn.Module) -> nn.Module:
-    """The module whose output Grad-CAM explains: the backbone's last convolutional stage.
+def stage_names(model: nn.Module) -> list[str]:
+    """The names (relative to ``model``) of the backbone's stages, shallowest first: the layers Grad-CAM can explain.
 
-    It is the last entry of timm's ``feature_info`` (the deepest stride-32 stage: ``layer4`` of
+    timm's ``feature_info`` modules (``backbone.act1``, ``backbone.layer1`` ... ``backbone.layer4`` of a
+    ResNet; each halves the map's side); a model without ``feature_info`` offers its ``layer4`` alone.
+
+    Args:
+        model: A :class:`~faceattr.models.net.FaceAttrNet` or a bare backbone.
+
+    Returns:
+        The names, for :func:`target_layer`'s ``layer``; ``[]`` if the model has neither.
+    """
+    backbone = getattr(model, "backbone", model)
+    prefix = "backbone." if backbone is not model else ""
+    feature_info = getattr(backbone, "feature_info", None)
+    if feature_info:
+        return [prefix + stage["module"] for stage in feature_info]
+    return [prefix + "layer4"] if isinstance(getattr(backbone, "layer4", None), nn.Module) else []
+
+
+def target_layer(model: nn.Module, layer: str | int | None = None) -> nn.Module:
+    """The module whose output Grad-CAM explains: by default the backbone's last convolutional stage.
+
+    The default is the last entry of timm's ``feature_info`` (the deepest stride-32 stage: ``layer4`` of
     every ResNet variant, ``blocks.5``/``blocks.6`` of MobileNetV3 and EfficientNet). A model
-    without ``feature_info`` (a small custom network) is explained at its ``layer4``.
+    without ``feature_info`` (a small custom network) is explained at its ``layer4``. A shallower
+    stage gives a finer map (twice the side per stage up) from less abstract features.
 
     Args:
         model: A :class:`~faceattr.models.net.FaceAttrNet` (its ``backbone`` is searched) or a
             bare backbone.
+        layer: ``None``: the default; a module name relative to ``model`` (``"backbone.layer3"``);
+            or an index into :func:`stage_names` (``-1`` is the default, ``-2`` the stage before it).
 
     Returns:
         The target module (a submodule of ``model``).
 
     Raises:
-        ConfigError: If neither ``feature_info`` nor a ``layer4`` names a layer.
+        ConfigError: If ``layer`` names no module or indexes no stage (the message lists the stages),
+            or, for ``None``, neither ``feature_info`` nor a ``layer4`` names a layer.
     """
-    backbone = getattr(model, "backbone", model)
-    feature_info = getattr(backbone, "feature_info", None)
-    if feature_info:
-        last = feature_info[-1]
-        return backbone.get_submodule(last["module"])
-    layer4 = getattr(backbone, "layer4", None)
-    if isinstance(layer4, nn.Module):
-        return layer4
-    raise ConfigError(f"no Grad-CAM target layer in {type(backbone).__name__}: it has neither timm's "
-                      "feature_info nor a 'layer4' module")
+    stages = stage_names(model)
+    if layer is None and not stages:
+        backbone = getattr(model, "backbone", model)
+        raise ConfigError(f"no Grad-CAM target layer in {type(backbone).__name__}: it has neither timm's "
+                          "feature_info nor a 'layer4' module")
+    if layer is None or isinstance(layer, int):
+        index = -1 if layer is None else layer
+        if not -len(stages) <= index < len(stages):
+            raise ConfigError(f"Grad-CAM layer index {index} is out of range: {type(model).__name__} has "
+                              f"{len(stages)} stages ({', '.join(stages) or 'none'})")
+        return model.get_submodule(stages[index])
+    try:
+        if not layer:  # get_submodule("") is the model itself, whose output is no map
+            raise AttributeError(layer)
+        return model.get_submodule(layer)
+    except AttributeError:
+        raise ConfigError(f"Grad-CAM layer {layer!r} is not a module of {type(model).__name__}; its stages are: "
+                          f"{', '.join(stages) or 'none'}") from None
 
 
 def _target_score(outputs: dict[str, Tensor], target: str) -> Tensor:
@@ -80,7 +113,8 @@ def normalise_maps(maps: Tensor) -> Tensor:
                        torch.zeros_like(maps))
 
 
-def grad_cam(model: nn.Module, images: Tensor, targets: Sequence[str]) -> dict[str, Tensor]:
+def grad_cam(model: nn.Module, images: Tensor, targets: Sequence[str],
+             layer: str | int | None = None) -> dict[str, Tensor]:
     """Grad-CAM maps of a batch for each target, from one forward pass.
 
     The model runs in eval mode (dropout off, batch-norm running statistics: the maps explain
@@ -93,13 +127,14 @@ def grad_cam(model: nn.Module, images: Tensor, targets: Sequence[str]) -> dict[s
             (:func:`target_layer`).
         images: ``(N, 3, H, W)`` images as the model takes them (uint8 for FaceAttrNet).
         targets: Attribute names (their logit is explained) and/or ``"beauty"``.
+        layer: The layer explained, as :func:`target_layer` takes it (``None``: the last stage).
 
     Returns:
         Target -> ``(N, H, W)`` float32 maps on the images' device, each scaled to 0-1.
 
     Raises:
         ConfigError: If ``images`` is not ``(N, 3, H, W)``, ``targets`` is empty or names an
-            unknown target, or the target layer's output is not a 4-D map.
+            unknown target, ``layer`` names no layer, or the target layer's output is not a 4-D map.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ConfigError(f"grad_cam takes images (N, 3, H, W), got shape {tuple(images.shape)}")
@@ -112,7 +147,7 @@ def grad_cam(model: nn.Module, images: Tensor, targets: Sequence[str]) -> dict[s
         if target != BEAUTY_TARGET and target not in ATTRIBUTE_INDEX:
             raise ConfigError(f"unknown Grad-CAM target {target!r}; use {BEAUTY_TARGET!r} or an attribute name "
                               f"({', '.join(ATTRIBUTE_INDEX)})")
-    layer = target_layer(model)
+    module = target_layer(model, layer)
     captured: list[Tensor] = []
 
     def capture(_module: nn.Module, _inputs: object, output: Tensor) -> Tensor:
@@ -123,7 +158,7 @@ def grad_cam(model: nn.Module, images: Tensor, targets: Sequence[str]) -> dict[s
         return activation
 
     was_training = model.training
-    handle = layer.register_forward_hook(capture)
+    handle = module.register_forward_hook(capture)
     try:
         model.eval()
         with torch.enable_grad():
@@ -131,7 +166,7 @@ def grad_cam(model: nn.Module, images: Tensor, targets: Sequence[str]) -> dict[s
             scores = {target: _target_score(outputs, target) for target in names}
             activation = captured[-1]
             if activation.ndim != 4:
-                raise ConfigError(f"Grad-CAM target layer {type(layer).__name__} gives shape "
+                raise ConfigError(f"Grad-CAM target layer {type(module).__name__} gives shape "
                                   f"{tuple(activation.shape)}, not a (N, C, h, w) map")
             maps: dict[str, Tensor] = {}
             for position, target in enumerate(names):
@@ -149,12 +184,40 @@ def grad_cam(model: nn.Module, images: Tensor, targets: Sequence[str]) -> dict[s
         model.train(was_training)
 
 
+def box_mask(box: Sequence[float], shape: Sequence[int]) -> Tensor:
+    """The ``(H, W)`` float64 mask, 1 inside ``box`` and 0 elsewhere: the pixels :func:`region_share` counts.
+
+    Args:
+        box: ``(x1, y1, x2, y2)`` in pixels, ``x2``/``y2`` exclusive; rounded to whole pixels and
+            clipped to the map.
+        shape: The map's ``(H, W)``.
+
+    Returns:
+        The mask (all 0 for a box outside the map).
+
+    Raises:
+        ConfigError: If ``box`` is not four numbers with ``x1 < x2``, ``y1 < y2``.
+
+    >>> box_mask((1, 0, 3, 1), (2, 4)).tolist()
+    [[0.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+    """
+    if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]):
+        raise ConfigError(f"region box must be (x1, y1, x2, y2) with x1 < x2 and y1 < y2, got {box}")
+    height, width = int(shape[0]), int(shape[1])
+    x1, y1 = max(int(round(box[0])), 0), max(int(round(box[1])), 0)
+    x2, y2 = min(int(round(box[2])), width), min(int(round(box[3])), height)
+    mask = torch.zeros(height, width, dtype=torch.float64)
+    if x2 > x1 and y2 > y1:
+        mask[y1:y2, x1:x2] = 1.0
+    return mask
+
+
 def region_share(cam: Tensor | np.ndarray, box: Sequence[float]) -> float:
     """The share of a map's mass inside a box: 1/4 for a uniform map and a quarter-size box.
 
     Args:
         cam: ``(H, W)`` non-negative map.
-        box: ``(x1, y1, x2, y2)`` in pixels, ``x2``/``y2`` exclusive; clipped to the map.
+        box: ``(x1, y1, x2, y2)`` in pixels, ``x2``/``y2`` exclusive; clipped to the map (:func:`box_mask`).
 
     Returns:
         Mass inside the box over the total mass; 0.0 for an all-zero map.
@@ -165,16 +228,9 @@ def region_share(cam: Tensor | np.ndarray, box: Sequence[float]) -> float:
     values = torch.as_tensor(cam, dtype=torch.float64)
     if values.ndim != 2:
         raise ConfigError(f"region_share takes one (H, W) map, got shape {tuple(values.shape)}")
-    if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]):
-        raise ConfigError(f"region_share box must be (x1, y1, x2, y2) with x1 < x2 and y1 < y2, got {box}")
-    height, width = values.shape
-    x1, y1 = max(int(round(box[0])), 0), max(int(round(box[1])), 0)
-    x2, y2 = min(int(round(box[2])), width), min(int(round(box[3])), height)
+    mask = box_mask(box, values.shape)
     total = float(values.sum())
-    if total <= 0:
-        return 0.0
-    inside = float(values[y1:y2, x1:x2].sum()) if x2 > x1 and y2 > y1 else 0.0
-    return inside / total
+    return float((values * mask).sum()) / total if total > 0 else 0.0
 
 
 def warp_to_photo(cam: Tensor | np.ndarray, matrix: np.ndarray, photo_size: Sequence[int]) -> np.ndarray:

@@ -28,7 +28,7 @@ from torch import nn
 
 from faceattr.attributes import ATTRIBUTE_INDEX, ATTRIBUTES
 from faceattr.errors import ConfigError
-from faceattr.explain.gradcam import BEAUTY_TARGET, grad_cam, warp_to_photo
+from faceattr.explain.gradcam import BEAUTY_TARGET, grad_cam, target_layer, warp_to_photo
 from faceattr.image import read_reduced
 from faceattr.inference.align import align_crop, crop_matrix
 from faceattr.inference.predictor import Predictor, _landmarks, load_model, rescale_faces
@@ -54,7 +54,8 @@ class FaceExplanation:
         crop: The aligned face the network saw, ``(S, S, 3)`` uint8 RGB at the model's input size.
         matrix: The ``(2, 3)`` warp from photo pixels to crop pixels.
         crop_maps: Target -> ``(S, S)`` float32 map over ``crop``, 0-1.
-        photo_maps: Target -> ``(height, width)`` float32 map over the photo, 0-1, 0 outside the crop.
+        photo_maps: Target -> ``(height, width)`` float32 map over the photo, 0-1, 0 outside the crop
+            (empty when :func:`explain_photo` was asked for no photo maps).
     """
 
     face: FaceResult
@@ -127,7 +128,8 @@ def _full_photo_matrix(matrix: np.ndarray, scale_x: float, scale_y: float) -> np
 
 
 def explain_photo(predictor: Predictor, image: Any, targets: Sequence[str] | None = None,
-                  bgr: bool = False) -> list[FaceExplanation]:
+                  bgr: bool = False, full_size: tuple[int, int] | None = None,
+                  photo_maps: bool = True, layer: str | int | None = None) -> list[FaceExplanation]:
     """Grad-CAM maps of every face of one photo, over its aligned crop and over the photo.
 
     The faces are found, aligned and classified exactly as :meth:`Predictor.predict` does; then all
@@ -140,6 +142,13 @@ def explain_photo(predictor: Predictor, image: Any, targets: Sequence[str] | Non
         targets: Attribute names and/or ``"beauty"``, the same for every face; ``None``: each face's
             :func:`default_targets`.
         bgr: An array input is BGR (see :meth:`Predictor.predict`).
+        full_size: The full photo's ``(width, height)`` when ``image`` is an array decoded reduced
+            from it (as :func:`~faceattr.image.read_reduced` gives it): faces, matrices and photo
+            maps are then in the full photo's pixels; ``None``: ``image``'s own size.
+        photo_maps: Warp each map onto the photo; ``False`` leaves ``photo_maps`` empty, for a
+            client that draws the crop map through ``matrix`` itself (the service's page): a
+            photo-sized float map per face is then never made.
+        layer: The layer explained (:func:`~faceattr.explain.gradcam.target_layer`; ``None``: the last stage).
 
     Returns:
         One :class:`FaceExplanation` per face, best detector score first; ``[]`` if there is no face.
@@ -147,12 +156,16 @@ def explain_photo(predictor: Predictor, image: Any, targets: Sequence[str] | Non
         mapped back to its full pixels).
 
     Raises:
-        ConfigError: A target is unknown, or the predictor does not run the torch backend.
+        ConfigError: A target is unknown, ``layer`` names no layer, or the predictor does not run the torch
+            backend.
         ImageError: The input cannot be read.
     """
     named = None if targets is None else check_targets(targets)
     network = torch_module(predictor)
+    target_layer(network, layer)  # a bad layer is refused before the photo is read
     array, (width, height) = read_reduced(image, predictor.decode_side, predictor.max_pixels, bgr)
+    if full_size is not None:
+        width, height = full_size
     detections = predictor.detector.detect(array)
     if not detections:
         return []
@@ -164,14 +177,14 @@ def explain_photo(predictor: Predictor, image: Any, targets: Sequence[str] | Non
     wanted = [named if named is not None else default_targets(face) for face in faces]
     union = list(dict.fromkeys(name for face_targets in wanted for name in face_targets))
     images = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).to(predictor.device)
-    maps = {name: cam.cpu().numpy().astype(np.float32) for name, cam in grad_cam(network, images, union).items()}
+    maps = {name: cam.cpu().numpy().astype(np.float32) for name, cam in grad_cam(network, images, union, layer).items()}
     explanations = []
     for row, (face, crop, matrix, face_targets) in enumerate(zip(faces, crops, matrices, wanted)):
         full_matrix = _full_photo_matrix(matrix, scale_x, scale_y)
         crop_maps = {name: maps[name][row] for name in face_targets}
-        photo_maps = {name: np.clip(warp_to_photo(cam, full_matrix, (height, width)), 0.0, 1.0)
-                      for name, cam in crop_maps.items()}
-        explanations.append(FaceExplanation(face, crop, full_matrix, crop_maps, photo_maps))
+        warped = {name: np.clip(warp_to_photo(cam, full_matrix, (height, width)), 0.0, 1.0)
+                  for name, cam in crop_maps.items()} if photo_maps else {}
+        explanations.append(FaceExplanation(face, crop, full_matrix, crop_maps, warped))
     return explanations
 
 
@@ -218,7 +231,8 @@ def _cached_predictor(checkpoint: Path) -> Predictor:
 
 
 def explain(image: Any, attribute: str | Sequence[str] | None = None, beauty: bool = False,
-            model: str | Path | None = None, bgr: bool = False) -> list[FaceExplanation]:
+            model: str | Path | None = None, bgr: bool = False, layer: str | int | None = None
+            ) -> list[FaceExplanation]:
     """Grad-CAM maps of the faces in one photo: what the model looks at for an attribute or beauty.
 
     Without ``attribute`` or ``beauty``, each face's three most probable present attributes and
@@ -231,12 +245,14 @@ def explain(image: Any, attribute: str | Sequence[str] | None = None, beauty: bo
         model: A ``best.pt`` or ``.safetensors`` (not an ``.onnx``: it has no gradients);
             ``None``: the default model installed with the package.
         bgr: An array input is BGR, as OpenCV gives it.
+        layer: The layer explained: a module name (``"backbone.layer3"``) or a stage index
+            (:func:`~faceattr.explain.gradcam.target_layer`); ``None``: the backbone's last stage.
 
     Returns:
         One :class:`FaceExplanation` per face (``crop_maps`` and ``photo_maps`` by target).
 
     Raises:
-        ConfigError: An unknown attribute, or an ``.onnx`` model.
+        ConfigError: An unknown attribute or layer, or an ``.onnx`` model.
         CheckpointError: The model cannot be loaded.
         ImageError: The input cannot be read.
 
@@ -249,4 +265,4 @@ def explain(image: Any, attribute: str | Sequence[str] | None = None, beauty: bo
     targets = [*names, BEAUTY_TARGET] if beauty else names
     checked = check_targets(targets) if targets else None  # refused before a model is loaded
     predictor = _cached_predictor(DeployedModel.path_of(None) if model is None else Path(model).resolve())
-    return explain_photo(predictor, image, checked, bgr=bgr)
+    return explain_photo(predictor, image, checked, bgr=bgr, layer=layer)

@@ -32,11 +32,14 @@ BACKEND_TOLERANCE = 1e-4
 
 class Network(Protocol):
     """What a backend runs: uint8 crops ``(B, S, S, 3)`` -> attribute logits ``(B, 40)`` and beauty ``(B,)``,
-    float32 arrays; ``model_args`` are :attr:`FaceAttrNet.model_args` (the backbone...)."""
+    float32 arrays; ``model_args`` are :attr:`FaceAttrNet.model_args` (the backbone...). :meth:`with_features`
+    adds the pooled features ``(B, D)`` the heads read (the face embedding), from the same pass."""
 
     model_args: dict[str, Any]
 
     def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def with_features(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 
 class TorchNetwork:
@@ -48,10 +51,17 @@ class TorchNetwork:
         self.model_args = network.model_args
 
     def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._outputs(crops, False)[:2]
+
+    def with_features(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._outputs(crops, True)
+
+    def _outputs(self, crops: np.ndarray, with_features: bool) -> tuple[np.ndarray, ...]:
         images = torch.from_numpy(crops).permute(0, 3, 1, 2).to(self.device)
         with torch.inference_mode():
-            output = self.network(images)
-        return output["attributes"].float().cpu().numpy(), output["beauty"].float().cpu().numpy()
+            output = self.network(images, with_features=with_features)
+        keys = ("attributes", "beauty", "features") if with_features else ("attributes", "beauty")
+        return tuple(output[key].float().cpu().numpy() for key in keys)
 
 
 def choose_backend(backend: str | None, model: DeployedModel) -> str:
@@ -90,4 +100,4 @@ def load_network(model: DeployedModel, backend: str | None, device: torch.device
     from faceattr.models.onnx import OnnxNetwork, network_to_onnx
 
     graph = model.onnx or network_to_onnx(model.build_network(), model.image_size).SerializeToString()
-    return backend, OnnxNetwork(graph, model.model_args, device=device.type)
+    return backend, OnnxNetwork(graph, model.model_args, device=device.type, name=str(model.source))

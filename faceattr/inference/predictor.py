@@ -17,7 +17,7 @@ installed with the package is used (:class:`~faceattr.models.deployed.DeployedMo
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -37,8 +37,11 @@ from faceattr.inference.align import align_crop, crop_outside
 from faceattr.inference.backends import load_network
 from faceattr.inference.detect import Detection, FaceDetector
 from faceattr.inference.results import (  # re-exported: the public API's home is predictor
+    FaceEmbedding,
     FaceResult,
+    ImageEmbeddings,
     ImageResult,
+    normalised,
 )
 from faceattr.models.deployed import DeployedModel
 from faceattr.runtime import select_device
@@ -220,10 +223,15 @@ class Predictor:
         return self._aligned_faces([read_image(image, self.max_pixels, bgr) for image in images])
 
     def _aligned_faces(self, arrays: Sequence[np.ndarray]) -> list[FaceResult]:
+        return self._aligned_with_features(arrays, False)[0]
+
+    def _aligned_with_features(self, arrays: Sequence[np.ndarray], with_features: bool
+                               ) -> tuple[list[FaceResult], np.ndarray | None]:
+        """:meth:`_aligned_faces` and, ``with_features``, their pooled features ``(N, D)`` from the same pass."""
         crops = [self.aligned_transform(Image.fromarray(array)).permute(1, 2, 0).numpy() for array in arrays]
         whole = [Detection((0.0, 0.0, float(a.shape[1]), float(a.shape[0])), 1.0, None) for a in arrays]
-        probabilities, beauty = self._run_batches(crops)
-        return [self._result(d, p, b) for d, p, b in zip(whole, probabilities, beauty)]
+        probabilities, beauty, features = self._run_batches(crops, with_features)
+        return [self._result(d, p, b) for d, p, b in zip(whole, probabilities, beauty)], features
 
     def predict_many(self, images: Sequence[Any], aligned: bool = False, bgr: bool = False) -> list[ImageResult]:
         """The faces in each of several inputs, in input order.
@@ -247,11 +255,59 @@ class Predictor:
         """
         results: list[ImageResult] = []
         for start in range(0, len(images), self.batch_size):
-            results.extend(self._predict_chunk(images[start:start + self.batch_size], aligned, bgr))
+            results.extend(self._predict_chunk(images[start:start + self.batch_size], aligned, bgr)[0])
         return results
 
-    def _predict_chunk(self, images: Sequence[Any], aligned: bool, bgr: bool) -> list[ImageResult]:
-        """:meth:`predict_many` of at most ``batch_size`` inputs: the only decoded images held at once."""
+    def embed(self, images: Sequence[Any], aligned: bool = False, normalise: str = "none",
+              bgr: bool = False) -> list[ImageEmbeddings]:
+        """Each face's embedding (the pooled features both heads read) with its prediction: :meth:`iter_embed`, listed.
+
+        >>> [face.vector.shape for face in predictor.embed(["photo.jpg"], normalise="l2")[0].faces]  # doctest: +SKIP
+        [(512,)]
+        """
+        return list(self.iter_embed(images, aligned, normalise, bgr))
+
+    def iter_embed(self, images: Sequence[Any], aligned: bool = False, normalise: str = "none",
+                   bgr: bool = False) -> Iterator[ImageEmbeddings]:
+        """The faces of each input with their embeddings, in input order, yielded ``batch_size`` inputs at a time.
+
+        Faces are found and cut as :meth:`predict_many` does (or, ``aligned``, as :meth:`predict_aligned`),
+        and each face's vector comes from the same forward pass as its probabilities and beauty
+        (:meth:`FaceAttrNet.features <faceattr.models.net.FaceAttrNet.features>`: 512 values for ResNet-18).
+        Memory does not grow with the number of inputs: write the results as they come
+        (:func:`faceattr.explain.embeddings.write_embeddings`). An embedding does not depend on the batch
+        it was computed in (within float32 rounding).
+
+        Args:
+            images: Inputs :func:`~faceattr.image.read_image` accepts.
+            aligned: The inputs are aligned faces, one each (see :meth:`predict_aligned`).
+            normalise: ``none`` (the features as they are), ``l1`` or ``l2`` (each vector scaled to unit L1 or
+                L2 norm; see :func:`~faceattr.inference.results.normalised`).
+            bgr: Array inputs are BGR (see :meth:`predict`).
+
+        Yields:
+            One :class:`~faceattr.inference.results.ImageEmbeddings` per input; an unreadable input has
+            ``error`` set and no faces.
+
+        Raises:
+            ConfigError: An unknown ``normalise``, or an ``.onnx`` model exported without the features output
+                (the message names the file).
+        """
+        normalised(np.zeros((0, 1)), normalise)  # refused before any work, not at the first chunk
+        for start in range(0, len(images), self.batch_size):
+            results, features = self._predict_chunk(images[start:start + self.batch_size], aligned, bgr, True)
+            vectors, row = normalised(features, normalise), 0
+            for result in results:
+                faces = [FaceEmbedding(face, vectors[row + k], normalise) for k, face in enumerate(result.faces)]
+                row += len(faces)
+                yield ImageEmbeddings(result.source, faces, result.error)
+
+    def _predict_chunk(self, images: Sequence[Any], aligned: bool, bgr: bool, with_features: bool = False
+                       ) -> tuple[list[ImageResult], np.ndarray | None]:
+        """:meth:`predict_many` of at most ``batch_size`` inputs: the only decoded images held at once.
+
+        Returns the results and, ``with_features``, the faces' pooled features ``(F, D)`` in the order of the
+        results' faces (else ``None``)."""
         arrays: dict[int, np.ndarray] = {}
         sizes: dict[int, tuple[int, int]] = {}
         errors: dict[int, str] = {}
@@ -264,14 +320,18 @@ class Predictor:
                 logger.debug("%s", error)  # the result carries it; callers report it
                 errors[index] = str(error)
         if aligned:
-            faces = {i: [face] for i, face in zip(arrays, self._aligned_faces(list(arrays.values())))}
+            found, features = self._aligned_with_features(list(arrays.values()), with_features)
+            faces = {i: [face] for i, face in zip(arrays, found)}
         else:
             detections = self._detect_each(arrays, images, errors)
-            classified = self.classify([arrays[i] for i in detections], list(detections.values()))
+            classified, features = self._classify(
+                [arrays[i] for i in detections], list(detections.values()), with_features)
             faces = {i: _in_full_image(image_faces, arrays[i], sizes[i])
                      for i, image_faces in zip(detections, classified)}
-        return [ImageResult(source_name(image), faces.get(i, []), errors.get(i), *sizes.get(i, (None, None)))
-                for i, image in enumerate(images)]
+        # Faces are in index order on both paths (dicts keep insertion order), as the features' rows are.
+        results = [ImageResult(source_name(image), faces.get(i, []), errors.get(i), *sizes.get(i, (None, None)))
+                   for i, image in enumerate(images)]
+        return results, features
 
     def _detect_each(self, arrays: dict[int, np.ndarray], images: Sequence[Any], errors: dict[int, str]
                      ) -> dict[int, list[Detection]]:
@@ -303,31 +363,46 @@ class Predictor:
             For each image, one :class:`FaceResult` per detection, in the same order. Every
             face of every image goes through the network in batches of ``batch_size``.
         """
+        return self._classify(arrays, detections, False)[0]
+
+    def _classify(self, arrays: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]],
+                  with_features: bool) -> tuple[list[list[FaceResult]], np.ndarray | None]:
+        """:meth:`classify` and, ``with_features``, the faces' pooled features ``(F, D)`` (faces in order)."""
         faces = [(array, _landmarks(d)) for array, found in zip(arrays, detections) for d in found]
         crops = [align_crop(array, points, self.image_size, self.crop) for array, points in faces]
         outside = [crop_outside(array.shape, points, self.image_size, self.crop) for array, points in faces]
-        probabilities, beauty = self._run_batches(crops)
+        probabilities, beauty, features = self._run_batches(crops, with_features)
         results, row = [], 0
         for found in detections:
             results.append([replace(self._result(d, probabilities[row + k], beauty[row + k]), outside=outside[row + k])
                             for k, d in enumerate(found)])
             row += len(found)
-        return results
+        return results, features
 
-    def _run_batches(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_run` over ``crops`` ``batch_size`` at a time: probabilities ``(N, 40)``, beauty ``(N,)``."""
-        outputs = [self._run(np.stack(crops[start:start + self.batch_size]))
+    def _run_batches(self, crops: Sequence[np.ndarray], with_features: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """:meth:`_run` over ``crops`` ``batch_size`` at a time: probabilities ``(N, 40)``, beauty ``(N,)``, and
+        ``with_features`` the pooled features ``(N, D)`` (else ``None``)."""
+        outputs = [self._run(np.stack(crops[start:start + self.batch_size]), with_features)
                    for start in range(0, len(crops), self.batch_size)]
-        probabilities = np.concatenate([p for p, _ in outputs]) if outputs else np.zeros((0, len(ATTRIBUTES)))
-        beauty = np.concatenate([b for _, b in outputs]) if outputs else np.zeros(0)
-        return probabilities, beauty
+        probabilities = np.concatenate([o[0] for o in outputs]) if outputs else np.zeros((0, len(ATTRIBUTES)))
+        beauty = np.concatenate([o[1] for o in outputs]) if outputs else np.zeros(0)
+        if not with_features:
+            return probabilities, beauty, None
+        return probabilities, beauty, np.concatenate([o[2] for o in outputs]) if outputs else np.zeros((0, 0))
 
-    def _run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Calibrated probabilities ``(B, 40)`` and clipped beauty ``(B,)`` for uint8 crops ``(B, S, S, 3)``."""
-        logits, beauty = self.model(crops)
+    def _run(self, crops: np.ndarray, with_features: bool = False
+             ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Calibrated probabilities ``(B, 40)`` and clipped beauty ``(B,)`` for uint8 crops ``(B, S, S, 3)``;
+        ``with_features``, also the pooled features ``(B, D)`` from the same pass."""
+        if with_features:
+            logits, beauty, features = self.model.with_features(crops)
+        else:
+            logits, beauty = self.model(crops)
         # Rounded to float32, the network's precision: float64's further digits would be noise.
         probabilities = apply_calibration(logits, self.temperatures, self.offsets).astype(np.float32)
-        return probabilities.astype(np.float64), np.clip(beauty, *BEAUTY_RANGE).astype(np.float64)
+        scores = probabilities.astype(np.float64), np.clip(beauty, *BEAUTY_RANGE).astype(np.float64)
+        return (*scores, features) if with_features else scores
 
     def resolve_decision(self, decision: str | None = None, threshold: float | None = None) -> tuple[str, np.ndarray]:
         """The policy that ``decision`` and ``threshold`` name, and its 40 thresholds.

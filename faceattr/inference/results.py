@@ -13,7 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from faceattr.attributes import ATTRIBUTES
+from faceattr.errors import ConfigError
 
 #: :attr:`FaceResult.outside` above which the CLI adds a note to the face: with 13% of the crop
 #: outside the photo the default model scores as on whole photos, with 42% it loses 3 points of
@@ -116,6 +119,73 @@ class ImageResult:
         """The result as plain lists, dicts, strings and numbers (JSON-ready)."""
         return {"source": self.source, "width": self.width, "height": self.height, "error": self.error,
                 "faces": [face.to_dict() for face in self.faces]}
+
+
+#: How an embedding can be scaled: ``none`` (the network's pooled features as they are), ``l1`` (absolute
+#: values summing to 1) or ``l2`` (unit Euclidean norm).
+NORMALISATIONS: tuple[str, ...] = ("none", "l1", "l2")
+
+
+def normalised(vectors: np.ndarray, normalise: str) -> np.ndarray:
+    """``vectors`` ``(N, D)`` scaled row by row as ``normalise`` (one of :data:`NORMALISATIONS`) says, float32.
+
+    A row of zeros stays zeros (it has no direction to keep).
+
+    Raises:
+        ConfigError: An unknown ``normalise`` (the message lists the known ones).
+
+    >>> normalised(np.array([[3.0, -4.0], [0.0, 0.0]]), "l2").tolist()
+    [[0.6000000238418579, -0.800000011920929], [0.0, 0.0]]
+    >>> normalised(np.array([[3.0, -1.0]]), "l1").tolist()
+    [[0.75, -0.25]]
+    """
+    if normalise not in NORMALISATIONS:
+        raise ConfigError(f"normalise: expected one of {', '.join(NORMALISATIONS)}, got {normalise!r}")
+    vectors = np.asarray(vectors, dtype=np.float64)
+    if normalise == "none":
+        return vectors.astype(np.float32)
+    norms = np.linalg.norm(vectors, ord=1 if normalise == "l1" else 2, axis=1, keepdims=True)
+    return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FaceEmbedding:
+    """One face's embedding beside its prediction, both from the same forward pass.
+
+    Attributes:
+        face: The face as :meth:`Predictor.predict <faceattr.inference.predictor.Predictor.predict>` gives it
+            (box, detector score, probabilities, beauty...).
+        vector: ``(D,)`` float32: the pooled features both heads read
+            (:meth:`FaceAttrNet.features <faceattr.models.net.FaceAttrNet.features>`), scaled as ``normalise``.
+        normalise: ``none``, ``l1`` or ``l2`` (:data:`NORMALISATIONS`).
+
+    >>> face = FaceResult((0.0, 0.0, 9.0, 9.0), 0.99, None, {}, (), 3.2)
+    >>> FaceEmbedding(face, np.array([0.6, 0.8], np.float32), "l2").to_dict()["vector"]
+    [0.6000000238418579, 0.800000011920929]
+    """
+
+    face: FaceResult
+    vector: np.ndarray
+    normalise: str = "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The face's :meth:`FaceResult.to_dict` with ``vector`` (a list of floats) and ``normalise`` added."""
+        return {**self.face.to_dict(), "vector": [float(v) for v in self.vector], "normalise": self.normalise}
+
+
+@dataclass(frozen=True)
+class ImageEmbeddings:
+    """The faces of one input of :meth:`Predictor.embed <faceattr.inference.predictor.Predictor.embed>`.
+
+    Attributes:
+        source: The input's path, or ``"<array>"``...; as :attr:`ImageResult.source`.
+        faces: One :class:`FaceEmbedding` per face, best detector score first; ``[]`` if none or unreadable.
+        error: Why the input could not be read, else ``None``.
+    """
+
+    source: str
+    faces: list[FaceEmbedding] = field(default_factory=list)
+    error: str | None = None
 
 
 def ranked_attributes(face: Any) -> list[str]:

@@ -73,23 +73,27 @@ class FaceAttrNet(nn.Module):
             raise TypeError(f"FaceAttrNet takes uint8 images (0-255), got {images.dtype}")
         return self.backbone((images.float() - self.mean) / self.std)
 
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
+    def forward(self, images: Tensor, with_features: bool = False) -> dict[str, Tensor]:
         """Runs the network.
 
         Args:
             images: RGB images ``(B, 3, H, W)``, uint8 (0-255) as the transforms give them.
+            with_features: Also return the pooled features the heads read (:meth:`features`), from the
+                same pass: a face's embedding and its predictions come from one forward.
 
         Returns:
             ``"attributes"``: ``(B, 40)`` logits in :data:`faceattr.ATTRIBUTES` order;
             ``"beauty"``: ``(B,)`` scores; ``"beauty_logits"``: ``(B, bins)``, only for the
-            distribution head.
+            distribution head; ``"features"``: ``(B, D)``, only ``with_features``.
         """
-        features = self.dropout(self.features(images))
+        pooled = self.features(images)
+        features = self.dropout(pooled)
         # The heads run in float32 even under autocast: bfloat16 would round beauty scores to
         # steps of 1/64 and put ties into the threshold search.
         with torch.autocast(features.device.type, enabled=False):
             features = features.float()
-            return {"attributes": self.attribute_head(features), **self.beauty_head(features)}
+            outputs = {"attributes": self.attribute_head(features), **self.beauty_head(features)}
+        return outputs | ({"features": pooled} if with_features else {})
 
 
 def build_model(config: ModelConfig) -> FaceAttrNet:

@@ -2,7 +2,8 @@
 
 An exported ``.onnx`` file is a whole deployable model: the graph takes uint8 images
 ``images (B, 3, S, S)`` (the network normalises them itself, as :class:`FaceAttrNet` does) and
-gives ``attributes (B, 40)`` logits and ``beauty (B,)``, the batch axis dynamic; the JSON
+gives ``attributes (B, 40)`` logits, ``beauty (B,)`` and ``features (B, D)`` (the pooled features
+both heads read: the face embedding; files exported before it have only the first two), the batch axis dynamic; the JSON
 description that an export's ``.json`` holds (thresholds, calibration, crop, input size,
 attribute names, metrics) is under :data:`DESCRIPTION_KEY` in its ``metadata_props``, its
 ``sha256`` that of the graph (:func:`graph_sha256`). Float16 weights are stored as float16
@@ -14,7 +15,7 @@ network still computes in float32 (ONNX Runtime folds the casts when it loads th
 
 >>> graph = network_to_onnx(FaceAttrNet("resnet10t").eval(), 64)  # doctest: +SKIP
 >>> [output.name for output in graph.graph.output]  # doctest: +SKIP
-['attributes', 'beauty']
+['attributes', 'beauty', 'features']
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ logger = logging.getLogger(__name__)
 
 #: The graph's input: uint8 RGB images ``(B, 3, S, S)``.
 INPUT = "images"
-#: The graph's outputs: attribute logits ``(B, 40)`` and beauty scores ``(B,)``.
-OUTPUTS: tuple[str, str] = ("attributes", "beauty")
+#: The graph's outputs: attribute logits ``(B, 40)``, beauty scores ``(B,)`` and the pooled features ``(B, D)``.
+OUTPUTS: tuple[str, str, str] = ("attributes", "beauty", "features")
 #: The ``metadata_props`` key holding the model's JSON description.
 DESCRIPTION_KEY = "faceattr.description"
 
@@ -66,9 +67,9 @@ class _Outputs(nn.Module):
         super().__init__()
         self.network = network
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        output = self.network(images)
-        return output["attributes"], output["beauty"]
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        output = self.network(images, with_features=True)
+        return output["attributes"], output["beauty"], output["features"]
 
 
 def network_to_onnx(network: FaceAttrNet, image_size: int, dtype: str = "float32") -> Any:
@@ -180,6 +181,7 @@ class OnnxNetwork:
             setting governs both backends. One inter-op thread: the graph is a chain. The
             threads do not spin waiting for work between runs.
         device: ``cpu`` or ``cuda``; CUDA needs ``onnxruntime-gpu`` (the CPU runs otherwise, with a warning).
+        name: The model's file, named by the error of :meth:`with_features` on a graph without them.
 
     Raises:
         ConfigError: ``onnxruntime`` is not installed.
@@ -190,7 +192,8 @@ class OnnxNetwork:
     [(2, 40), (2,)]
     """
 
-    def __init__(self, model: bytes, model_args: dict[str, Any], threads: int | None = None, device: str = "cpu"):
+    def __init__(self, model: bytes, model_args: dict[str, Any], threads: int | None = None, device: str = "cpu",
+                 name: str = "the ONNX model"):
         ort = require("onnxruntime", "backend 'onnx'")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -211,10 +214,28 @@ class OnnxNetwork:
             raise CheckpointError(f"ONNX Runtime cannot load the model: {error}") from error
         self.threads = options.intra_op_num_threads
         self.model_args = dict(model_args)
+        self.name = name
 
     def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Attribute logits ``(B, 40)`` and beauty ``(B,)``, float32, for uint8 crops ``(B, S, S, 3)``."""
-        images = np.ascontiguousarray(crops.transpose(0, 3, 1, 2))
-        logits, beauty = self.session.run(list(OUTPUTS), {INPUT: images})
+        logits, beauty = self.session.run(list(OUTPUTS[:2]), {INPUT: _channels_first(crops)})
         return logits, beauty
+
+    def with_features(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Logits, beauty and the pooled features ``(B, D)`` of uint8 crops ``(B, S, S, 3)``, from one run.
+
+        Raises:
+            ConfigError: The graph has no ``features`` output: exported before embeddings (the message names
+                :attr:`name` and says to export it again).
+        """
+        if OUTPUTS[2] not in {output.name for output in self.session.get_outputs()}:
+            raise ConfigError(f"{self.name}: this ONNX model has no {OUTPUTS[2]!r} output (exported before "
+                              "faceattr had embeddings): export it again with tools/export_model.py --format onnx")
+        logits, beauty, features = self.session.run(list(OUTPUTS), {INPUT: _channels_first(crops)})
+        return logits, beauty, features
+
+
+def _channels_first(crops: np.ndarray) -> np.ndarray:
+    """uint8 crops ``(B, S, S, 3)`` as the graph's contiguous ``(B, 3, S, S)`` input."""
+    return np.ascontiguousarray(crops.transpose(0, 3, 1, 2))
 

@@ -6,6 +6,8 @@ Routes (OpenAPI at ``/docs``):
   ``?decision=balanced|f1|probability`` and ``?threshold=`` choose the policy listing the present attributes.
 - ``POST /v1/predict/batch``: several images (multipart fields ``files``) -> one result or error each.
 - ``POST /v1/annotate``: one image -> the image with its faces drawn, as JPEG.
+- ``POST /v1/explain?face=&target=``: one image -> the Grad-CAM map of one face for an attribute or
+  beauty: the map over the face's aligned crop (a small PNG) and the warp that puts it on the photo.
 - ``GET /v1/model``: backbone, input size, version, validation figures, decision policies, limits.
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (model loaded and warmed up),
   ``GET /metrics`` (Prometheus).
@@ -50,7 +52,8 @@ PAGE_DIR = Path(__file__).resolve().parent / "page"
 
 #: Routes counted in the metrics under their own name; anything else is counted as ``other``,
 #: so that scanners probing random paths cannot grow the metrics without bound.
-METRIC_ROUTES = frozenset({"/", "/v1/predict", "/v1/predict/batch", "/v1/annotate", "/v1/model", "/v1/stream",
+METRIC_ROUTES = frozenset({"/", "/v1/predict", "/v1/predict/batch", "/v1/annotate", "/v1/explain", "/v1/model",
+                           "/v1/stream",
                            "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"})
 
 #: Most present attributes drawn per face by ``/v1/annotate``.
@@ -70,6 +73,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "unauthorized", "missing or wrong API key"), (413, "payload_too_large", "upload or image too large"),
         (415, "unsupported_media_type", "not an image"), (422, "invalid_image", "bad image or parameter"),
         (429, "overloaded", "queue full: retry after Retry-After seconds"),
+        (501, "explain_unavailable", "/v1/explain on a model without gradients (ONNX)"),
         (503, "not_ready", "model loading: retry after Retry-After seconds"), (504, "timeout", "request timed out"))}
 
 
@@ -141,7 +145,7 @@ def create_app(settings: ServeSettings | None = None, service: Service | None = 
 
     >>> app = create_app()
     >>> sorted(path for path in app.openapi()["paths"] if path.startswith("/v1"))[:3]
-    ['/v1/annotate', '/v1/model', '/v1/predict']
+    ['/v1/annotate', '/v1/explain', '/v1/model']
     """
     settings = settings or ServeSettings()
     service = service or Service(settings)
@@ -224,6 +228,16 @@ def create_app(settings: ServeSettings | None = None, service: Service | None = 
         async def work() -> Response:
             jpeg = await service.annotate_bytes(await _read_one(request), decision, threshold, top)
             return Response(jpeg, media_type="image/jpeg")
+        return await service.within_timeout(work())
+
+    @app.post("/v1/explain", dependencies=protected, openapi_extra=_ONE_IMAGE, responses=_ERROR_RESPONSES,
+              summary="What the model looks at: one face's Grad-CAM map for an attribute or beauty")
+    async def explain(request: Request,
+                      target: str = Query(..., description="an attribute name (as in /v1/model) or beauty"),
+                      face: int = Query(0, ge=0, description="the face's index in /v1/predict's answer")
+                      ) -> JSONResponse:
+        async def work() -> JSONResponse:
+            return JSONResponse((await service.explain_bytes(await _read_one(request), face, target)).to_dict())
         return await service.within_timeout(work())
 
     @app.get("/v1/model", dependencies=protected, summary="The model: backbone, size, validation, policies")

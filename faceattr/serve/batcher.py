@@ -5,6 +5,7 @@ the event loop never waits on torch.
 A batch closes when it holds ``max_batch`` images, when ``max_wait_s`` has passed since its first
 image, or at once when no other request is on its way (``incoming() == 0``): a lone request pays no
 waiting. Images whose request has gone (timed out, client disconnected) are skipped, not computed.
+Other work on the same model (Grad-CAM maps) goes through :meth:`MicroBatcher.call`: alone, between batches.
 """
 
 from __future__ import annotations
@@ -22,11 +23,21 @@ logger = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+Answer = TypeVar("Answer")
 
 
 @dataclass
 class _Job(Generic[Item]):
     item: Item
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+
+
+@dataclass
+class _Call:
+    """Work run alone on the inference thread, between two batches (see :meth:`MicroBatcher.call`)."""
+
+    function: Callable[[], object]
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
 
@@ -76,7 +87,9 @@ class MicroBatcher(Generic[Item, Result]):
         self.incoming = incoming
         self.on_batch = on_batch
         self.setup = setup
-        self._jobs: queue.SimpleQueue[_Job[Item] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job[Item] | _Call | None] = queue.SimpleQueue()
+        # A call met while a batch was filling: it runs right after that batch (inference thread only).
+        self._held: _Call | None = None
         self._thread = threading.Thread(target=self._serve, name="faceattr-inference", daemon=True)
 
     def start(self) -> None:
@@ -103,6 +116,23 @@ class MicroBatcher(Generic[Item, Result]):
         self._jobs.put(_Job(item, future, loop))
         return await future
 
+    async def call(self, function: Callable[[], Answer]) -> Answer:
+        """``function()``, run alone on the inference thread between two batches.
+
+        For work on the same model that cannot share a batch (the service's Grad-CAM maps: a
+        forward hook and gradients): it never runs while a batch does, and is skipped when its
+        awaiter has gone before its turn.
+
+        Raises:
+            Whatever ``function`` raised.
+        """
+        if not self._thread.is_alive():
+            raise RuntimeError("the micro-batcher is not running")
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._jobs.put(_Call(function, future, loop))
+        return await future
+
     def _serve(self) -> None:
         failure = None
         if self.setup is not None:
@@ -112,11 +142,15 @@ class MicroBatcher(Generic[Item, Result]):
                 logger.error("the micro-batcher's setup failed: %s", error)
                 failure = error
         while True:
-            job = self._jobs.get()
+            job = self._held if self._held is not None else self._jobs.get()
+            self._held = None
             if job is None:
                 return
             if failure is not None:
                 self._answer(job, error=failure)
+                continue
+            if isinstance(job, _Call):
+                self._run_call(job)
                 continue
             batch, stopping = self._fill([job])
             self._run_batch([job for job in batch if not job.future.done()])
@@ -135,8 +169,21 @@ class MicroBatcher(Generic[Item, Result]):
                 break
             if job is None:
                 return batch, True
+            if isinstance(job, _Call):  # runs alone, once this batch is done
+                self._held = job
+                break
             batch.append(job)
         return batch, False
+
+    def _run_call(self, call: _Call) -> None:
+        if call.future.done():  # its request has gone
+            return
+        try:
+            result = call.function()
+        except Exception as error:  # noqa: BLE001 -- answered to its awaiter
+            self._answer(call, error=error)
+            return
+        self._answer(call, result)
 
     def _run_batch(self, batch: list[_Job[Item]]) -> None:
         if not batch:
@@ -157,7 +204,7 @@ class MicroBatcher(Generic[Item, Result]):
             self._answer(job, result)
 
     @staticmethod
-    def _answer(job: _Job[Item], result: object = None, error: BaseException | None = None) -> None:
+    def _answer(job: _Job[Item] | _Call, result: object = None, error: BaseException | None = None) -> None:
         try:
             job.loop.call_soon_threadsafe(_settle, job.future, result, error)
         except RuntimeError:  # the loop has closed: nobody is waiting any more

@@ -8,12 +8,14 @@ but the status and code of its refusals (:class:`~faceattr.serve.errors.ServiceE
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import functools
 import io
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -23,6 +25,8 @@ from faceattr.attributes import ATTRIBUTES, BEAUTY_RANGE
 from faceattr.config import DECISION_POLICIES
 from faceattr.errors import ConfigError, ImageError
 from faceattr.evaluation.summary import headline_figures
+from faceattr.explain.gradcam import BEAUTY_TARGET
+from faceattr.explain.maps import check_targets, explain_photo
 from faceattr.image import UPLOAD_FORMAT_NAMES, image_header, read_reduced
 from faceattr.inference.annotate import annotate
 from faceattr.inference.predictor import Predictor, rescale_faces
@@ -67,6 +71,44 @@ class Prediction:
         """The JSON answer of ``POST /v1/predict``."""
         return {"width": self.width, "height": self.height, "decision": self.decision,
                 "faces": [face.to_dict() for face in self.faces]}
+
+
+@dataclass(frozen=True)
+class FaceMap:
+    """The Grad-CAM map of one face of an uploaded image for one target, in its compact form.
+
+    The map stays over the aligned crop the network saw; ``matrix`` puts it on the photo (a page
+    draws it through the inverse warp), so the answer is a few kB whatever the photo's size.
+
+    Attributes:
+        face: The face's index in ``POST /v1/predict``'s answer (best detector score first).
+        target: An attribute name or ``"beauty"``.
+        score: The face's probability of the attribute, or its beauty score.
+        box: The face's box in the full image's pixels.
+        width: The upright image's width in pixels.
+        height: Its height.
+        crop_map: ``(S, S)`` float32 map over the crop, 0-1.
+        matrix: ``(2, 3)`` warp from the full image's pixels to the map's (pixel ``i`` centred at ``i``).
+        png: ``crop_map`` as an 8-bit greyscale PNG, 0-255 for 0-1 (what the answer carries).
+    """
+
+    face: int
+    target: str
+    score: float
+    box: tuple[float, float, float, float]
+    width: int
+    height: int
+    crop_map: np.ndarray = field(repr=False)
+    matrix: np.ndarray = field(repr=False)
+    png: bytes = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON answer of ``POST /v1/explain``."""
+        return {"width": self.width, "height": self.height, "face": self.face, "target": self.target,
+                "score": self.score, "box": list(self.box),
+                "map": {"width": int(self.crop_map.shape[1]), "height": int(self.crop_map.shape[0]),
+                        "png": base64.b64encode(self.png).decode("ascii"),
+                        "matrix": [[float(value) for value in row] for row in self.matrix]}}
 
 
 def sniff(data: bytes, max_pixels: int, min_side: int) -> None:
@@ -246,6 +288,64 @@ class Service:
             array, _, faces = await self._faces(data, decision, threshold)
             return await asyncio.get_running_loop().run_in_executor(self._pool, _jpeg, annotate(array, faces, top))
 
+    def check_explainable(self, target: str) -> str:
+        """``target`` checked, and this service checked to be able to explain it, before any work.
+
+        Raises:
+            ServiceError: ``unknown_target`` (422) naming it; ``explain_unavailable`` (501) when the
+                model runs on ONNX Runtime, which has no gradients.
+        """
+        try:
+            (checked,) = check_targets([target])
+        except ConfigError as error:
+            raise ServiceError(422, "unknown_target", f"target: {error}") from error
+        backend = self._loaded.backend
+        if backend != "torch":
+            raise ServiceError(501, "explain_unavailable",
+                               f"this service runs the model with the {backend} backend, which has no gradients: "
+                               "Grad-CAM maps need a service started with --backend torch (and a .safetensors or "
+                               "best.pt model)")
+        return checked
+
+    async def explain_bytes(self, data: bytes, face: int, target: str) -> FaceMap:
+        """The Grad-CAM map of face ``face`` of an uploaded image for ``target``.
+
+        Grad-CAM runs where the network does (:meth:`on_inference_thread`): alone, between the
+        micro-batcher's batches, since its hook and gradients cannot share a batch.
+
+        Args:
+            data: The uploaded image.
+            face: The face's index, as ``/v1/predict`` orders the faces.
+            target: An attribute name or ``"beauty"``.
+
+        Raises:
+            ServiceError: For every refusal (:meth:`check_explainable`, :func:`sniff`,
+                :meth:`admitted`; ``face_out_of_range`` when the image has no face ``face``).
+        """
+        checked = self.check_explainable(target)
+        predictor = self._loaded
+        async with self.admitted():
+            array, size = await self._decode(data)
+            self.metrics.images.inc()
+            faces = await self.on_inference_thread(functools.partial(
+                explain_photo, predictor, array, [checked], full_size=size, photo_maps=False))
+            if not 0 <= face < len(faces):
+                raise ServiceError(422, "face_out_of_range", f"face: {face} is not one of the image's faces "
+                                                             f"(it has {len(faces)}, numbered from 0)")
+            explained = faces[face]
+            cam = explained.crop_maps[checked]
+            png = await asyncio.get_running_loop().run_in_executor(self._pool, _png, cam)
+        result = explained.face
+        score = result.beauty if checked == BEAUTY_TARGET else result.probabilities[checked]
+        return FaceMap(face, checked, float(score), result.box, size[0], size[1], cam, explained.matrix, png)
+
+    async def on_inference_thread(self, function: Callable[[], Answer]) -> Answer:
+        """``function()`` run where the network runs, never beside it: between the micro-batcher's
+        batches, or on the runner's thread (Ray Serve); without either, on a decoding thread."""
+        if self._batcher is not None:
+            return await self._batcher.call(function)
+        return await asyncio.get_running_loop().run_in_executor(self._runner_thread or self._pool, function)
+
     async def _faces(self, data: bytes, decision: str | None, threshold: float | None
                      ) -> tuple[np.ndarray, tuple[int, int], list[FaceResult]]:
         """An admitted upload decoded, its faces found (in the decoded array's pixels) and listed by
@@ -280,6 +380,7 @@ class Service:
             "input_size": predictor.image_size,
             "crop": list(predictor.crop),
             "backend": predictor.backend,
+            "explain": predictor.backend == "torch",
             "device": str(predictor.device),
             "attributes": list(ATTRIBUTES),
             "beauty_range": list(BEAUTY_RANGE),
@@ -299,6 +400,13 @@ def _decode(data: bytes, decode_side: int, max_pixels: int, min_side: int) -> tu
         return read_reduced(data, decode_side, max_pixels)
     except ImageError as error:
         raise ServiceError(422, "invalid_image", f"upload: {str(error).removeprefix('<bytes>: ')}") from error
+
+
+def _png(cam: np.ndarray) -> bytes:
+    """A 0-1 map as an 8-bit greyscale PNG (0-255)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(np.clip(cam, 0.0, 1.0) * 255).astype(np.uint8), "L").save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def _jpeg(array: np.ndarray) -> bytes:

@@ -41,6 +41,15 @@ def bin_label(bin_: Mapping[str, Any], last: bool) -> str:
     return f"[{as_number(bin_['low']):g}, {as_number(bin_['high']):g}{']' if last else ')'}"
 
 
+def decile_label(bin_: Mapping[str, Any]) -> str:
+    """A predicted-score decile as the range of the scores in it.
+
+    >>> decile_label({"low": 2.514, "high": 2.8})
+    '2.51-2.80'
+    """
+    return f"{as_number(bin_['low']):.2f}-{as_number(bin_['high']):.2f}"
+
+
 def ranked_attributes(attributes: Mapping[str, Mapping[str, Any]],
                       unlabelled: bool = True) -> list[tuple[str, float]]:
     """``(name, balanced accuracy)`` weakest first, then (if ``unlabelled``) the NaN ones.

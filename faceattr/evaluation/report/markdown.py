@@ -6,6 +6,10 @@ or beauty parts are ``None`` when the data has no such labels, and their section
 are then skipped. Metric values may be NaN (or ``None``, as in a ``report.json`` read back),
 shown as ``n/a`` in the markdown, a blank cell in the CSV and ``null`` in the JSON, so a report
 re-renders unchanged from its own ``report.json``.
+
+Error galleries (contact sheets of the most confident errors with their Grad-CAM maps) are
+drawn above this layer (:mod:`faceattr.explain.galleries`) and handed to :func:`write_report`,
+which links them; the images they show are listed in the evaluation's ``galleries`` section.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from faceattr.attributes import ATTRIBUTES
+from faceattr.evaluation.errors import CONFUSION_KEYS
 from faceattr.evaluation.report.format import (
     as_number,
     bin_label,
+    decile_label,
     format_metric,
     ranked_attributes,
 )
@@ -42,18 +48,21 @@ _EXTREME_RATIO = 1.1
 _WEAKEST_IN_SUMMARY = 5
 
 
-def write_report(evaluation: Mapping[str, Any], out_dir: str | Path,
-                 title: str = "faceattr evaluation") -> dict[str, Path]:
+def write_report(evaluation: Mapping[str, Any], out_dir: str | Path, title: str = "faceattr evaluation",
+                 galleries: Mapping[str, Path] | None = None) -> dict[str, Path]:
     """Writes ``report.md``, ``report.json``, ``attributes.csv`` and the plots into ``out_dir``.
 
     Args:
         evaluation: The evaluation dict described in the module docstring.
         out_dir: Report folder; created if needed; files of the same names are replaced.
         title: First heading of ``report.md``.
+        galleries: Gallery images already drawn, by target (attribute name or ``"beauty"``),
+            linked from ``report.md`` (relative to ``out_dir`` when inside it).
 
     Returns:
         ``{"markdown", "json", "csv"}`` and one key per plot written (``balanced_accuracy``,
-        ``beauty_scatter``, ``beauty_roc``, ``beauty_bins``), each the file's path. ``csv``
+        ``beauty_scatter``, ``beauty_roc``, ``beauty_bins``, ``beauty_deciles``), each the file's
+        path, and ``gallery_TARGET`` for each of ``galleries``. ``csv``
         and ``balanced_accuracy`` are absent without attribute metrics, the beauty plots
         without beauty metrics, the scatter also without ``beauty_predictions`` and the
         ROC plot without curve points.
@@ -76,9 +85,11 @@ def write_report(evaluation: Mapping[str, Any], out_dir: str | Path,
         _write_csv(evaluation["attributes"], paths["csv"])
     plots = write_plots(evaluation, out)
     paths["markdown"] = out / "report.md"
-    paths["markdown"].write_text(_markdown(evaluation, title, plots), encoding="utf-8")
-    logger.info("wrote the evaluation report to %s (%d files)", out, len(paths) + len(plots))
-    return {**paths, **plots}
+    links = {target: _relative(path, out) for target, path in (galleries or {}).items()}
+    paths["markdown"].write_text(_markdown(evaluation, title, plots, links), encoding="utf-8")
+    drawn = {f"gallery_{target}": Path(path) for target, path in (galleries or {}).items()}
+    logger.info("wrote the evaluation report to %s (%d files)", out, len(paths) + len(plots) + len(drawn))
+    return {**paths, **plots, **drawn}
 
 
 def format_summary(evaluation: Mapping[str, Any]) -> str:
@@ -170,14 +181,26 @@ def _meta_value(value: Any) -> str:
     return str(value)
 
 
-def _markdown(evaluation: Mapping[str, Any], title: str, plots: Mapping[str, Path]) -> str:
+def _relative(path: str | Path, folder: Path) -> str:
+    """``path`` as a Markdown link target: relative to the report folder where it lies inside it."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(folder.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _markdown(evaluation: Mapping[str, Any], title: str, plots: Mapping[str, Path],
+              galleries: Mapping[str, str]) -> str:
     meta = evaluation["meta"]
     lines = [f"# {title}", "", "## Run", "",
              *_table(("field", "value"), [(key, _meta_value(value)) for key, value in meta.items()], 2)]
     if evaluation.get("attributes") is not None:
         lines += _attribute_section(evaluation, plots)
+        if evaluation.get("confusion") is not None:
+            lines += _confusion_section(evaluation, galleries)
     if evaluation.get("beauty") is not None:
-        lines += _beauty_section(evaluation, plots)
+        lines += _beauty_section(evaluation, plots, galleries)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -203,6 +226,25 @@ def _attribute_section(evaluation: Mapping[str, Any], plots: Mapping[str, Path])
               *_table(["attribute", *(_COLUMN_TITLES[c] for c in ATTRIBUTE_KEYS)], rows)]
     lines += _image(plots, "balanced_accuracy", "Balanced accuracy per attribute")
     return lines
+
+
+def _confusion_section(evaluation: Mapping[str, Any], galleries: Mapping[str, str]) -> list[str]:
+    """Each attribute's confusion matrix with precision, recall and F1, and a link to its error gallery."""
+    confusion, attributes = evaluation["confusion"], evaluation["attributes"]
+    size = (evaluation.get("galleries") or {}).get("size")
+    rows = [[name, *(format_metric(confusion[name][key], ".0f") for key in CONFUSION_KEYS),
+             *(format_metric(attributes[name][key]) for key in ("precision", "recall", "f1")),
+             *([f"[errors]({galleries[name]})" if name in galleries else ""] if galleries else [])]
+            for name, _ in ranked_attributes(attributes)]
+    header = ["attribute", "true pos.", "false pos.", "false neg.", "true neg.", "precision", "recall", "F1"]
+    lines = ["### Errors per attribute (at the model's thresholds)", ""]
+    if galleries:
+        header.append("gallery")
+        lines += [f"Each gallery shows the {format_metric(size, '.0f')} most confident false positives (labelled "
+                  "absent, called present: highest probability first) and false negatives (labelled present, called "
+                  "absent: lowest probability first) among the evaluated images, each face as the model saw it with "
+                  "its Grad-CAM map for the attribute and its calibrated probability.", ""]
+    return lines + _table(header, rows)
 
 
 def _calibration_sentence(calibration: Mapping[str, Any]) -> str:
@@ -249,7 +291,8 @@ def _extremes_sentence(bins: Sequence[Mapping[str, Any]]) -> str:
     return sentence
 
 
-def _beauty_section(evaluation: Mapping[str, Any], plots: Mapping[str, Path]) -> list[str]:
+def _beauty_section(evaluation: Mapping[str, Any], plots: Mapping[str, Path],
+                    galleries: Mapping[str, str]) -> list[str]:
     beauty = evaluation["beauty"]
     lines = ["## Beauty score", "",
              *_table(("images", "Pearson", "MAE", "RMSE"),
@@ -264,6 +307,20 @@ def _beauty_section(evaluation: Mapping[str, Any], plots: Mapping[str, Path]) ->
                   *_table(("true score", "images", "MAE", "bias (predicted − true)"), rows),
                   _extremes_sentence(bins), ""]
         lines += _image(plots, "beauty_bins", "MAE and bias per true-score bin")
+    deciles = (evaluation.get("beauty_deciles") or {}).get("bins")
+    if deciles:
+        rows = [(str(i + 1), decile_label(b), format_metric(b["count"], ".0f"), format_metric(b["mae"]),
+                 format_metric(b["bias"], "+.3f")) for i, b in enumerate(deciles)]
+        lines += ["### Error by predicted-score decile", "",
+                  "The rated images ranked by predicted score and cut into ten groups of equal size: how wrong "
+                  "the model is where it gives a score.", "",
+                  *_table(("decile", "predicted score", "images", "MAE", "bias (predicted − true)"), rows, 2)]
+        lines += _image(plots, "beauty_deciles", "MAE and bias per predicted-score decile")
+    if "beauty" in galleries:
+        lines += ["### Beauty gallery", "",
+                  "Rows: the highest predicted scores, the lowest, and the largest errors (|predicted − true|); "
+                  "each face as the model saw it, with the beauty head's Grad-CAM map, predicted and true score.", "",
+                  f"![Highest and lowest predicted beauty scores and largest errors]({galleries['beauty']})", ""]
     roc = beauty["roc"]
     lines += [f"### Telling high scores (≥ {as_number(beauty['high_cutoff']):g}) from the rest", "",
               f"ROC AUC {format_metric(roc['auc'])}; best threshold on the predicted score "

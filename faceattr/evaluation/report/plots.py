@@ -1,4 +1,4 @@
-"""Draws the evaluation report's PNG plots: balanced accuracy per attribute, and beauty scatter, ROC and bins.
+"""Draws the evaluation report's PNG plots: balanced accuracy per attribute, and beauty scatter, ROC, bins and deciles.
 
 matplotlib is imported only when a plot is drawn, onto pyplot-free Agg figures: no global
 backend switch, and nothing left open after saving.
@@ -17,6 +17,7 @@ from faceattr.attributes import BEAUTY_RANGE
 from faceattr.evaluation.report.format import (
     as_number,
     bin_label,
+    decile_label,
     format_metric,
     ranked_attributes,
 )
@@ -34,7 +35,8 @@ def write_plots(evaluation: Mapping[str, Any], out: Path) -> dict[str, Path]:
     Returns:
         Each plot's path, keyed by its file stem: ``balanced_accuracy`` (with attribute
         metrics), ``beauty_scatter`` (with ``beauty_predictions``), ``beauty_roc`` (with ROC
-        points) and ``beauty_bins`` (with score bins).
+        points), ``beauty_bins`` (with score bins) and ``beauty_deciles`` (with the error per
+        predicted-score decile).
 
     >>> write_plots(evaluation, Path("runs/r1/report"))  # doctest: +SKIP
     {'balanced_accuracy': PosixPath('runs/r1/report/balanced_accuracy.png'), ...}
@@ -52,7 +54,14 @@ def write_plots(evaluation: Mapping[str, Any], out: Path) -> dict[str, Path]:
     if beauty is not None and len(beauty["roc"]["fpr"]) > 1:
         drawers["beauty_roc"] = lambda: _plot_beauty_roc(beauty, predictions)
     if beauty is not None and beauty["bins"]:
-        drawers["beauty_bins"] = lambda: _plot_beauty_bins(beauty["bins"])
+        names = [bin_label(b, i == len(beauty["bins"]) - 1) for i, b in enumerate(beauty["bins"])]
+        drawers["beauty_bins"] = lambda: _plot_beauty_bins(beauty["bins"], names, "true score bin",
+                                                           "Beauty error per true-score bin")
+    deciles = (evaluation.get("beauty_deciles") or {}).get("bins")
+    if deciles:
+        drawers["beauty_deciles"] = lambda: _plot_beauty_bins(deciles, [decile_label(b) for b in deciles],
+                                                              "predicted score (decile)",
+                                                              "Beauty error per predicted-score decile")
     paths = {name: out / f"{name}.png" for name in drawers}
     for name, draw in drawers.items():
         draw().figure.savefig(paths[name])
@@ -142,15 +151,16 @@ def _plot_beauty_roc(beauty: Mapping[str, Any], predictions: Mapping[str, Any] |
     return axes
 
 
-def _plot_beauty_bins(bins: Sequence[Mapping[str, Any]]) -> Any:
-    labels = [f"{bin_label(b, i == len(bins) - 1)}\nn={format_metric(b['count'], '.0f')}" for i, b in enumerate(bins)]
+def _plot_beauty_bins(bins: Sequence[Mapping[str, Any]], names: Sequence[str], xlabel: str, title: str) -> Any:
+    """MAE and bias bars per group of images (true-score bins or predicted-score deciles), each named and counted."""
+    labels = [f"{name}\nn={format_metric(b['count'], '.0f')}" for name, b in zip(names, bins)]
     positions, width = np.arange(len(bins)), 0.38
-    axes = _new_axes(7.0, 4.4, grid="y")
+    axes = _new_axes(max(7.0, 0.9 * len(bins)), 4.4, grid="y")
     axes.bar(positions - width / 2, [as_number(b["mae"]) for b in bins], width, color="#2e6da4", label="MAE")
     axes.bar(positions + width / 2, [as_number(b["bias"]) for b in bins], width, color="#e08e3c",
              label="bias (predicted − true)")
     axes.axhline(0, color="#333333", linewidth=0.8)
-    axes.set_xticks(positions, labels)
-    axes.set(xlabel="true score bin", ylabel="score points", title="Beauty error per true-score bin")
+    axes.set_xticks(positions, labels, fontsize=8 if len(bins) > 6 else None)
+    axes.set(xlabel=xlabel, ylabel="score points", title=title)
     axes.legend(loc="best")
     return axes

@@ -1,5 +1,6 @@
 // faceattr's page: photos to annotated images and per-face tables, and the live webcam over a WebSocket.
-// Plain JavaScript against the service's own API (/v1/model, /v1/predict, /v1/stream); no framework, no CDN.
+// Plain JavaScript against the service's own API (/v1/model, /v1/predict, /v1/explain, /v1/stream); no framework,
+// no CDN.
 "use strict";
 
 const API_KEY_STORAGE = "faceattr.apiKey";
@@ -112,6 +113,13 @@ function addPhotos(files) {
   for (const file of images) {
     const card = $("result-template").content.firstElementChild.cloneNode(true);
     card.querySelector(".file-name").textContent = file.name;
+    card.addEventListener("click", (event) => {
+      const button = event.target.closest("button.explain");
+      if (button) toggleMap(card, file, button);
+    });
+    card.querySelector(".map-opacity").addEventListener("input", (event) => {
+      card.querySelector("canvas.heatmap").style.opacity = event.target.value;
+    });
     $("results").prepend(card);
     page.photos.push({ file, card });
   }
@@ -128,6 +136,7 @@ async function analyse({ file, card }) {
   card.querySelector(".summary").textContent = "analysing…";
   const message = card.querySelector(".message");
   showMessage(message, "");
+  hideMap(card);
   try {
     const form = new FormData();
     form.append("file", file, file.name);
@@ -148,12 +157,20 @@ async function analyse({ file, card }) {
   }
 }
 
-function loadImage(file) {
+async function loadImage(file) {
+  const url = URL.createObjectURL(file);
+  try {
+    return await loadImageUrl(url, `${file.name}: this browser cannot show the image`);
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}
+
+function loadImageUrl(url, failure) {
   return new Promise((resolve, reject) => {
     const image = new Image();
-    const url = URL.createObjectURL(file);
-    image.onload = () => { URL.revokeObjectURL(url); resolve(image); };
-    image.onerror = () => { URL.revokeObjectURL(url); reject(new ApiError(0, "display", `${file.name}: this browser cannot show the image`)); };
+    image.onload = () => resolve(image);
+    image.onerror = () => reject(new ApiError(0, "display", failure));
     image.src = url;
   });
 }
@@ -206,20 +223,32 @@ function showFaces(container, faces) {
     const name = section.querySelector(".face-name");
     name.textContent = `Face ${index + 1}`;
     name.style.background = COLOURS[index % COLOURS.length];
-    section.querySelector(".beauty").textContent = `beauty ${face.beauty.toFixed(2)} / 5`;
+    const beauty = section.querySelector(".beauty");
+    beauty.textContent = `beauty ${face.beauty.toFixed(2)} / 5`;
+    explainButton(beauty, index, "beauty", "the beauty score");
     section.querySelector(".present-list").textContent = face.attributes.length
       ? face.attributes.map(readable).join(", ") : "No attribute present";
     section.dataset.beauty = String(face.beauty);
-    fillTable(section.querySelector("table"), face);
+    fillTable(section.querySelector("table"), face, index);
     return section;
   }));
+}
+
+// A button showing where the model looks for one target of one face (see toggleMap).
+function explainButton(button, face, target, what) {
+  button.dataset.face = String(face);
+  button.dataset.target = target;
+  // A model run by ONNX Runtime has no gradients: the server says so in /v1/model.
+  button.disabled = Boolean(page.model && page.model.explain === false);
+  button.title = button.disabled ? "This server cannot show maps (it runs the model without gradients)"
+    : `Show where the model looks for ${what} on face ${face + 1}; click again to hide it`;
 }
 
 function readable(attribute) {
   return attribute.replaceAll("_", " ");
 }
 
-function fillTable(table, face) {
+function fillTable(table, face, index) {
   const present = new Set(face.attributes);
   const rows = Object.entries(face.probabilities).map(([name, probability]) => {
     const row = document.createElement("tr");
@@ -230,7 +259,13 @@ function fillTable(table, face) {
     const percent = (100 * probability).toFixed(1);
     row.innerHTML = `<td></td><td><div class="bar"><span><i style="width:${percent}%"></i></span><output>${percent}%</output></div></td>` +
       `<td class="mark">${present.has(name) ? "✓" : ""}</td>`;
-    row.firstElementChild.textContent = readable(name);
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "explain";
+    button.setAttribute("aria-pressed", "false");
+    button.textContent = readable(name);
+    explainButton(button, index, name, readable(name));
+    row.firstElementChild.append(button);
     return row;
   });
   table.tBodies[0].replaceChildren(...rows);
@@ -255,6 +290,96 @@ function sortTable(table, button, order) {
     return sign * compared || Number(b.dataset.probability) - Number(a.dataset.probability);
   });
   table.tBodies[0].append(...rows);
+}
+
+// ---- Grad-CAM maps ----------------------------------------------------------------------------------------------
+
+// A clicked attribute (or beauty score) of a face: its Grad-CAM map over the photo; the same click again hides it.
+async function toggleMap(card, file, button) {
+  const wasShown = button.getAttribute("aria-pressed") === "true";
+  hideMap(card);
+  if (wasShown) return;
+  button.setAttribute("aria-pressed", "true");
+  button.setAttribute("aria-busy", "true");
+  const request = {};
+  card.mapRequest = request;  // a later click (or a new analysis) wins over an answer still on its way
+  const { face, target } = button.dataset;
+  try {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    const query = `?face=${face}&target=${encodeURIComponent(target)}`;
+    const answer = await (await api("/v1/explain" + query, { method: "POST", body: form })).json();
+    if (card.mapRequest === request) await drawMap(card, answer);
+  } catch (error) {
+    if (card.mapRequest !== request) return;
+    hideMap(card);
+    showMessage(card.querySelector(".message"), error.message);
+  } finally {
+    button.removeAttribute("aria-busy");
+  }
+}
+
+function hideMap(card) {
+  card.mapRequest = null;
+  for (const pressed of card.querySelectorAll('button.explain[aria-pressed="true"]')) {
+    pressed.setAttribute("aria-pressed", "false");
+  }
+  const heatmap = card.querySelector("canvas.heatmap");
+  heatmap.getContext("2d").clearRect(0, 0, heatmap.width, heatmap.height);
+  heatmap.hidden = true;
+  delete heatmap.dataset.target;
+  card.querySelector(".map-bar").hidden = true;
+}
+
+// OpenCV's JET colours (blue low, red high), as faceattr explain draws its overlays.
+function jet(value) {
+  const channel = (centre) => Math.round(255 * Math.min(1, Math.max(0, 1.5 - Math.abs(4 * value - centre))));
+  return [channel(3), channel(2), channel(1)];
+}
+
+// The answer's map (over the face's aligned crop) coloured, then drawn onto the photo through the inverse of the
+// alignment warp. The colour's alpha is sqrt(map) times the opacity control, as faceattr.explain.maps.overlay blends.
+async function drawMap(card, answer) {
+  const { width, height, matrix, png } = answer.map;
+  const grey = await loadImageUrl("data:image/png;base64," + png, "This browser cannot show the map");
+  const coloured = document.createElement("canvas");
+  coloured.width = width;
+  coloured.height = height;
+  const colouring = coloured.getContext("2d");
+  colouring.drawImage(grey, 0, 0);
+  const pixels = colouring.getImageData(0, 0, width, height);
+  let peak = 0;
+  for (let i = 0; i < pixels.data.length; i += 4) {
+    const value = pixels.data[i] / 255;
+    peak = Math.max(peak, value);
+    pixels.data.set([...jet(value), Math.round(255 * Math.sqrt(value))], i);
+  }
+  colouring.putImageData(pixels, 0, 0);
+
+  const photo = card.querySelector("canvas.annotated");
+  const heatmap = card.querySelector("canvas.heatmap");
+  heatmap.width = photo.width;
+  heatmap.height = photo.height;
+  const context = heatmap.getContext("2d");
+  const scale = photo.width / answer.width;  // the answer's pixels are the full upright image's
+  const [[a, b, c], [d, e, f]] = matrix;  // photo pixels -> map pixels
+  const det = a * e - b * d;
+  const [p, q, r, u] = [e / det, -b / det, -d / det, a / det];
+  const [tx, ty] = [-(p * c + q * f), -(r * c + u * f)];
+  // The warp centres pixel i at i, a canvas at i + 0.5: hence the half-pixel shifts.
+  context.setTransform(scale * p, scale * r, scale * q, scale * u, scale * (tx + 0.5), scale * (ty + 0.5));
+  context.drawImage(coloured, -0.5, -0.5);
+  context.setTransform(1, 0, 0, 1, 0, 0);
+  heatmap.style.opacity = card.querySelector(".map-opacity").value;
+  heatmap.dataset.target = answer.target;
+  heatmap.dataset.face = String(answer.face);
+  heatmap.hidden = false;
+  const what = answer.target === "beauty" ? `beauty ${answer.score.toFixed(2)}`
+    : `${readable(answer.target)} ${(100 * answer.score).toFixed(1)}%`;
+  card.querySelector(".map-caption").textContent = peak > 0
+    ? `Face ${answer.face + 1} · ${what}: where the model looks (red: most)`
+    : `Face ${answer.face + 1} · ${what}: the map is empty (no part of the face raises this score)`;
+  card.querySelector(".map-bar").hidden = false;
 }
 
 // ---- Webcam ------------------------------------------------------------------------------------------------------
