@@ -81,15 +81,16 @@ def test_photo_maps_are_zero_far_from_the_face(astronaut: FaceExplanation) -> No
 
 
 def test_smiling_looks_at_the_mouth_more_than_bangs_does(astronaut: FaceExplanation) -> None:
-    # Measured on the default model (2x2 feature grid at 64 px): Smiling 0.158 of its mass in the mouth box,
-    # Bangs 0.053; Smiling's eyes box 0.092. Eyeglasses (p = 0.01) has no positive evidence: an all-zero map.
+    # Measured on the default model (layer3, a 4x4 grid at 64 px): Smiling 0.307 of its mass in the mouth box,
+    # Bangs 0.0; Smiling's eyes box 0.275. Eyeglasses (p = 0.01) looks at the eyes: 0.134 there, 0.066 at the mouth.
     margin = 0.1 * astronaut.crop.shape[0]
     landmarks = _crop_landmarks(astronaut)
     mouth, eyes = _box_around(landmarks[3:], margin), _box_around(landmarks[:2], margin)
     smiling_mouth = region_share(astronaut.crop_maps["Smiling"], mouth)
     assert smiling_mouth > 1.5 * region_share(astronaut.crop_maps["Bangs"], mouth)
     assert smiling_mouth > region_share(astronaut.crop_maps["Smiling"], eyes)
-    assert astronaut.crop_maps["Eyeglasses"].max() == 0.0
+    eyeglasses = astronaut.crop_maps["Eyeglasses"]
+    assert region_share(eyeglasses, eyes) > 1.5 * region_share(eyeglasses, mouth)
 
 
 def test_default_targets_are_top_present_attributes_and_beauty(predictor: Predictor) -> None:
@@ -191,8 +192,8 @@ def test_cli_layer_is_passed_through_and_a_bad_one_is_a_usage_error(tmp_path: Pa
 
 
 def test_explain_photo_at_a_chosen_layer(predictor: Predictor, astronaut: FaceExplanation) -> None:
-    (face,) = explain_photo(predictor, ASTRONAUT, ["Smiling"], layer="backbone.layer3")
+    (face,) = explain_photo(predictor, ASTRONAUT, ["Smiling"], layer="backbone.layer4")
     assert face.crop_maps["Smiling"].shape == astronaut.crop_maps["Smiling"].shape
-    assert not np.allclose(face.crop_maps["Smiling"], astronaut.crop_maps["Smiling"])
+    assert not np.allclose(face.crop_maps["Smiling"], astronaut.crop_maps["Smiling"])  # the default is layer3
     with pytest.raises(ConfigError, match="'layer9' is not a module"):
         explain_photo(predictor, ASTRONAUT, ["Smiling"], layer="layer9")

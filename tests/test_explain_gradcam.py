@@ -99,6 +99,10 @@ def test_a_chosen_layer_gives_a_finer_map_and_a_bad_one_is_refused() -> None:
     assert target_layer(model, "backbone.layer3") is model.backbone.layer3
     assert target_layer(model, -2) is model.backbone.layer3
     assert target_layer(model, -1) is target_layer(model) is model.backbone.layer4
+    # The default, for an input size: the deepest stage whose map is at least 4x4.
+    assert target_layer(model, input_side=64) is model.backbone.layer3
+    assert target_layer(model, input_side=128) is model.backbone.layer4
+    assert target_layer(model, input_side=4) is model.backbone.layer4  # none that fine: the last stage
     images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
     shapes: list[tuple[int, ...]] = []
     handle = model.backbone.layer3.register_forward_hook(lambda _m, _i, output: shapes.append(tuple(output.shape)))
@@ -108,7 +112,8 @@ def test_a_chosen_layer_gives_a_finer_map_and_a_bad_one_is_refused() -> None:
     finally:
         handle.remove()
     assert shapes[0][2:] == (4, 4)  # stride 16 at 64 px: twice as fine as layer4's 2x2
-    coarse = grad_cam(model, images, ["Smiling"])["Smiling"]
+    assert torch.equal(grad_cam(model, images, ["Smiling"])["Smiling"], fine)  # layer3 is the default at 64 px
+    coarse = grad_cam(model, images, ["Smiling"], layer=-1)["Smiling"]
     assert fine.shape == coarse.shape == (2, 64, 64)
     assert not torch.allclose(fine, coarse)
     for bad, message in (("backbone.layer9", "'backbone.layer9' is not a module of FaceAttrNet; its stages are: "

@@ -26,6 +26,9 @@ from faceattr.errors import ConfigError
 
 #: The target naming the beauty head's score; every other target is an attribute name.
 BEAUTY_TARGET = "beauty"
+#: The smallest side of the default layer's map: a 2x2 map (ResNet's last stage at 64 px) puts the eyes
+#: and the brows in one cell; 4x4 separates eyes, mouth and forehead (docs/EXPLAIN.md).
+MIN_MAP_SIDE = 4
 
 
 def stage_names(model: nn.Module) -> list[str]:
@@ -48,19 +51,34 @@ def stage_names(model: nn.Module) -> list[str]:
     return [prefix + "layer4"] if isinstance(getattr(backbone, "layer4", None), nn.Module) else []
 
 
-def target_layer(model: nn.Module, layer: str | int | None = None) -> nn.Module:
+def _default_stage(model: nn.Module, input_side: int | None) -> int:
+    """The index into :func:`stage_names` of the default layer: the deepest stage at least :data:`MIN_MAP_SIDE` a side."""
+    feature_info = getattr(getattr(model, "backbone", model), "feature_info", None)
+    if not feature_info or input_side is None:
+        return -1
+    fine_enough = [index for index, stage in enumerate(feature_info)
+                   if input_side // stage["reduction"] >= MIN_MAP_SIDE]
+    return fine_enough[-1] if fine_enough else -1
+
+
+def target_layer(model: nn.Module, layer: str | int | None = None, input_side: int | None = None) -> nn.Module:
     """The module whose output Grad-CAM explains: by default the backbone's last convolutional stage.
 
-    The default is the last entry of timm's ``feature_info`` (the deepest stride-32 stage: ``layer4`` of
-    every ResNet variant, ``blocks.5``/``blocks.6`` of MobileNetV3 and EfficientNet). A model
-    without ``feature_info`` (a small custom network) is explained at its ``layer4``. A shallower
-    stage gives a finer map (twice the side per stage up) from less abstract features.
+    The default is the deepest stage of timm's ``feature_info`` whose map is at least
+    :data:`MIN_MAP_SIDE` pixels a side for an input of ``input_side`` (its side is ``input_side`` over the
+    stage's ``reduction``): the last stage (``layer4`` of every ResNet variant, ``blocks.5``/``blocks.6``
+    of MobileNetV3 and EfficientNet) from 128 px up, ``layer3`` for the default model's 64 px, whose
+    ``layer4`` map is 2x2 and cannot tell the eyes from the brows (docs/EXPLAIN.md measures it). Without
+    ``input_side``, or when no stage is that fine, the last stage. A model without ``feature_info`` (a
+    small custom network) is explained at its ``layer4``. A shallower stage gives a finer map (twice the
+    side per stage up) from less abstract features.
 
     Args:
         model: A :class:`~faceattr.models.net.FaceAttrNet` (its ``backbone`` is searched) or a
             bare backbone.
         layer: ``None``: the default; a module name relative to ``model`` (``"backbone.layer3"``);
-            or an index into :func:`stage_names` (``-1`` is the default, ``-2`` the stage before it).
+            or an index into :func:`stage_names` (``-1`` is the last stage, ``-2`` the stage before it).
+        input_side: The shorter side of the images explained, for the default.
 
     Returns:
         The target module (a submodule of ``model``).
@@ -75,7 +93,7 @@ def target_layer(model: nn.Module, layer: str | int | None = None) -> nn.Module:
         raise ConfigError(f"no Grad-CAM target layer in {type(backbone).__name__}: it has neither timm's "
                           "feature_info nor a 'layer4' module")
     if layer is None or isinstance(layer, int):
-        index = -1 if layer is None else layer
+        index = _default_stage(model, input_side) if layer is None else layer
         if not -len(stages) <= index < len(stages):
             raise ConfigError(f"Grad-CAM layer index {index} is out of range: {type(model).__name__} has "
                               f"{len(stages)} stages ({', '.join(stages) or 'none'})")
@@ -127,7 +145,7 @@ def grad_cam(model: nn.Module, images: Tensor, targets: Sequence[str],
             (:func:`target_layer`).
         images: ``(N, 3, H, W)`` images as the model takes them (uint8 for FaceAttrNet).
         targets: Attribute names (their logit is explained) and/or ``"beauty"``.
-        layer: The layer explained, as :func:`target_layer` takes it (``None``: the last stage).
+        layer: The layer explained, as :func:`target_layer` takes it (``None``: its default for these images).
 
     Returns:
         Target -> ``(N, H, W)`` float32 maps on the images' device, each scaled to 0-1.
@@ -147,7 +165,7 @@ def grad_cam(model: nn.Module, images: Tensor, targets: Sequence[str],
         if target != BEAUTY_TARGET and target not in ATTRIBUTE_INDEX:
             raise ConfigError(f"unknown Grad-CAM target {target!r}; use {BEAUTY_TARGET!r} or an attribute name "
                               f"({', '.join(ATTRIBUTE_INDEX)})")
-    module = target_layer(model, layer)
+    module = target_layer(model, layer, min(images.shape[-2:]))
     captured: list[Tensor] = []
 
     def capture(_module: nn.Module, _inputs: object, output: Tensor) -> Tensor:

@@ -148,7 +148,8 @@ def explain_photo(predictor: Predictor, image: Any, targets: Sequence[str] | Non
         photo_maps: Warp each map onto the photo; ``False`` leaves ``photo_maps`` empty, for a
             client that draws the crop map through ``matrix`` itself (the service's page): a
             photo-sized float map per face is then never made.
-        layer: The layer explained (:func:`~faceattr.explain.gradcam.target_layer`; ``None``: the last stage).
+        layer: The layer explained (:func:`~faceattr.explain.gradcam.target_layer`; ``None``: the deepest stage
+            whose map is at least 4x4).
 
     Returns:
         One :class:`FaceExplanation` per face, best detector score first; ``[]`` if there is no face.
