@@ -20,6 +20,9 @@ onnx = ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"]
 label = ["sqlalchemy>=2.0", "imagehash>=4.3"] + serve
 # A team's labelling database on PostgreSQL (SQLAlchemy URL postgresql+psycopg://...).
 postgres = ["psycopg[binary]>=3.1"]
+# faceattr embed --out FILE.parquet (.npy + an index CSV needs nothing more). UMAP maps are used when umap-learn is
+# installed, but it is no extra: it pulls numba (about 210 MB) and its first import and fit take minutes here.
+embeddings = ["pyarrow>=14"]
 version = {}
 exec((here / "faceattr" / "version.py").read_text(), version)
 
@@ -51,6 +54,8 @@ setup(
         # OpenCV 5 no longer ships the Haar cascades that FaceDetector("haar") loads.
         "opencv-python-headless>=4.8,<5",
         "scikit-learn>=1.3",
+        # The sparsity analysis pins its ridge fits to one BLAS thread (it comes with scikit-learn; named as used).
+        "threadpoolctl>=3.1",
         "tensorboard>=2.14",
         "tqdm>=4.66",
         "PyYAML>=6.0",
@@ -62,13 +67,14 @@ setup(
         # The tests' extra: every optional feature is tested, so it installs them all. playwright drives
         # Debian's chromium in the page's browser tests (never its own browser download).
         "dev": ["pytest>=8.0", "pytest-timeout>=2.2", "build>=1.0", "playwright>=1.45", "choix>=0.3.5"]
-               + serve + ray + onnx + label + postgres,
+               + serve + ray + onnx + label + postgres + embeddings,
         "serve": serve,
         "demo": ["opencv-python>=4.8,<5"],
         "ray": ray,
         "onnx": onnx,
         "label": label,
         "postgres": postgres,
+        "embeddings": embeddings,
     },
     entry_points={"console_scripts": ["faceattr=faceattr.cli:main"]},
     classifiers=[

@@ -588,8 +588,9 @@ def add_explain_parser(commands: Any) -> None:
                          help="a best.pt or .safetensors (an .onnx has no gradients; default: the installed model)")
     explain.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
     explain.add_argument("--layer", type=_layer_choice, metavar="LAYER",
-                         help="the layer explained: a module name (backbone.layer3) or a stage index (-1: the last "
-                              "stage, the default; -2 the one before, with a map twice as fine)")
+                         help="the layer explained: a module name (backbone.layer4) or a stage index (-1: the last "
+                              "stage; -2 the one before, with a map twice as fine); default: the deepest stage whose "
+                              "map is at least 4x4 (backbone.layer3 for the default model at 64 px)")
 
 
 def _layer_choice(text: str) -> str | int:

@@ -123,6 +123,9 @@ def test_overlay_tints_only_where_the_map_is_positive() -> None:
     blended = overlay(image, cam)
     assert blended.dtype == np.uint8 and blended.shape == image.shape
     assert (blended[cam == 0] == 100).all() and (blended[2:4, 2:4] != 100).any()
+    # A faint value tints in proportion: a tenth of the map is at most a tenth of the colour (JET's 232 blue).
+    faint = overlay(np.zeros((1, 1, 3), np.uint8), np.full((1, 1), 0.1, np.float32), opacity=1.0)
+    assert 0 < int(faint.max()) <= round(0.1 * 255)
     with pytest.raises(ConfigError, match="does not match"):
         overlay(image, np.zeros((4, 4)))
 

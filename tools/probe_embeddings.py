@@ -26,6 +26,7 @@ from faceattr.data.readers.scut import read_scut
 from faceattr.data.transforms import eval_transform
 from faceattr.explain.embeddings import ProbeResult, dataset_labels, probe, probe_table, read_embeddings
 from faceattr.explain.embeddings import write_embeddings
+from faceattr.explain.rated_images import scut_source
 from faceattr.files import save_table
 from faceattr.inference.detect import FaceDetector
 from faceattr.inference.predictor import Predictor
@@ -68,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=False)
     predictor = Predictor(args.model, device="cpu", batch_size=64, detector=FaceDetector("haar"))  # aligned only
     # The model's SCUT source has its own crop (none: the whole 224x224 image), not CelebA's, and its own folds.
-    source = next((s for s in DeployedModel.load(args.model).config.get("data", {}).get("sources", [])
-                   if s.get("kind") == "scut"), {})
+    source = scut_source(DeployedModel.load(args.model).config)
     celeba = [r for r in read_celeba(args.data / "celeba").records if r.split == "val"]
     scut = read_scut(args.data / "scut_fbp5500", source.get("folds") or 5, source.get("fold") or 0).records
     attributes, beauty = (dataset_labels(kind, args.data / folder) for kind, folder in
@@ -90,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     for path in save_table(args.out, "probes", f"Machine: {machine}\n\n{table}\n", record):
         print(f"wrote {path}")
     return 0
-
 
 
 if __name__ == "__main__":

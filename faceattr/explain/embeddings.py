@@ -271,7 +271,8 @@ def _pyarrow(module: str | None = None) -> Any:
     try:
         return importlib.import_module("pyarrow" + (f".{module}" if module else ""))
     except ImportError as error:
-        raise ConfigError("Parquet embeddings need the pyarrow package (pip install pyarrow); or write .npy") from error
+        raise ConfigError("Parquet embeddings need the pyarrow package: pip install \"faceattr[embeddings]\"; "
+                          "or write .npy") from error
 
 
 def write_embeddings(path: str | Path, images: Iterable[ImageEmbeddings], normalise: str, model: str) -> int:

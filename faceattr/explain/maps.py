@@ -192,8 +192,9 @@ def explain_photo(predictor: Predictor, image: Any, targets: Sequence[str] | Non
 def overlay(image: np.ndarray, cam: np.ndarray, opacity: float = OVERLAY_OPACITY) -> np.ndarray:
     """``image`` with ``cam`` drawn over it in OpenCV's JET colours (blue low, red high).
 
-    The colour's weight grows with the map (``opacity * sqrt(cam)``), so where the map is 0 the
-    image shows unchanged: a photo map leaves everything outside the face as it was.
+    The colour's weight grows with the map (``opacity * cam``), so where the map is 0 the image
+    shows unchanged (a photo map leaves everything outside the face as it was) and its faint values
+    hardly tint it: a ``sqrt(cam)`` weight tinted the whole crop and drew the crop's edge over the photo.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB image.
@@ -222,7 +223,7 @@ def overlay(image: np.ndarray, cam: np.ndarray, opacity: float = OVERLAY_OPACITY
     values = np.nan_to_num(np.clip(values, 0.0, 1.0))
     colour = cv2.cvtColor(cv2.applyColorMap(np.round(values * 255).astype(np.uint8), cv2.COLORMAP_JET),
                           cv2.COLOR_BGR2RGB).astype(np.float32)
-    weight = (opacity * np.sqrt(values))[..., None]
+    weight = (opacity * values)[..., None]
     return np.round(picture.astype(np.float32) * (1.0 - weight) + colour * weight).astype(np.uint8)
 
 

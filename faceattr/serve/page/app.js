@@ -338,7 +338,7 @@ function jet(value) {
 }
 
 // The answer's map (over the face's aligned crop) coloured, then drawn onto the photo through the inverse of the
-// alignment warp. The colour's alpha is sqrt(map) times the opacity control, as faceattr.explain.maps.overlay blends.
+// alignment warp. The colour's alpha is the map times the opacity control, as faceattr.explain.maps.overlay blends.
 async function drawMap(card, answer) {
   const { width, height, matrix, png } = answer.map;
   const grey = await loadImageUrl("data:image/png;base64," + png, "This browser cannot show the map");
@@ -352,7 +352,7 @@ async function drawMap(card, answer) {
   for (let i = 0; i < pixels.data.length; i += 4) {
     const value = pixels.data[i] / 255;
     peak = Math.max(peak, value);
-    pixels.data.set([...jet(value), Math.round(255 * Math.sqrt(value))], i);
+    pixels.data.set([...jet(value), Math.round(255 * value)], i);
   }
   colouring.putImageData(pixels, 0, 0);
 
