@@ -75,6 +75,22 @@ def run_tool(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> 
     return run
 
 
+@pytest.fixture(scope="module")
+def predictor():
+    """The shipped default model on the CPU (a :class:`~faceattr.inference.predictor.Predictor`), once per module."""
+    from faceattr.inference.predictor import Predictor
+
+    return Predictor(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def photo() -> bytes:
+    """``examples/astronaut.jpg``'s bytes, as a client uploads them."""
+    from serve_client import ASTRONAUT
+
+    return ASTRONAUT.read_bytes()
+
+
 @pytest.fixture(scope="session")
 def tiny_config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``tiny.yaml``: a ResNet-10-T at 32 px on 30 drawn CelebA faces, one epoch of two steps."""

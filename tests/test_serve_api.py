@@ -9,51 +9,26 @@ import logging
 import struct
 import threading
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from serve_client import ASTRONAUT, client_for, error_code, jpeg
 
 from faceattr import cli
 from faceattr.errors import ConfigError
 from faceattr.inference.predictor import Predictor
 from faceattr.serve.app import create_app
 from faceattr.serve.batcher import MicroBatcher
-from faceattr.serve.errors import ERROR_CODES, ServiceError
+from faceattr.serve.errors import ServiceError
 from faceattr.serve.service import Service
 from faceattr.serve.settings import ServeSettings
-
-ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
-
-
-@pytest.fixture(scope="module")
-def predictor() -> Predictor:
-    return Predictor(device="cpu")
-
-
-@pytest.fixture(scope="module")
-def photo() -> bytes:
-    return ASTRONAUT.read_bytes()
-
-
-def client_for(predictor: Predictor, **settings: object) -> TestClient:
-    """A client of an app serving ``predictor``: ``with`` it to run the app's start-up and shut-down."""
-    config = ServeSettings(**settings)
-    return TestClient(create_app(config, Service(config, predictor)), raise_server_exceptions=False)
-
 
 @pytest.fixture(scope="module")
 def client(predictor: Predictor) -> TestClient:
     with client_for(predictor, max_upload_mb=1, max_wait_ms=50) as running:
         yield running
-
-
-def jpeg(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "JPEG", quality=95)
-    return buffer.getvalue()
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -62,13 +37,6 @@ def png_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
-
-
-def error_code(response) -> str:
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
-    assert body["error"]["code"] in ERROR_CODES
-    return body["error"]["code"]
 
 
 class TestPredict:

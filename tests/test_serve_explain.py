@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
-from test_serve_api import ASTRONAUT, client_for, error_code, jpeg
+from serve_client import ASTRONAUT, client_for, error_code, jpeg
 
 pytest.importorskip("fastapi")
 
@@ -26,16 +26,6 @@ from faceattr.serve.app import create_app  # noqa: E402
 from faceattr.serve.batcher import MicroBatcher  # noqa: E402
 from faceattr.serve.service import Service  # noqa: E402
 from faceattr.serve.settings import ServeSettings  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def predictor() -> Predictor:
-    return Predictor(device="cpu")
-
-
-@pytest.fixture(scope="module")
-def photo() -> bytes:
-    return ASTRONAUT.read_bytes()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
 from faceattr.errors import ConfigError  # noqa: E402
-from faceattr.inference.predictor import Predictor  # noqa: E402
 from faceattr.serve.app import create_app  # noqa: E402
 from faceattr.localhost import check_loopback, free_port  # noqa: E402
 from faceattr.serve.loadtest import (  # noqa: E402
@@ -28,12 +27,6 @@ from faceattr.serve.loadtest import (  # noqa: E402
 )
 from faceattr.serve.service import Service  # noqa: E402
 from faceattr.serve.settings import ServeSettings  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def predictor() -> Predictor:
-    """The shipped default model, loaded once for the module."""
-    return Predictor(device="cpu")
 
 
 @pytest.fixture(scope="module")

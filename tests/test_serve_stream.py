@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from PIL import Image
+from serve_client import ASTRONAUT, client_for
 
 from faceattr.attributes import ATTRIBUTES
 from faceattr.inference.predictor import Predictor
@@ -94,23 +94,10 @@ def test_a_bad_frame_gets_the_services_error_and_the_stream_goes_on() -> None:
     assert good.outcome == "answered" and len(good.body["faces"]) == 1
 
 
-ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
-
-
-@pytest.fixture(scope="module")
-def predictor() -> Predictor:
-    return Predictor(device="cpu")
-
-
-def client_for(predictor: Predictor, **settings: object) -> TestClient:
-    config = ServeSettings(**settings)
-    return TestClient(create_app(config, Service(config, predictor)))
-
-
 class TestWebSocket:
     def test_each_frame_is_answered_with_its_tracked_faces(self, predictor: Predictor) -> None:
         photo = ASTRONAUT.read_bytes()
-        with client_for(predictor) as client, client.websocket_connect("/v1/stream?decision=probability") as socket:
+        with client_for(predictor, True) as client, client.websocket_connect("/v1/stream?decision=probability") as socket:
             answers = []
             for _ in range(2):
                 socket.send_bytes(photo)
@@ -126,7 +113,7 @@ class TestWebSocket:
         assert 'faceattr_stream_frames_total{outcome="answered"} 2.0' in metrics
 
     def test_a_bad_frame_is_answered_with_an_error_and_the_stream_goes_on(self, predictor: Predictor) -> None:
-        with client_for(predictor) as client, client.websocket_connect("/v1/stream") as socket:
+        with client_for(predictor, True) as client, client.websocket_connect("/v1/stream") as socket:
             socket.send_bytes(b"not a photo")
             assert socket.receive_json()["error"]["code"] == "unsupported_media_type"
             socket.send_text("hello")
@@ -150,7 +137,7 @@ class TestWebSocket:
                                              ("threshold=high", "invalid_parameter"),
                                              ("", "unauthorized"), ("api_key=wrong-key", "unauthorized")])
     def test_a_refused_connection_is_told_why_then_closed(self, predictor: Predictor, query: str, code: str) -> None:
-        with client_for(predictor, api_key="the-right-key") as client:
+        with client_for(predictor, True, api_key="the-right-key") as client:
             query = query if code == "unauthorized" else f"{query}&api_key=the-right-key"
             with client.websocket_connect(f"/v1/stream?{query}") as socket:
                 assert socket.receive_json()["error"]["code"] == code
@@ -159,7 +146,7 @@ class TestWebSocket:
         assert closed.value.code == POLICY_VIOLATION
 
     def test_the_api_key_may_come_in_the_query(self, predictor: Predictor) -> None:
-        with client_for(predictor, api_key="the-right-key") as client, \
+        with client_for(predictor, True, api_key="the-right-key") as client, \
                 client.websocket_connect("/v1/stream?api_key=the-right-key") as socket:
             socket.send_bytes(ASTRONAUT.read_bytes())
             assert len(socket.receive_json()["faces"]) == 1
