@@ -845,9 +845,9 @@ def add_analyze_parser(commands: Any) -> None:
                     "report.json, depth.png, r2_per_layer.png and r2_families.png; refused if one exists.",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sparsity.add_argument("root", type=Path, nargs="?", default=None, metavar="ROOT",
-                          help="the SCUT-FBP5500 folder (default: ../shared/data/scut_fbp5500 beside the project), or with "
-                               "--ratings the folder "
-                               "the CSV's image paths are relative to (default: the CSV's folder)")
+                          help="the SCUT-FBP5500 folder (default: ../shared/data/scut_fbp5500 beside the project), "
+                               "or with --ratings the folder the CSV's image paths are relative to (default: the "
+                               "CSV's folder)")
     sparsity.add_argument("--ratings", type=Path, metavar="CSV",
                           help="rate any images: a CSV with a header naming 'image' (path relative to ROOT) and "
                                "'rating' (a number) columns; images are read whole")
