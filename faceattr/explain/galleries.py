@@ -198,12 +198,16 @@ def contact_sheet(title: str, rows: Sequence[tuple[str, Sequence[tuple[Image.Ima
         The RGB sheet.
 
     >>> tile = Image.new("RGB", (8, 8))
-    >>> contact_sheet("Bald", [("a row", [(tile, "p = 0.9")]), ("empty", [])], 2, 8).size[1] > 2 * 8
+    >>> full = contact_sheet("Bald", [("a row", [(tile, "p = 0.9")]), ("another", [(tile, "p = 0.8")])], 2, 8)
+    >>> one_empty = contact_sheet("Bald", [("a row", [(tile, "p = 0.9")]), ("empty", [])], 2, 8)
+    >>> full.size[1] - one_empty.size[1] == 8 + _CAPTION_HEIGHT + _GAP  # the empty row has no band of tiles
     True
     """
     columns = max(columns, 1)
     width = max(_GAP + columns * (side + _GAP), 480)
-    height = _TITLE_HEIGHT + len(rows) * (_ROW_TITLE_HEIGHT + side + _CAPTION_HEIGHT + _GAP) + _GAP
+    # A row without tiles is its title line alone ("...: none"), not a blank band the height of tiles.
+    height = _TITLE_HEIGHT + sum(_ROW_TITLE_HEIGHT + (side + _CAPTION_HEIGHT + _GAP if tiles else 0)
+                                 for _, tiles in rows) + _GAP
     sheet = Image.new("RGB", (width, height), _BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     draw.text((_GAP, 4), title, fill=_INK, font=_font(16))
@@ -215,7 +219,8 @@ def contact_sheet(title: str, rows: Sequence[tuple[str, Sequence[tuple[Image.Ima
             left = _GAP + column * (side + _GAP)
             sheet.paste(tile, (left, top))
             draw.text((left + side // 2, top + side + 2), caption, fill=_INK, font=_font(12), anchor="ma")
-        top += side + _CAPTION_HEIGHT + _GAP
+        if tiles:
+            top += side + _CAPTION_HEIGHT + _GAP
     return sheet
 
 
