@@ -49,6 +49,7 @@ from faceattr.explain.sparsity import (
     cross_validated_r2,
     depth_curve_summary,
 )
+from faceattr.inference.results import normalised
 
 #: The control measure: kept apart from the sparsity measures, as in the paper.
 CONTROL = "mean_activation"
@@ -58,8 +59,9 @@ CURVE_FEATURES: tuple[str, ...] = ("linear_slope", "range", "acceleration", "log
 DEFAULT_CURVE_MEASURES: tuple[str, ...] = ("gini", "l0", "hoyer")
 
 
-#: The embedding feature families, by name: each divides the pooled features by one norm (numpy ``ord``).
-EMBEDDING_NORMS: dict[str, int] = {"embedding L1": 1, "embedding L2": 2}
+#: The embedding feature families, by name: each divides the pooled features by one norm
+#: (:func:`~faceattr.inference.results.normalised`, as ``faceattr embed --normalise`` does).
+EMBEDDING_NORMS: dict[str, str] = {"embedding L1": "l1", "embedding L2": "l2"}
 
 
 @dataclass(frozen=True)
@@ -275,12 +277,7 @@ def embedding_families(embeddings: np.ndarray) -> dict[str, np.ndarray]:
     >>> families["embedding L1"][0].tolist(), families["embedding L2"][0].tolist(), families["embedding L2"][1].tolist()
     ([0.42857142857142855, -0.5714285714285714], [0.6, -0.8], [0.0, 0.0])
     """
-    table = np.asarray(embeddings, dtype=np.float64)
-    families = {}
-    for name, order in EMBEDDING_NORMS.items():
-        norms = np.linalg.norm(table, ord=order, axis=1, keepdims=True)
-        families[name] = np.divide(table, norms, out=np.zeros_like(table), where=norms > 0)
-    return families
+    return {name: normalised(embeddings, normalise, np.float64) for name, normalise in EMBEDDING_NORMS.items()}
 
 
 def _impute_median(table: np.ndarray) -> np.ndarray:

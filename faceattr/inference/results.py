@@ -126,10 +126,11 @@ class ImageResult:
 NORMALISATIONS: tuple[str, ...] = ("none", "l1", "l2")
 
 
-def normalised(vectors: np.ndarray, normalise: str) -> np.ndarray:
-    """``vectors`` ``(N, D)`` scaled row by row as ``normalise`` (one of :data:`NORMALISATIONS`) says, float32.
+def normalised(vectors: np.ndarray, normalise: str, dtype: type = np.float32) -> np.ndarray:
+    """``vectors`` ``(N, D)`` scaled row by row as ``normalise`` (one of :data:`NORMALISATIONS`) says.
 
-    A row of zeros stays zeros (it has no direction to keep).
+    A row of zeros stays zeros (it has no direction to keep). The scaling is computed in float64 and
+    the result given as ``dtype``: float32, the network's precision, by default.
 
     Raises:
         ConfigError: An unknown ``normalise`` (the message lists the known ones).
@@ -143,9 +144,9 @@ def normalised(vectors: np.ndarray, normalise: str) -> np.ndarray:
         raise ConfigError(f"normalise: expected one of {', '.join(NORMALISATIONS)}, got {normalise!r}")
     vectors = np.asarray(vectors, dtype=np.float64)
     if normalise == "none":
-        return vectors.astype(np.float32)
+        return vectors.astype(dtype)
     norms = np.linalg.norm(vectors, ord=1 if normalise == "l1" else 2, axis=1, keepdims=True)
-    return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+    return (vectors / np.where(norms > 0, norms, 1.0)).astype(dtype)
 
 
 @dataclass(frozen=True)
