@@ -227,6 +227,9 @@ def test_labels_csv_reads_beauty_and_attributes_and_names_a_bad_cell(tmp_path: P
     path.write_text("source,beauty\na.jpg,pretty\n")
     with pytest.raises(DatasetError, match="labels.csv:2: beauty: not a number: 'pretty'"):
         read_labels(path)
+    path.write_text("source,beauty,Smilling\na.jpg,3.5,1\n")  # a misspelt label is refused, not left out
+    with pytest.raises(DatasetError, match="labels.csv:1: column 'Smilling' looks like a misspelt 'Smiling'"):
+        read_labels(path)
 
 
 def test_cli_embed_then_map_neighbours_and_probe(tmp_path: Path, checkpoint: Path, celeba_root: Path,

@@ -562,9 +562,12 @@ def read_labels(path: str | Path) -> dict[str, dict[str, float]]:
     Attribute values may be 1/0 or CelebA's 1/-1 (read as 0); an empty cell is unlabelled.
 
     Raises:
-        DatasetError: No ``source`` column, no target column, or a value that is not a number (named with
-            its line and column).
+        DatasetError: No ``source`` column, no target column, a column that looks like a misspelt target
+            (``Smilling``: refused as training's label CSV refuses it, not silently left out), or a value that
+            is not a number (named with its line and column).
     """
+    from faceattr.data.readers.csvfile import misspelt_column
+
     path = Path(path)
     try:
         with path.open(encoding="utf-8", newline="") as file:
@@ -573,6 +576,10 @@ def read_labels(path: str | Path) -> dict[str, dict[str, float]]:
             targets = [name for name in fields if name == "beauty" or name in ATTRIBUTES]
             if "source" not in fields or not targets:
                 raise DatasetError(f"{path}: needs a source column and beauty or attribute columns, has {fields}")
+            for name in fields:
+                meant = None if name == "source" or name in targets else misspelt_column(name)
+                if meant is not None:
+                    raise DatasetError(f"{path}:1: column {name!r} looks like a misspelt {meant!r}; rename it")
             labels = {}
             for line, row in enumerate(reader, start=2):
                 values = {}
