@@ -1,19 +1,12 @@
-"""faceattr.evaluation.errors: which errors the galleries show, confusion counts and beauty error by decile."""
+"""faceattr.evaluation.errors (which errors the galleries show, beauty error by decile) and metrics.confusion_counts."""
 
 import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from faceattr.attributes import ATTRIBUTES
-from faceattr.evaluation.errors import (
-    CONFUSION_KEYS,
-    beauty_deciles,
-    beauty_extremes,
-    confident_errors,
-    confusion_counts,
-    gallery_selection,
-)
-from faceattr.evaluation.metrics import attribute_metrics
+from faceattr.evaluation.errors import beauty_deciles, beauty_extremes, confident_errors, gallery_selection
+from faceattr.evaluation.metrics import CONFUSION_KEYS, attribute_metrics, confusion_counts
 
 
 def test_most_confident_false_positives_are_the_most_probable_label_0_rows_at_or_above_the_threshold():

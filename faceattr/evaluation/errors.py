@@ -1,4 +1,6 @@
-"""Where a model goes wrong: confusion counts, the most confident errors per attribute, beauty error by decile.
+"""Where a model goes wrong: the most confident errors per attribute, beauty error by decile.
+
+The confusion counts are :func:`~faceattr.evaluation.metrics.confusion_counts`.
 
 Pure numpy on the rows of an evaluation (one row per validation image, in loader order). A row
 is positive for an attribute when its calibrated probability is at least the model's stored
@@ -20,10 +22,7 @@ from typing import Any
 import numpy as np
 
 from faceattr.attributes import ATTRIBUTES
-from faceattr.evaluation.metrics import check_attribute_arrays
 
-#: Each attribute's confusion counts at the model's thresholds, in the report's column order.
-CONFUSION_KEYS: tuple[str, ...] = ("true_positives", "false_positives", "false_negatives", "true_negatives")
 #: The rows of an attribute's gallery: confident false positives, then false negatives.
 ATTRIBUTE_GALLERY_ROWS: tuple[str, ...] = ("false_positives", "false_negatives")
 #: The rows of the beauty gallery: highest and lowest predicted scores, largest absolute errors.
@@ -58,31 +57,6 @@ def confident_errors(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray, th
     false_positives = false_positives[np.argsort(-probs[false_positives], kind="stable")]
     false_negatives = false_negatives[np.argsort(probs[false_negatives], kind="stable")]
     return false_positives[:count], false_negatives[:count]
-
-
-def confusion_counts(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray,
-                     thresholds: np.ndarray) -> dict[str, dict[str, int]]:
-    """Each attribute's confusion matrix over its known labels, at ``thresholds``.
-
-    Args:
-        probs: ``(N, 40)`` calibrated probabilities.
-        labels: ``(N, 40)`` 0/1 labels.
-        mask: ``(N, 40)`` True where the label is known.
-        thresholds: ``(40,)``; positive when ``prob >= threshold``.
-
-    Returns:
-        For each attribute name, the counts of :data:`CONFUSION_KEYS`.
-
-    >>> probs = np.tile([[0.9], [0.2], [0.6]], (1, 40))
-    >>> confusion_counts(probs, np.tile([[1], [0], [0]], (1, 40)), np.ones((3, 40), bool), np.full(40, 0.5))["Bald"]
-    {'true_positives': 1, 'false_positives': 1, 'false_negatives': 0, 'true_negatives': 1}
-    """
-    probs, labels, mask = check_attribute_arrays(probs, labels, mask)
-    called = probs >= np.asarray(thresholds, np.float64)[None, :]
-    truth = labels > 0.5
-    cells = (called & truth, called & ~truth, ~called & truth, ~called & ~truth)
-    counts = np.stack([(cell & mask).sum(axis=0) for cell in cells], axis=1)
-    return {name: dict(zip(CONFUSION_KEYS, map(int, row))) for name, row in zip(ATTRIBUTES, counts)}
 
 
 def beauty_deciles(predicted: np.ndarray, target: np.ndarray, bins: int = BEAUTY_DECILES) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from faceattr.evaluation.calibration import (
     logits_from_probabilities,
 )
 from faceattr.evaluation.decision import DEFAULT_DECISION, fit_policies
-from faceattr.evaluation.errors import beauty_deciles, confusion_counts, gallery_selection
+from faceattr.evaluation.errors import beauty_deciles, gallery_selection
 from faceattr.evaluation.summary import evaluation_result
 from faceattr.evaluation.thresholds import fit_thresholds
 from faceattr.files import save_table
@@ -224,7 +224,7 @@ def summarize(predictions: Predictions, thresholds: np.ndarray, meta: dict, thre
         args = (calibrated, predictions.attribute_labels, predictions.attribute_mask)
         per_attribute = metrics.attribute_metrics(*args, thresholds)
         parts.update(attributes=per_attribute, means=metrics.mean_metrics(per_attribute),
-                     confusion=confusion_counts(*args, thresholds),
+                     confusion=metrics.confusion_counts(*args, thresholds),
                      means_at_half=metrics.mean_metrics(metrics.attribute_metrics(*args, np.full_like(thresholds, 0.5))),
                      means_cross_fitted=cross_fitted_means(*args, threshold_metric),
                      calibration=calibration_summary(predictions, calibrated, temperatures, offsets))

@@ -17,6 +17,8 @@ NAN = float("nan")
 #: Metrics averaged by :func:`mean_metrics` (``threshold`` and ``count`` describe the
 #: evaluation rather than measure it).
 MEAN_KEYS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "average_precision", "base_rate")
+#: Each attribute's confusion counts at the model's thresholds, in the report's column order.
+CONFUSION_KEYS: tuple[str, ...] = ("true_positives", "false_positives", "false_negatives", "true_negatives")
 
 
 def cross_fitting_halves(count: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -162,6 +164,31 @@ def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator / denominator) if denominator > 0 else NAN
 
 
+def confusion_counts(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray,
+                     thresholds: np.ndarray) -> dict[str, dict[str, int]]:
+    """Each attribute's confusion matrix over its known labels, at ``thresholds``.
+
+    Args:
+        probs: ``(N, 40)`` calibrated probabilities.
+        labels: ``(N, 40)`` 0/1 labels.
+        mask: ``(N, 40)`` True where the label is known.
+        thresholds: ``(40,)``; positive when ``prob >= threshold``.
+
+    Returns:
+        For each attribute name, the counts of :data:`CONFUSION_KEYS`.
+
+    >>> probs = np.tile([[0.9], [0.2], [0.6]], (1, 40))
+    >>> confusion_counts(probs, np.tile([[1], [0], [0]], (1, 40)), np.ones((3, 40), bool), np.full(40, 0.5))["Bald"]
+    {'true_positives': 1, 'false_positives': 1, 'false_negatives': 0, 'true_negatives': 1}
+    """
+    probs, labels, mask = check_attribute_arrays(probs, labels, mask)
+    called = probs >= np.asarray(thresholds, np.float64)[None, :]
+    truth = labels > 0.5
+    cells = (called & truth, called & ~truth, ~called & truth, ~called & ~truth)
+    counts = np.stack([(cell & mask).sum(axis=0) for cell in cells], axis=1)
+    return {name: dict(zip(CONFUSION_KEYS, map(int, row))) for name, row in zip(ATTRIBUTES, counts)}
+
+
 def attribute_metrics(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray,
                       thresholds: np.ndarray) -> dict[str, dict[str, float]]:
     """Per-attribute classification metrics over the known labels.
@@ -191,18 +218,16 @@ def attribute_metrics(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray,
     thresholds = np.asarray(thresholds, dtype=np.float64)
     if thresholds.shape != (NUM_ATTRIBUTES,):
         raise ValueError(f"thresholds: expected shape ({NUM_ATTRIBUTES},), got {thresholds.shape}")
+    confusion = confusion_counts(probs, labels, mask, thresholds)
     results = {}
     for index, name in enumerate(ATTRIBUTES):
         known = mask[:, index]
         scores = probs[known, index]
         truth = labels[known, index] > 0.5
-        predicted = scores >= thresholds[index]
+        true_positives, false_positives, false_negatives, true_negatives = (confusion[name][key]
+                                                                            for key in CONFUSION_KEYS)
         count = int(known.sum())
-        true_positives = int(np.sum(predicted & truth))
-        false_positives = int(np.sum(predicted & ~truth))
-        positives = int(truth.sum())
-        negatives = count - positives
-        true_negatives = negatives - false_positives
+        positives, negatives = true_positives + false_negatives, false_positives + true_negatives
         recall = _ratio(true_positives, positives)
         specificity = _ratio(true_negatives, negatives)
         results[name] = {

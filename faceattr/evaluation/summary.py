@@ -12,7 +12,7 @@ An evaluation is a plain dict, so that a checkpoint holding one loads with
 - ``beauty``: the regression metrics of the beauty score, and ``beauty_predictions``: the
   per-image predicted and true scores;
 - ``confusion``: per attribute name, the confusion counts of
-  :data:`~faceattr.evaluation.errors.CONFUSION_KEYS` at the model's thresholds;
+  :data:`~faceattr.evaluation.metrics.CONFUSION_KEYS` at the model's thresholds;
 - ``beauty_deciles``: ``{"bins": [...]}``, the beauty error per decile of the predicted score;
 - ``galleries``: which validation images the error galleries show
   (:func:`~faceattr.evaluation.errors.gallery_selection`), only when galleries were asked for.
@@ -33,8 +33,7 @@ from typing import Any
 
 from faceattr.attributes import ATTRIBUTE_INDEX, ATTRIBUTES
 from faceattr.errors import EvaluationError
-from faceattr.evaluation.errors import CONFUSION_KEYS
-from faceattr.evaluation.metrics import MEAN_KEYS
+from faceattr.evaluation.metrics import CONFUSION_KEYS, MEAN_KEYS
 
 #: Each attribute's metrics (as :func:`~faceattr.evaluation.metrics.attribute_metrics` gives
 #: them), in the column order of the report's table and ``attributes.csv``.

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from faceattr.attributes import ATTRIBUTES
-from faceattr.evaluation.errors import CONFUSION_KEYS
+from faceattr.evaluation.metrics import CONFUSION_KEYS
 from faceattr.evaluation.report.format import (
     as_number,
     bin_label,
