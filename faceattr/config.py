@@ -36,6 +36,10 @@ BACKBONE_NAMES: tuple[str, ...] = (
     "cbam_resnet50", "eca_resnet50", "sk_resnet18", "sk_resnet34", "sk_resnet50",
     "mobilenetv3_small_050", "mobilenetv3_small", "mobilenetv3_large", "efficientnet_b0",
 )
+#: The backbones that are timm ResNets: ``model.stem_stride`` and ``model.width`` apply to these.
+RESNET_BACKBONES: tuple[str, ...] = tuple(name for name in BACKBONE_NAMES if "resnet" in name)
+#: ``model.stem_stride``: how much a ResNet's stem shrinks the face (see :func:`faceattr.models.backbone.shrink_stem`).
+STEM_STRIDES: tuple[int, ...] = (4, 2, 1)
 #: ``model.beauty_head``: see :class:`faceattr.models.heads.BeautyHead`.
 BEAUTY_HEAD_KINDS: tuple[str, ...] = ("regression", "distribution")
 #: ``loss.attributes`` and ``loss.beauty``: see :class:`faceattr.training.losses.MultiTaskLoss`.
@@ -101,6 +105,9 @@ class DataConfig:
         max_val_samples: Cap on validation images (0: all), for quick runs.
         on_bad_sample: ``error`` stops on a corrupt image or label row; ``skip`` skips and counts it.
         augment: Random crop jitter, flips and colour jitter while training.
+        random_erasing: With ``augment``, the chance that a training image has a random
+            rectangle (2-33% of its area) filled with the mean colour (Zhong et al. 2020), so
+            that no single part of the face can carry an attribute alone.
         preload: Decode every image once (its evaluation crop) and keep them on the training
             device, where batches are drawn and augmented (:mod:`faceattr.data.preload`): for
             GPUs, which small faces would otherwise leave waiting on CPU decoding. ``workers``
@@ -119,6 +126,7 @@ class DataConfig:
     max_val_samples: int = 0
     on_bad_sample: str = "error"
     augment: bool = True
+    random_erasing: float = 0.0
     preload: bool = False
     holdout_groups: str | None = None
 
@@ -132,14 +140,24 @@ class ModelConfig:
         weights: Optional local ``.safetensors``/``.pt`` file to initialise the backbone.
         init_from: A whole trained model to start from, backbone and both heads: ``default``
             (the model installed with faceattr), an exported ``.safetensors`` (its ``.json``
-            beside it) or a ``best.pt``/``last.pt``. Its backbone, beauty head, input size and
-            crop must be this config's (``model.backbone``, ``model.beauty_head``,
-            ``model.beauty_bins``, ``data.image_size``, the crop of the ``celeba`` sources);
-            a difference is refused naming the key and both values. Fine-tuning on labels
+            beside it) or a ``best.pt``/``last.pt``. Its backbone, width, beauty head and crop
+            must be this config's (``model.backbone``, ``model.width``, ``model.beauty_head``,
+            ``model.beauty_bins``, the crop of the ``celeba`` sources); a difference is refused
+            naming the key and both values. ``data.image_size`` and ``model.stem_stride`` may
+            differ: a warm start at another scale (logged as a warning). Fine-tuning on labels
             without attributes keeps its attribute calibration and thresholds.
         beauty_head: ``regression`` (one score) or ``distribution`` (bins, EMD loss).
         beauty_bins: Number of bins over 1-5 for the distribution head.
         drop_rate: Dropout before the heads.
+        stem_stride: For ResNet backbones: 4 (the standard stem: stride-2 convolution and
+            max-pool), 2 (no max-pool) or 1 (no max-pool, stride-1 first convolution). At 64 px
+            the standard stem leaves 16x16 maps for the first block and 2x2 for the last; 2
+            keeps 32x32 and 4x4 for 4x the computation. A trained network's weights fit any
+            stem stride, so ``init_from`` can start a stride-2 network from a stride-4 one.
+        width: For ResNet backbones: multiplies the channels (0.5 halves them, a quarter of
+            the computation and parameters).
+        drop_path_rate: Stochastic depth (timm's ``drop_path_rate``): the chance of skipping
+            the last residual block while training, rising linearly from 0 at the first.
     """
 
     backbone: str = "resnet18"
@@ -148,6 +166,9 @@ class ModelConfig:
     beauty_head: str = "regression"
     beauty_bins: int = 9
     drop_rate: float = 0.0
+    stem_stride: int = 4
+    width: float = 1.0
+    drop_path_rate: float = 0.0
 
 
 @dataclass
@@ -168,6 +189,9 @@ class LossConfig:
         adaptive_power: How strongly weak attributes are up-weighted.
         adaptive_momentum: Smoothing of the weights between epochs.
         label_smoothing: Pulls attribute targets towards 0.5 by this amount.
+        beauty_ranking: Weight of a pairwise ranking term added to the beauty loss: every
+            pair of rated faces in a batch is scored on whether the network orders them as
+            the raters did (see :class:`faceattr.training.losses.MultiTaskLoss`); 0 turns it off.
     """
 
     attributes: str = "focal"
@@ -180,6 +204,7 @@ class LossConfig:
     adaptive_power: float = 1.0
     adaptive_momentum: float = 0.5
     label_smoothing: float = 0.0
+    beauty_ranking: float = 0.0
 
 
 @dataclass
@@ -276,6 +301,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.on_bad_sample": BAD_SAMPLE_CHOICES,
     "model.backbone": BACKBONE_NAMES,
     "model.beauty_head": BEAUTY_HEAD_KINDS,
+    "model.stem_stride": STEM_STRIDES,
     "loss.attributes": ATTRIBUTE_LOSSES,
     "loss.beauty": BEAUTY_LOSSES,
     "optim.optimizer": ("adamw", "sgd"),
@@ -296,13 +322,17 @@ RANGES: dict[str, str] = {
     "data.workers": ">= 0",
     "data.epoch_size": ">= 0",
     "data.max_val_samples": ">= 0",
+    "data.random_erasing": "[0, 1]",
     "model.beauty_bins": ">= 2",
     "model.drop_rate": "[0, 1)",
+    "model.width": "> 0",
+    "model.drop_path_rate": "[0, 1)",
     "loss.focal_gamma": ">= 0",
     "loss.focal_alpha": "[0, 1]",
     "loss.ohem_ratio": "(0, 1]",
     "loss.label_smoothing": "[0, 1)",
     "loss.beauty_weight": ">= 0",
+    "loss.beauty_ranking": ">= 0",
     "loss.adaptive_power": ">= 0",
     "loss.adaptive_momentum": "[0, 1)",
     "optim.lr": ">= 0",
@@ -427,7 +457,7 @@ def validate(config: Config) -> None:
     for dotted, choices in CHOICES.items():
         for key, value in _values(config, dotted):
             if value not in choices:
-                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
     alpha = config.loss.focal_alpha
     if isinstance(alpha, str) and alpha != "auto":
         raise ConfigError(f"loss.focal_alpha: {alpha!r} is not 'auto', a number or none")
@@ -449,6 +479,11 @@ def validate(config: Config) -> None:
     if config.model.init_from and config.model.weights:
         raise ConfigError(f"model.weights: {config.model.weights!r} and model.init_from: {config.model.init_from!r} "
                           "both initialise the backbone; keep one (init_from loads the whole model)")
+    model = config.model
+    for key, value, default in (("stem_stride", model.stem_stride, 4), ("width", model.width, 1.0)):
+        if value != default and model.backbone not in RESNET_BACKBONES:
+            raise ConfigError(f"model.{key}: applies to the ResNet backbones ({', '.join(RESNET_BACKBONES)}), "
+                              f"not to model.backbone {model.backbone!r}; leave it at {default}")
     if config.model.beauty_head == "regression" and config.loss.beauty == "emd":
         raise ConfigError("loss.beauty: 'emd' needs model.beauty_head: distribution")
 

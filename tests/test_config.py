@@ -91,6 +91,11 @@ ONE_SOURCE = {"data": {"sources": [{"kind": "csv", "root": "team.csv"}]}}
     ("data.max_val_samples=-1", "data.max_val_samples: must be >= 0, got -1"),
     ("model.beauty_bins=1", "model.beauty_bins: must be >= 2, got 1"),
     ("model.drop_rate=1", "model.drop_rate: must be in [0, 1), got 1.0"),
+    ("model.width=0", "model.width: must be > 0, got 0.0"),
+    ("model.drop_path_rate=1", "model.drop_path_rate: must be in [0, 1), got 1.0"),
+    ("model.stem_stride=3", "model.stem_stride: 3 is not one of 4, 2, 1"),
+    ("data.random_erasing=1.5", "data.random_erasing: must be in [0, 1], got 1.5"),
+    ("loss.beauty_ranking=-1", "loss.beauty_ranking: must be >= 0, got -1.0"),
     ("loss.ohem_ratio=0", "loss.ohem_ratio: must be in (0, 1], got 0.0"),
     ("loss.focal_gamma=-1", "loss.focal_gamma: must be >= 0, got -1.0"),
     ("loss.focal_alpha=1.5", "loss.focal_alpha: must be in [0, 1], got 1.5"),
@@ -114,6 +119,13 @@ def test_out_of_range_numbers_name_the_key(override, message):
     with pytest.raises(ConfigError) as error:
         config_from_dict(ONE_SOURCE, [override])
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("override", ["model.stem_stride=2", "model.width=0.5"])
+def test_stem_and_width_are_refused_for_a_backbone_that_is_not_a_resnet(override):
+    with pytest.raises(ConfigError, match=r"model\.(stem_stride|width): applies to the ResNet backbones .* "
+                                          r"not to model\.backbone 'mobilenetv3_large'"):
+        config_from_dict(ONE_SOURCE, ["model.backbone=mobilenetv3_large", override])
 
 
 def test_range_bounds_that_are_allowed_load():

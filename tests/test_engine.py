@@ -139,8 +139,9 @@ def fit_killed_in_epoch(number: int, config, monkeypatch: pytest.MonkeyPatch) ->
 def test_resume_after_a_kill_ends_where_the_uninterrupted_run_ends(data_root, tmp_path, monkeypatch, preload):
     import faceattr.training.engine as engine
 
-    # Workers and dropout included: neither may make the resumed run differ.
-    settings = ("data.workers=1", "model.drop_rate=0.2", f"data.preload={preload}")
+    # Workers, dropout, stochastic depth and random erasing included: none may make the resumed run differ.
+    settings = ("data.workers=1", "model.drop_rate=0.2", f"data.preload={preload}", "model.drop_path_rate=0.2",
+                "data.random_erasing=0.5", "model.stem_stride=2", "loss.beauty_ranking=0.5")
     engine.fit(tiny_config(data_root, tmp_path / "straight", *settings))
 
     fit_killed_in_epoch(3, tiny_config(data_root, tmp_path / "killed", *settings), monkeypatch)

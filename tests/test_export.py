@@ -101,6 +101,19 @@ def test_float32_export_predicts_exactly_as_the_checkpoint(original: Predictor, 
     assert shipped.checkpoint == exported
 
 
+def test_a_finer_stem_and_width_survive_export(faces: list[np.ndarray], tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = Config()
+    config.data.image_size = 64
+    network = FaceAttrNet("resnet10t", stem_stride=2, width=0.5)
+    save_checkpoint(DeployedModel.from_training(network, THRESHOLDS, config, 1, {}).to_checkpoint(), tmp_path / "best.pt")
+    export.export_model(tmp_path / "best.pt", tmp_path / "model.safetensors", "float32")
+    loaded = DeployedModel.load(tmp_path / "model.safetensors")
+    assert loaded.model_args | {"stem_stride": 2, "width": 0.5} == loaded.model_args
+    assert np.array_equal(probabilities(Predictor(tmp_path / "model.safetensors", device="cpu"), faces),
+                          probabilities(Predictor(tmp_path / "best.pt", device="cpu"), faces))
+
+
 def test_float16_export_is_half_the_size_and_close(checkpoint: Path, exported: Path, faces: list[np.ndarray],
                                                    original: Predictor, tmp_path: Path) -> None:
     half = tmp_path / "half.safetensors"

@@ -16,7 +16,7 @@ from faceattr.models.net import FaceAttrNet
 from faceattr.models.weights_io import load_checkpoint, save_checkpoint
 from faceattr.synthetic.fixtures import make_scut
 from faceattr.synthetic.team_labels import TEAM_COLUMNS, TEAM_SHIFT, write_team_labels
-from faceattr.training.finetune import check_compatible, freeze, load_initial_model
+from faceattr.training.finetune import check_compatible, freeze, initialise, load_initial_model
 from faceattr.training.parts import build_training
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,13 +102,23 @@ def test_trainable_freezes_the_other_parts(trainable, trained):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("data.image_size=64", "data.image_size: the config says 64, but model.init_from .* has 32"),
     ("model.backbone=resnet18", "model.backbone: the config says 'resnet18', but model.init_from .* has 'resnet10t'"),
     ("model.beauty_head=distribution", "model.beauty_head: the config says 'distribution'"),
 ])
 def test_a_config_unlike_the_initial_model_is_refused_naming_the_key(initial, scut_root, tmp_path, override, message):
     with pytest.raises(ConfigError, match=message):
         load_initial_model(finetune_config(initial, scut_root, tmp_path, override))
+
+
+@pytest.mark.parametrize("override", ["data.image_size=64", "model.stem_stride=2"])
+def test_another_input_size_or_stem_is_a_warm_start_with_a_warning(initial, scut_root, tmp_path, override, caplog):
+    config = finetune_config(initial, scut_root, tmp_path, override)
+    assert load_initial_model(config) is not None
+    key = override.split("=")[0]
+    assert f"{key}: {override.split('=')[1]} warm-starts from" in caplog.text
+    net = FaceAttrNet("resnet10t", stem_stride=config.model.stem_stride)
+    initialise(net, load_initial_model(config))
+    assert net(torch.zeros(1, 3, config.data.image_size, config.data.image_size, dtype=torch.uint8))["attributes"].shape == (1, 40)
 
 
 def test_init_from_and_backbone_weights_together_are_refused(initial, scut_root, tmp_path):

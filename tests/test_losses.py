@@ -275,3 +275,32 @@ def test_update_attribute_weights_is_a_no_op_when_disabled():
     weights = loss.update_attribute_weights(np.full(A, 0.5) - np.linspace(0, 0.4, A))
     assert torch.all(weights == 1) and torch.all(loss.attribute_weights == 1)
 
+
+
+def test_beauty_ranking_adds_ranknet_over_the_rated_pairs():
+    batch, outputs = make_batch(beauty_known=4), make_outputs()
+    plain = make_loss()(outputs, batch)
+    ranked = make_loss(beauty_ranking=0.5)(outputs, batch)
+    target, predicted = batch["beauty"][:4], outputs["beauty"][:4].detach()
+    pairs = [(i, j) for i in range(4) for j in range(4) if target[i] > target[j]]
+    ranknet = np.mean([float(F.softplus(-4.0 * (predicted[i] - predicted[j]))) for i, j in pairs])
+    assert len(pairs) == 6
+    assert float(ranked["beauty"]) == pytest.approx(float(plain["beauty"]) + 0.5 * ranknet, rel=1e-5)
+
+
+def test_beauty_ranking_prefers_the_raters_order_and_needs_two_rated_faces():
+    batch = make_batch(beauty_known=3)
+    order = batch["beauty"][:3].argsort()
+    scores = torch.zeros(B)
+    scores[order] = torch.tensor([2.0, 3.0, 4.0])  # the raters' order, at the wrong scale
+    loss = make_loss(beauty_ranking=1.0, beauty_weight=1.0)
+    right = loss({"attributes": torch.zeros(B, A), "beauty": scores}, batch)
+    reversed_scores = torch.zeros(B)
+    reversed_scores[order] = torch.tensor([4.0, 3.0, 2.0])
+    wrong = loss({"attributes": torch.zeros(B, A), "beauty": reversed_scores}, batch)
+    assert float(wrong["beauty"]) - float(right["beauty"]) > 2.0
+    single = make_batch(beauty_known=1)
+    outputs = make_outputs()
+    total = loss(outputs, single)["loss"]
+    assert torch.isfinite(total) and float(total) == pytest.approx(float(make_loss(beauty_weight=1.0)(outputs, single)["loss"]))
+    total.backward()

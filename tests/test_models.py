@@ -139,8 +139,10 @@ def test_net_returns_one_output_per_task(beauty_head: str, keys: dict[str, tuple
 
 
 def test_model_args_rebuild_the_same_architecture() -> None:
-    net = FaceAttrNet("resnet10t", beauty_head="distribution", beauty_bins=5, drop_rate=0.2)
-    assert net.model_args == dict(backbone="resnet10t", beauty_head="distribution", beauty_bins=5, drop_rate=0.2)
+    net = FaceAttrNet("resnet10t", beauty_head="distribution", beauty_bins=5, drop_rate=0.2, stem_stride=2, width=0.5,
+                      drop_path_rate=0.1)
+    assert net.model_args == dict(backbone="resnet10t", beauty_head="distribution", beauty_bins=5, drop_rate=0.2,
+                                  stem_stride=2, width=0.5, drop_path_rate=0.1)
     rebuilt = FaceAttrNet(**net.model_args)
     assert {key: value.shape for key, value in rebuilt.state_dict().items()} == \
            {key: value.shape for key, value in net.state_dict().items()}
@@ -153,8 +155,59 @@ def test_dropout_acts_on_features_before_the_heads() -> None:
 
 
 def test_build_model_follows_the_config() -> None:
-    net = build_model(ModelConfig(backbone="resnet10t", weights="", beauty_head="distribution", beauty_bins=6))
-    assert net.model_args == dict(backbone="resnet10t", beauty_head="distribution", beauty_bins=6, drop_rate=0.0)
+    net = build_model(ModelConfig(backbone="resnet10t", weights="", beauty_head="distribution", beauty_bins=6,
+                                  stem_stride=1))
+    assert net.model_args == dict(backbone="resnet10t", beauty_head="distribution", beauty_bins=6, drop_rate=0.0,
+                                  stem_stride=1, width=1.0, drop_path_rate=0.0)
+
+
+@pytest.mark.parametrize(("stem_stride", "first_block_side", "last_side"), [(4, 16, 2), (2, 32, 4), (1, 64, 8)])
+def test_stem_stride_sets_the_map_sizes_of_a_64px_face(stem_stride: int, first_block_side: int, last_side: int) -> None:
+    backbone = create_backbone("resnet18", stem_stride=stem_stride).eval()
+    sides = {}
+    hooks = [getattr(backbone, name).register_forward_hook(
+        lambda module, args, output, name=name: sides.__setitem__(name, output.shape[-1])) for name in ("layer1", "layer4")]
+    with torch.no_grad():
+        backbone(torch.zeros(1, 3, 64, 64))
+    for hook in hooks:
+        hook.remove()
+    assert sides == {"layer1": first_block_side, "layer4": last_side}
+    # Grad-CAM chooses its layer by these reductions.
+    assert [stage["reduction"] for stage in backbone.feature_info] == \
+        [min(stem_stride, 2)] + [64 // first_block_side * 2 ** i for i in range(4)]
+
+
+def test_a_standard_stem_network_warm_starts_a_finer_stem() -> None:
+    standard = FaceAttrNet("resnet10t").eval()
+    finer = FaceAttrNet("resnet10t", stem_stride=2).eval()
+    finer.load_state_dict(standard.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(finer(PIXELS)["attributes"], standard(PIXELS)["attributes"])
+
+
+def test_width_scales_the_channels_and_stays_a_resnet() -> None:
+    half = create_backbone("se_resnet18", width=0.5)
+    assert half.head_hidden_size == 256
+    assert sum(p.numel() for p in half.parameters()) < 0.3 * sum(p.numel() for p in create_backbone("se_resnet18").parameters())
+
+
+def test_stem_and_width_are_refused_for_a_backbone_that_is_not_a_resnet() -> None:
+    with pytest.raises(ValueError, match="apply to the ResNet backbones"):
+        create_backbone("mobilenetv3_small_050", width=0.5)
+
+
+def test_drop_path_skips_residual_blocks_only_while_training() -> None:
+    net = FaceAttrNet("resnet10t", drop_path_rate=0.5)
+    for module in net.modules():  # timm zero-initialises each block's last BatchNorm: a new block adds nothing
+        if isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+    torch.manual_seed(0)
+    net.train()
+    first, second = net(PIXELS)["attributes"], net(PIXELS)["attributes"]
+    assert not torch.allclose(first, second)
+    net.eval()
+    with torch.no_grad():
+        assert torch.equal(net(PIXELS)["attributes"], net(PIXELS)["attributes"])
 
 
 def test_safetensors_weights_roundtrip(tmp_path: Path) -> None:

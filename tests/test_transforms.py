@@ -8,9 +8,11 @@ import torch
 from PIL import Image
 
 from faceattr.data.transforms import (
+    ERASING_FILL,
     CropResize,
     augment_batch,
     crop_box,
+    erase_batch,
     eval_transform,
     train_transform,
 )
@@ -151,3 +153,43 @@ def test_augment_batch_colour_factors_stay_in_range_and_some_images_turn_grey() 
     red = augment_batch(colourful, torch.Generator().manual_seed(0))
     grey_share = (red[:, 0] == red[:, 1]).all(dim=(1, 2)).float().mean()
     assert 0.02 < grey_share < 0.09  # GRAYSCALE_P = 0.05
+
+
+# --- random erasing (data.random_erasing) -------------------------------------------------
+
+def erased_share(images: torch.Tensor) -> torch.Tensor:
+    """Per image, the share of pixels that show the erasing fill (the inputs never do)."""
+    fill = torch.tensor(ERASING_FILL, dtype=torch.uint8).view(1, 3, 1, 1)
+    return (images == fill).all(dim=1).float().mean(dim=(1, 2))
+
+
+def test_erase_batch_fills_one_rectangle_per_chosen_image_with_the_mean_colour() -> None:
+    images = torch.zeros((2000, 3, 32, 32), dtype=torch.uint8)
+    share = erased_share(erase_batch(images, 0.5, torch.Generator().manual_seed(0)))
+    erased = share > 0
+    assert 0.45 < erased.float().mean() < 0.55
+    # ERASING_SCALE = (0.02, 0.33): areas drawn uniformly, cut to the image where too long.
+    assert share[erased].min() >= 0.01 and share[erased].max() <= 0.36
+    assert 0.12 < share[erased].mean() < 0.2
+    out = erase_batch(images[:50], 1.0, torch.Generator().manual_seed(1))
+    for image in out:
+        rows, columns = (image[0] != 0).nonzero(as_tuple=True)
+        height, width = int(rows.max() - rows.min()) + 1, int(columns.max() - columns.min()) + 1
+        assert len(rows) == height * width  # one solid rectangle
+
+
+def test_augment_batch_erases_only_when_asked_and_keeps_its_other_draws() -> None:
+    images = torch.zeros((500, 3, 16, 16), dtype=torch.uint8)
+    plain = augment_batch(images, torch.Generator().manual_seed(3))
+    assert (erased_share(plain) == 0).all()
+    erased = augment_batch(images, torch.Generator().manual_seed(3), random_erasing=0.25)
+    touched = erased_share(erased) > 0
+    assert 0.18 < touched.float().mean() < 0.32
+    assert torch.equal(erased[~touched], plain[~touched])
+
+
+def test_train_transform_erases_like_the_batch_path() -> None:
+    torch.manual_seed(0)
+    transform = train_transform(32, None, random_erasing=1.0)
+    shares = torch.stack([erased_share(transform(Image.new("RGB", (40, 40)))[None])[0] for _ in range(40)])
+    assert (shares > 0).all() and shares.max() <= 0.36

@@ -177,7 +177,8 @@ def build_data(config: DataConfig) -> DataBundle:
     all_train = [record for records in train.values() for record in records]
     # Preloaded images are augmented in batches on the device (faceattr.data.preload).
     train_sets = [FaceDataset(records, eval_transform(config.image_size, source.crop) if config.preload else
-                              train_transform(config.image_size, source.crop, config.augment), config.on_bad_sample)
+                              train_transform(config.image_size, source.crop, config.augment, config.random_erasing),
+                              config.on_bad_sample)
                   for records, source in zip(train.values(), config.sources)]
     val_sets = [FaceDataset(records, eval_transform(config.image_size, source.crop), config.on_bad_sample)
                 for records, source in zip(val.values(), config.sources)]
@@ -361,7 +362,7 @@ def build_loaders(bundle: DataBundle, config: DataConfig, seed: int, rank: int =
     if config.preload:
         device = device or torch.device("cpu")
         return (PreloadedLoader(bundle.train.datasets, config.batch_size, device, config.workers, sampler,
-                                config.augment, seed),
+                                config.augment, seed, config.random_erasing),
                 PreloadedLoader([shard], config.batch_size, device, config.workers))
     # Their own generator keeps the loaders off the global RNG, whose stream (dropout) would
     # otherwise depend on when the persistent workers were started: at epoch 0, or at a resume.

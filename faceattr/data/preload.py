@@ -67,10 +67,11 @@ class PreloadedLoader:
             and augmented. ``None`` for validation: every sample once, in order, unaugmented.
         augment: Apply :func:`faceattr.data.transforms.augment_batch` to training batches.
         seed: With the epoch, seeds the augmentation.
+        random_erasing: With ``augment``, each training image's chance of random erasing.
     """
 
     def __init__(self, datasets: Sequence[Dataset], batch_size: int, device: torch.device, workers: int = 0,
-                 sampler=None, augment: bool = True, seed: int = 0):
+                 sampler=None, augment: bool = True, seed: int = 0, random_erasing: float = 0.0):
         self.datasets = list(datasets)
         self.batch_size = batch_size
         self.device = device
@@ -78,6 +79,7 @@ class PreloadedLoader:
         self.sampler = sampler
         self.augment = augment
         self.seed = seed
+        self.random_erasing = random_erasing
         self._data: dict[str, torch.Tensor] | None = None
 
     def _load(self) -> dict[str, torch.Tensor]:
@@ -117,5 +119,5 @@ class PreloadedLoader:
             index = order[start: start + self.batch_size]
             batch = {key: value[index] for key, value in data.items()}
             if self.sampler is not None and self.augment:
-                batch["image"] = augment_batch(batch["image"], generator)
+                batch["image"] = augment_batch(batch["image"], generator, self.random_erasing)
             yield batch

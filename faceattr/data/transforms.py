@@ -33,6 +33,12 @@ JITTER_RATIO: tuple[float, float] = (0.9, 1.1)
 #: factors are drawn from ``[1 - COLOUR_JITTER, 1 + COLOUR_JITTER]``.
 COLOUR_JITTER: float = 0.2
 GRAYSCALE_P: float = 0.05
+#: Random erasing (``data.random_erasing``), as torchvision's defaults: the rectangle's share of
+#: the image area and its aspect ratio; it is filled with :data:`ERASING_FILL`, the mean colour,
+#: which the network's normalisation turns into zeros (timm's ``const`` mode).
+ERASING_SCALE: tuple[float, float] = (0.02, 0.33)
+ERASING_RATIO: tuple[float, float] = (0.3, 3.3)
+ERASING_FILL: tuple[int, int, int] = tuple(round(255 * channel) for channel in MEAN)
 
 #: PIL first shrinks by an integer factor while the image stays this many times larger than
 #: the output, then resamples: much faster on large images and visually the same.
@@ -106,7 +112,8 @@ def eval_transform(image_size: int, crop: Sequence[float] | None) -> Transform:
     return v2.Compose([CropResize(image_size, crop), v2.PILToTensor(), v2.ToPureTensor()])
 
 
-def train_transform(image_size: int, crop: Sequence[float] | None, augment: bool = True) -> Transform:
+def train_transform(image_size: int, crop: Sequence[float] | None, augment: bool = True,
+                    random_erasing: float = 0.0) -> Transform:
     """The training transform: the source's crop with a small random jitter, flips and colour.
 
     The augmentations are a random scale/shift of the crop box (see :class:`CropResize`),
@@ -118,6 +125,8 @@ def train_transform(image_size: int, crop: Sequence[float] | None, augment: bool
         image_size: Side of the square output in pixels.
         crop: The source's fractional crop box (``None``: whole image).
         augment: ``False`` gives :func:`eval_transform` (for runs without augmentation).
+        random_erasing: Chance of erasing a random rectangle (:data:`ERASING_SCALE`,
+            :data:`ERASING_RATIO`, filled with :data:`ERASING_FILL`).
 
     Returns:
         A callable from an RGB PIL image to a uint8 ``(3, image_size, image_size)`` tensor.
@@ -135,6 +144,8 @@ def train_transform(image_size: int, crop: Sequence[float] | None, augment: bool
         v2.ColorJitter(brightness=COLOUR_JITTER, contrast=COLOUR_JITTER, saturation=COLOUR_JITTER),
         v2.RandomGrayscale(p=GRAYSCALE_P),
         v2.PILToTensor(),
+        *([v2.RandomErasing(random_erasing, ERASING_SCALE, ERASING_RATIO, value=list(ERASING_FILL))]
+          if random_erasing else []),
         v2.ToPureTensor(),
     ])
 
@@ -145,19 +156,22 @@ def _gray(images: torch.Tensor) -> torch.Tensor:
     return (0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3])
 
 
-def augment_batch(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def augment_batch(images: torch.Tensor, generator: torch.Generator | None = None,
+                  random_erasing: float = 0.0) -> torch.Tensor:
     """The training augmentation of :func:`train_transform`, for a batch on any device.
 
     For preloaded images (``data.preload``): each image of the batch, already the evaluation
     crop at its final size, gets its own random crop jitter (area :data:`JITTER_SCALE`,
     aspect :data:`JITTER_RATIO`, shift; one bilinear resample), horizontal flip, brightness,
     contrast and saturation jitter (in that order; torchvision shuffles the order) and, with
-    probability :data:`GRAYSCALE_P`, grayscale. One pass of a few tensor operations, so a GPU
+    probability :data:`GRAYSCALE_P`, grayscale, then with probability ``random_erasing`` a
+    random rectangle filled with the mean colour (see :func:`erase_batch`). One pass of a few tensor operations, so a GPU
     augments a batch in well under a millisecond.
 
     Args:
         images: uint8 ``(B, 3, S, S)``.
         generator: Random source on the images' device (``None``: torch's global one).
+        random_erasing: Chance of erasing a rectangle of each image.
 
     Returns:
         uint8 ``(B, 3, S, S)`` on the same device.
@@ -195,4 +209,43 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator | None = None
     gray = _gray(out)
     out = (gray + (out - gray) * factor(7)).clamp(0, 255)
     out = torch.where((draws[:, 8] < GRAYSCALE_P).view(batch, 1, 1, 1), _gray(out).expand_as(out), out)
-    return out.round().to(torch.uint8)
+    out = out.round().to(torch.uint8)
+    # Drawn after the others, so that runs without erasing keep their augmentation draws.
+    return erase_batch(out, random_erasing, generator) if random_erasing else out
+
+
+def erase_batch(images: torch.Tensor, probability: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random erasing (Zhong et al. 2020) of a batch: torchvision's ``RandomErasing``, one image at a time in one pass.
+
+    Each image, with chance ``probability``, gets a rectangle of :data:`ERASING_SCALE` of its area
+    and aspect ratio within :data:`ERASING_RATIO` (log-uniform), placed uniformly, filled with
+    :data:`ERASING_FILL`. A rectangle that would not fit is cut to the image (torchvision redraws it).
+
+    Args:
+        images: uint8 ``(B, 3, H, W)``.
+        probability: Chance that an image is erased.
+        generator: Random source on the images' device.
+
+    Returns:
+        A new uint8 ``(B, 3, H, W)`` tensor.
+
+    >>> out = erase_batch(torch.full((4, 3, 8, 8), 7, dtype=torch.uint8), 1.0, torch.Generator().manual_seed(0))
+    >>> bool(((out == 7).all(dim=1).sum(dim=(1, 2)) < 64).all())
+    True
+    """
+    batch, _, height, width = images.shape
+    draws = torch.rand(batch, 5, generator=generator, device=images.device)
+    area = ERASING_SCALE[0] + (ERASING_SCALE[1] - ERASING_SCALE[0]) * draws[:, 0]
+    log_low, log_high = math.log(ERASING_RATIO[0]), math.log(ERASING_RATIO[1])
+    ratio = torch.exp(log_low + (log_high - log_low) * draws[:, 1])
+    box_height = (torch.sqrt(area * ratio) * height).round().clamp(1, height)
+    box_width = (torch.sqrt(area / ratio) * width).round().clamp(1, width)
+    top = ((height - box_height + 1) * draws[:, 2]).floor()
+    left = ((width - box_width + 1) * draws[:, 3]).floor()
+    rows = torch.arange(height, device=images.device).view(1, height, 1)
+    columns = torch.arange(width, device=images.device).view(1, 1, width)
+    inside = ((rows >= top.view(-1, 1, 1)) & (rows < (top + box_height).view(-1, 1, 1))
+              & (columns >= left.view(-1, 1, 1)) & (columns < (left + box_width).view(-1, 1, 1)))
+    erased = inside & (draws[:, 4] < probability).view(-1, 1, 1)
+    fill = torch.tensor(ERASING_FILL, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return torch.where(erased.unsqueeze(1), fill, images)

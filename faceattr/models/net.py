@@ -28,6 +28,10 @@ class FaceAttrNet(nn.Module):
         beauty_head: ``regression`` or ``distribution`` (see :class:`BeautyHead`).
         beauty_bins: Bins of the distribution head.
         drop_rate: Dropout on the pooled features, before both heads.
+        stem_stride: How much a ResNet stem shrinks the image: 4 (standard), 2 or 1 (see
+            :func:`faceattr.models.backbone.shrink_stem`).
+        width: Channel multiplier of a ResNet backbone.
+        drop_path_rate: Stochastic depth of the backbone's residual blocks.
         weights: Optional local weights file for the backbone (see :func:`create_backbone`).
 
     >>> import torch
@@ -40,11 +44,14 @@ class FaceAttrNet(nn.Module):
     """
 
     def __init__(self, backbone: str, beauty_head: str = "regression", beauty_bins: int = 9,
-                 drop_rate: float = 0.0, weights: str | Path | None = None):
+                 drop_rate: float = 0.0, stem_stride: int = 4, width: float = 1.0, drop_path_rate: float = 0.0,
+                 weights: str | Path | None = None):
         super().__init__()
         self._model_args: dict[str, Any] = dict(
-            backbone=backbone, beauty_head=beauty_head, beauty_bins=beauty_bins, drop_rate=drop_rate)
-        self.backbone = create_backbone(backbone, weights)
+            backbone=backbone, beauty_head=beauty_head, beauty_bins=beauty_bins, drop_rate=drop_rate,
+            stem_stride=stem_stride, width=width, drop_path_rate=drop_path_rate)
+        self.backbone = create_backbone(backbone, weights, stem_stride=stem_stride, width=width,
+                                        drop_path_rate=drop_path_rate)
         # head_hidden_size, not num_features: they differ for backbones with a conv head
         # after pooling (MobileNetV3), and the heads see the pooled output.
         features = self.backbone.head_hidden_size
@@ -110,4 +117,5 @@ def build_model(config: ModelConfig) -> FaceAttrNet:
     """
     return FaceAttrNet(backbone=config.backbone, beauty_head=config.beauty_head,
                        beauty_bins=config.beauty_bins, drop_rate=config.drop_rate,
+                       stem_stride=config.stem_stride, width=config.width, drop_path_rate=config.drop_path_rate,
                        weights=config.weights or None)

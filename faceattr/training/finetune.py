@@ -41,7 +41,7 @@ def load_initial_model(config: Config) -> DeployedModel | None:
     """The model ``model.init_from`` names, checked against ``config``; ``None`` when it names none.
 
     Raises:
-        ConfigError: The model's backbone, beauty head, input size or crop differs from the
+        ConfigError: The model's backbone, width, beauty head or crop differs from the
             config's (naming the key and both values).
         CheckpointError: The file is missing, unreadable or fails its checksums.
 
@@ -63,11 +63,13 @@ def load_initial_model(config: Config) -> DeployedModel | None:
 
 
 def check_compatible(initial: DeployedModel, config: Config) -> None:
-    """Refuses a config whose network, input size or crop differs from the model it starts from.
+    """Refuses a config whose network or crop differs from the model it starts from.
 
     The config states them rather than taking them from the model, so that the run's
     ``config.yaml`` says what was trained, and a config written for another model fails at
-    once instead of training at the wrong size.
+    once. The input size and the stem stride may differ: the weights fit any, so a model
+    trained at 64 px can warm-start one at 128 px or with a finer stem (logged as a warning,
+    since the thresholds and calibration it brings were fitted at its own scale).
 
     Raises:
         ConfigError: Naming the first key that differs, its value and the model's.
@@ -76,11 +78,19 @@ def check_compatible(initial: DeployedModel, config: Config) -> None:
     expected = {
         "model.backbone": (config.model.backbone, initial.model_args["backbone"]),
         "model.beauty_head": (config.model.beauty_head, initial.model_args.get("beauty_head", "regression")),
-        "data.image_size": (config.data.image_size, initial.image_size),
+        # Not the stem stride: the weights fit any stem, so a standard-stem model can warm-start
+        # a finer one (see faceattr.models.backbone.shrink_stem).
+        "model.width": (config.model.width, initial.model_args.get("width", 1.0)),
         "data.sources[kind=celeba].crop": (tuple(training_crop(config)), tuple(initial.crop)),
     }
     if config.model.beauty_head == "distribution":
         expected["model.beauty_bins"] = (config.model.beauty_bins, initial.model_args.get("beauty_bins"))
+    scale = {"data.image_size": (config.data.image_size, initial.image_size),
+             "model.stem_stride": (config.model.stem_stride, initial.model_args.get("stem_stride", 4))}
+    for key, (configured, model_value) in scale.items():
+        if configured != model_value:
+            logger.warning("%s: %s warm-starts from %s, which has %s: the network sees faces at another scale "
+                           "from its first step", key, configured, where, model_value)
     for key, (configured, model_value) in expected.items():
         if configured != model_value:
             raise ConfigError(f"{key}: the config says {configured!r}, but {where} has {model_value!r}; "

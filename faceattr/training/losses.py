@@ -31,6 +31,9 @@ WEIGHT_RANGE = (0.2, 5.0)
 #: Added to the balanced-accuracy error so a perfect attribute keeps a small weight.
 ERROR_FLOOR = 0.05
 SMOOTH_L1_BETA = 0.5
+#: The beauty ranking term's logistic scale: a predicted gap of 0.25 points in the raters'
+#: order costs log(1 + e^-1), as much as a logit of 1 in RankNet (Burges et al. 2005).
+RANKING_SCALE = 4.0
 
 
 def score_to_distribution(score: Tensor, bins: int, sigma: float = 0.5) -> Tensor:
@@ -72,6 +75,12 @@ class MultiTaskLoss(torch.nn.Module):
       ``BCE * (1 - p_t) ** gamma`` (Lin et al. 2017).
 
     ``ohem`` keeps the ``ohem_ratio`` share of known pairs with the largest weighted loss.
+
+    With ``config.beauty_ranking`` > 0 the beauty loss gains a RankNet term (Burges et al. 2005)
+    over every pair of rated faces in the batch whose scores differ:
+    ``beauty_ranking x mean softplus(-RANKING_SCALE x (s_i - s_j) x sign(t_i - t_j))``, which the
+    regression alone does not ask for: scores that order faces as the raters did (what Pearson
+    measures), beside scores close to theirs (what MAE measures).
 
     Adaptive attribute weights (buffer ``attribute_weights``, starting at 1, saved in the
     state dict) follow this rule after each validation, when ``config.adaptive_weights``:
@@ -188,7 +197,10 @@ class MultiTaskLoss(torch.nn.Module):
             per_sample = F.l1_loss(predicted, target, reduction="none")
         else:
             per_sample = F.smooth_l1_loss(predicted, target, reduction="none", beta=SMOOTH_L1_BETA)
-        return torch.where(mask, per_sample, 0.0).sum() / mask.sum().clamp(min=1)
+        loss = torch.where(mask, per_sample, 0.0).sum() / mask.sum().clamp(min=1)
+        if self.config.beauty_ranking:
+            loss = loss + self.config.beauty_ranking * _ranking_loss(predicted, target, mask)
+        return loss
 
     @torch.no_grad()
     def update_attribute_weights(self, balanced_accuracy: np.ndarray | Tensor) -> Tensor:
@@ -252,12 +264,22 @@ def _check_settings(config: LossConfig, beauty_head: str, beauty_bins: int) -> N
               "focal_gamma": (config.focal_gamma, config.focal_gamma >= 0, ">= 0"),
               "label_smoothing": (config.label_smoothing, 0 <= config.label_smoothing < 1, "in [0, 1)"),
               "beauty_weight": (config.beauty_weight, config.beauty_weight >= 0, ">= 0"),
+              "beauty_ranking": (config.beauty_ranking, config.beauty_ranking >= 0, ">= 0"),
               "adaptive_power": (config.adaptive_power, config.adaptive_power >= 0, ">= 0"),
               "adaptive_momentum": (config.adaptive_momentum, 0 <= config.adaptive_momentum < 1, "in [0, 1)"),
               "beauty_bins": (beauty_bins, beauty_head != "distribution" or beauty_bins >= 2, ">= 2")}
     for name, (value, within, allowed) in bounds.items():
         if not within:
             raise ValueError(f"{name}: must be {allowed}, got {value}")
+
+
+def _ranking_loss(predicted: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean RankNet loss over the pairs of rated samples with different targets (0 with a graph if none)."""
+    order = torch.sign(target.unsqueeze(1) - target.unsqueeze(0))
+    pairs = mask.unsqueeze(1) & mask.unsqueeze(0) & (order > 0)
+    gap = predicted.unsqueeze(1) - predicted.unsqueeze(0)
+    per_pair = F.softplus(-RANKING_SCALE * gap)
+    return torch.where(pairs, per_pair, 0.0).sum() / pairs.sum().clamp(min=1)
 
 
 def _emd(predicted: Tensor, target: Tensor) -> Tensor:
