@@ -50,6 +50,7 @@ def test_attribute_metrics_match_sklearn():
             "recall": sk.recall_score(truth, predicted),
             "f1": sk.f1_score(truth, predicted),
             "average_precision": sk.average_precision_score(truth, scores),
+            "roc_auc": sk.roc_auc_score(truth, scores),
             "base_rate": truth.mean(),
             "threshold": thresholds[index],
             "count": known.sum(),

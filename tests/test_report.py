@@ -24,18 +24,18 @@ UNLABELLED = "Blurry"
 def _attribute_metrics(rng: np.random.Generator, name: str) -> dict:
     if name == UNLABELLED:
         return {**dict.fromkeys(("accuracy", "balanced_accuracy", "precision", "recall", "f1",
-                                 "average_precision", "base_rate", "threshold"), math.nan), "count": 0.0}
+                                 "average_precision", "roc_auc", "base_rate", "threshold"), math.nan), "count": 0.0}
     recall, specificity = rng.uniform(0.5, 0.97, size=2)
     base_rate = float(rng.uniform(0.02, 0.8))
     precision = recall * base_rate / (recall * base_rate + (1 - specificity) * (1 - base_rate))
     return {"accuracy": recall * base_rate + specificity * (1 - base_rate),
             "balanced_accuracy": (recall + specificity) / 2, "precision": precision, "recall": recall,
             "f1": 2 * precision * recall / (precision + recall), "average_precision": float(rng.uniform(0.3, 0.95)),
-            "base_rate": base_rate, "threshold": float(rng.uniform(0.2, 0.8)), "count": 780.0}
+            "roc_auc": float(rng.uniform(0.6, 0.99)), "base_rate": base_rate, "threshold": float(rng.uniform(0.2, 0.8)), "count": 780.0}
 
 
 def _means(per_attribute: dict, shift: float = 0.0) -> dict:
-    keys = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "average_precision", "base_rate")
+    keys = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "average_precision", "roc_auc", "base_rate")
     return {key: float(np.nanmean([m[key] for m in per_attribute.values()])) - shift for key in keys}
 
 

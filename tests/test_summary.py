@@ -46,7 +46,15 @@ def test_headline_figures_read_each_figure_from_its_section(evaluation):
     assert figures["balanced_accuracy_at_0.5"] == evaluation["attribute_means_at_0.5"]["balanced_accuracy"]
     assert figures["balanced_accuracy_cross_fitted"] == evaluation["attribute_means_cross_fitted"]["balanced_accuracy"]
     assert figures["f1"] == evaluation["attribute_means"]["f1"] and figures["beauty_rmse"] == evaluation["beauty"]["rmse"]
+    assert figures["roc_auc"] == evaluation["attribute_means"]["roc_auc"]
     assert headline(evaluation) == figures["balanced_accuracy"]
+
+
+def test_a_stored_evaluation_from_before_roc_auc_has_no_such_figure(evaluation):
+    older = {**evaluation, "attribute_means": {key: value for key, value in evaluation["attribute_means"].items()
+                                               if key != "roc_auc"}}
+    assert headline_figures(older)["roc_auc"] is None
+    assert headline_figures(older)["balanced_accuracy"] == evaluation["attribute_means"]["balanced_accuracy"]
 
 
 def test_figures_of_missing_sections_are_none_and_beauty_alone_is_selected_on_pearson(evaluation):

@@ -16,7 +16,7 @@ NAN = float("nan")
 
 #: Metrics averaged by :func:`mean_metrics` (``threshold`` and ``count`` describe the
 #: evaluation rather than measure it).
-MEAN_KEYS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "average_precision", "base_rate")
+MEAN_KEYS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "average_precision", "roc_auc", "base_rate")
 #: Each attribute's confusion counts at the model's thresholds, in the report's column order.
 CONFUSION_KEYS: tuple[str, ...] = ("true_positives", "false_positives", "false_negatives", "true_negatives")
 
@@ -202,7 +202,7 @@ def attribute_metrics(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray,
     Returns:
         For each name of :data:`~faceattr.attributes.ATTRIBUTES`, in order: ``accuracy``,
         ``balanced_accuracy``, ``precision``, ``recall``, ``f1``, ``average_precision``,
-        ``base_rate`` (share of positives), ``threshold`` and ``count`` (known labels).
+        ``roc_auc`` (threshold-free, as ``average_precision``), ``base_rate`` (share of positives), ``threshold`` and ``count`` (known labels).
         Undefined values are NaN.
 
     Raises:
@@ -237,6 +237,7 @@ def attribute_metrics(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray,
             "recall": recall,
             "f1": _ratio(2 * true_positives, 2 * true_positives + false_positives + positives - true_positives),
             "average_precision": average_precision(scores, truth),
+            "roc_auc": roc(scores, truth)["auc"],
             "base_rate": _ratio(positives, count),
             "threshold": float(thresholds[index]),
             "count": count,

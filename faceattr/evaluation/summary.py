@@ -38,7 +38,7 @@ from faceattr.evaluation.metrics import CONFUSION_KEYS, MEAN_KEYS
 #: Each attribute's metrics (as :func:`~faceattr.evaluation.metrics.attribute_metrics` gives
 #: them), in the column order of the report's table and ``attributes.csv``.
 ATTRIBUTE_KEYS: tuple[str, ...] = ("base_rate", "threshold", "accuracy", "balanced_accuracy", "precision",
-                                   "recall", "f1", "average_precision", "count")
+                                   "recall", "f1", "average_precision", "roc_auc", "count")
 
 #: Each section of an evaluation and the keys it must have when it is not None.
 SECTION_KEYS: dict[str, tuple[str, ...]] = {
@@ -68,6 +68,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "balanced_accuracy_at_0.5": ("attribute_means_at_0.5", "balanced_accuracy"),
     "accuracy": ("attribute_means", "accuracy"),
     "f1": ("attribute_means", "f1"),
+    "roc_auc": ("attribute_means", "roc_auc"),
     "beauty_pearson": ("beauty", "pearson"),
     "beauty_mae": ("beauty", "mae"),
     "beauty_rmse": ("beauty", "rmse"),
@@ -132,11 +133,12 @@ def headline_figures(evaluation: Mapping[str, Any]) -> dict[str, Any]:
 
     What the epoch records of ``metrics.jsonl``, the sweep table and the per-source table of
     ``tools/eval.py`` show: images, validation loss, mean balanced accuracy with tuned,
-    cross-fitted and 0.5 thresholds, mean accuracy and F1, beauty Pearson, MAE and RMSE.
+    cross-fitted and 0.5 thresholds, mean accuracy, F1 and ROC AUC, beauty Pearson, MAE and RMSE.
 
     Returns:
         Each figure as stored (a float, NaN, or None as in JSON read back); None where its
-        section is None.
+        section is None, or where an evaluation stored with an older model lacks it
+        (``roc_auc`` before faceattr measured it).
 
     >>> means = {"balanced_accuracy": 0.84, "accuracy": 0.9, "f1": 0.7}
     >>> figures = headline_figures({"meta": {"images": 10, "validation_loss": 0.3}, "attribute_means": means,
@@ -148,7 +150,7 @@ def headline_figures(evaluation: Mapping[str, Any]) -> dict[str, Any]:
     figures = {}
     for name, (section, key) in FIGURES.items():
         part = evaluation.get(section)
-        figures[name] = None if part is None else part[key]
+        figures[name] = None if part is None else part.get(key)
     return figures
 
 

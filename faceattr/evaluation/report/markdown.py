@@ -39,10 +39,10 @@ logger = logging.getLogger(__name__)
 _COLUMN_TITLES = {
     "base_rate": "base rate", "threshold": "threshold", "accuracy": "accuracy",
     "balanced_accuracy": "bal. acc.", "precision": "precision", "recall": "recall", "f1": "F1",
-    "average_precision": "AP", "count": "count",
+    "average_precision": "AP", "roc_auc": "AUC", "count": "count",
 }
 _HEADLINE = (("balanced_accuracy", "balanced accuracy"), ("accuracy", "accuracy"), ("f1", "F1"),
-             ("average_precision", "average precision"))
+             ("average_precision", "average precision"), ("roc_auc", "ROC AUC"))
 #: Outer-bin MAE this many times the middle bins' (or its inverse) counts as a difference.
 _EXTREME_RATIO = 1.1
 _WEAKEST_IN_SUMMARY = 5

@@ -14,6 +14,7 @@ SOURCE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("bal. acc. (stored thresholds)", "balanced_accuracy"),
     ("bal. acc. (cross-fitted)", "balanced_accuracy_cross_fitted"),
     ("bal. acc. at 0.5", "balanced_accuracy_at_0.5"),
+    ("mean ROC AUC", "roc_auc"),
     ("beauty Pearson", "beauty_pearson"),
     ("beauty MAE", "beauty_mae"),
     ("beauty RMSE", "beauty_rmse"),
@@ -46,7 +47,7 @@ def sources_markdown(rows: Sequence[Mapping[str, Any]], checkpoint: str) -> str:
     """The table of :func:`source_row` rows as a markdown page.
 
     >>> print(sources_markdown([source_row(0, "scut", None)], "best.pt").splitlines()[-1])
-    | 0 scut | 0 |  |  |  |  |  |  |
+    | 0 scut | 0 |  |  |  |  |  |  |  |
     """
     titles = [title for title, _ in SOURCE_COLUMNS]
     lines = [f"# Per-source evaluation: {checkpoint}", "",
