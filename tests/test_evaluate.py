@@ -140,6 +140,14 @@ def test_each_source_writes_a_report_per_source_and_a_summary(two_source_checkpo
     assert "| 1 scut | 5 |" in (tmp_path / "sources.md").read_text()
 
 
+def test_each_source_takes_an_export_as_the_default_model_is(two_source_checkpoint, tmp_path):
+    from faceattr.training.export import export_model
+
+    export_model(two_source_checkpoint[0], tmp_path / "model.safetensors", "float32")
+    rows = evaluate_each_source(tmp_path / "model.safetensors", [], tmp_path / "out")
+    assert rows == evaluate_each_source(two_source_checkpoint[0], [], tmp_path / "from_checkpoint")
+
+
 def test_calibrating_a_checkpoint_fits_what_training_would_and_keeps_the_weights(two_source_checkpoint, tmp_path):
     from faceattr.evaluation.evaluate import calibrate_checkpoint
     from faceattr.models.weights_io import load_checkpoint

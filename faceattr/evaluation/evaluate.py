@@ -355,10 +355,11 @@ def evaluate_each_source(checkpoint_path: str | Path, overrides: Sequence[str], 
     """
     from faceattr.config import config_from_dict
     from faceattr.evaluation.report.sources import source_row, sources_markdown
-    from faceattr.models.weights_io import load_checkpoint
+    from faceattr.models.deployed import DeployedModel
 
     out = Path(out_dir)
-    configured = config_from_dict(load_checkpoint(checkpoint_path)["config"], list(overrides)).data.sources
+    # DeployedModel, not the raw checkpoint: an export (the installed default) keeps its config in its description.
+    configured = config_from_dict(DeployedModel.load(checkpoint_path).config, list(overrides)).data.sources
     rows = []
     for index, source in enumerate(configured):
         try:
@@ -402,6 +403,32 @@ def calibrate_checkpoint(checkpoint_path: str | Path, out_path: str | Path, devi
     # The crop is the one the weights were trained on, whatever sources calibrated them.
     save_checkpoint(dataclasses.replace(calibrated, crop=model.crop).to_checkpoint(), out_path)
     return evaluation
+
+
+def source_predictions(deployed: DeployedModel, sources: Sequence[int | str], overrides: Sequence[str] = (),
+                       device: str = "auto") -> tuple[Predictions, list[str]]:
+    """A model's network on the validation images of some of its config's sources, and each row's image path.
+
+    Args:
+        deployed: The model; its stored config says where the data is.
+        sources: Indices into ``data.sources`` or names (:func:`source_label`).
+        overrides: ``key=value`` changes to the stored config.
+        device: ``auto``, ``cpu`` or ``cuda``.
+
+    Raises:
+        ConfigError: A source the config does not have.
+        EvaluationError: No validation images, or unreadable images were skipped (rows would not match paths).
+    """
+    from faceattr.config import config_from_dict
+
+    config = config_from_dict(deployed.config, list(overrides))
+    chosen = _source_indices(config.data.sources, sources)
+    labels = [f"data.sources[{i}] ({source_label(config.data.sources[i])})" for i in chosen]
+    predictions, images = _validation_predictions(deployed, config, chosen, labels, device)
+    paths = _row_paths(images, len(predictions.beauty_mask))
+    if paths is None:
+        raise EvaluationError(f"{', '.join(labels)}: unreadable images were skipped, so rows cannot be matched to images")
+    return predictions, paths
 
 
 def _validation_predictions(deployed: DeployedModel, config: Config, chosen: Sequence[int] | None,
