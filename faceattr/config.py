@@ -153,7 +153,8 @@ class ModelConfig:
             max-pool), 2 (no max-pool) or 1 (no max-pool, stride-1 first convolution). At 64 px
             the standard stem leaves 16x16 maps for the first block and 2x2 for the last; 2
             keeps 32x32 and 4x4 for 4x the computation. A trained network's weights fit any
-            stem stride, so ``init_from`` can start a stride-2 network from a stride-4 one.
+            stem stride, so ``init_from`` can start a stride-2 network from a stride-4 one,
+            but the change of scale undoes most of what it learnt (docs/MODEL_CARD.md).
         width: For ResNet backbones: multiplies the channels (0.5 halves them, a quarter of
             the computation and parameters).
         drop_path_rate: Stochastic depth (timm's ``drop_path_rate``): the chance of skipping

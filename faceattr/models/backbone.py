@@ -149,7 +149,9 @@ def shrink_stem(resnet: nn.Module, stem_stride: int) -> None:
     into 16x16 maps before the first block and 2x2 after the last. ``stem_stride`` 2 drops the
     max-pool (32x32 into the first block, 4x4 at the end, 4x the computation); 1 also makes the
     first convolution stride 1 (16x the computation). The weights keep their shapes, so a
-    trained standard-stem network loads into a shrunk one (a warm start). ``feature_info``
+    trained standard-stem network loads into a shrunk one, though every map then shows the face
+    at twice the scale its filters learnt (measured on the default model: a warm start first
+    loses 11 points of balanced accuracy; docs/MODEL_CARD.md). ``feature_info``
     reductions are updated, so Grad-CAM picks its layer by the true map sizes.
 
     Args:
