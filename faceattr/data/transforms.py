@@ -165,8 +165,8 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator | None = None
     aspect :data:`JITTER_RATIO`, shift; one bilinear resample), horizontal flip, brightness,
     contrast and saturation jitter (in that order; torchvision shuffles the order) and, with
     probability :data:`GRAYSCALE_P`, grayscale, then with probability ``random_erasing`` a
-    random rectangle filled with the mean colour (see :func:`erase_batch`). One pass of a few tensor operations, so a GPU
-    augments a batch in well under a millisecond.
+    random rectangle filled with the mean colour (see :func:`erase_batch`). One pass of a few
+    tensor operations, so a GPU augments a batch in well under a millisecond.
 
     Args:
         images: uint8 ``(B, 3, S, S)``.
@@ -215,7 +215,7 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator | None = None
 
 
 def erase_batch(images: torch.Tensor, probability: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random erasing (Zhong et al. 2020) of a batch: torchvision's ``RandomErasing``, one image at a time in one pass.
+    """Random erasing (Zhong et al. 2020) of a whole batch in one pass, as torchvision's ``RandomErasing`` does per image.
 
     Each image, with chance ``probability``, gets a rectangle of :data:`ERASING_SCALE` of its area
     and aspect ratio within :data:`ERASING_RATIO` (log-uniform), placed uniformly, filled with

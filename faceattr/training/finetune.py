@@ -78,13 +78,13 @@ def check_compatible(initial: DeployedModel, config: Config) -> None:
     expected = {
         "model.backbone": (config.model.backbone, initial.model_args["backbone"]),
         "model.beauty_head": (config.model.beauty_head, initial.model_args.get("beauty_head", "regression")),
-        # Not the stem stride: the weights fit any stem, so a standard-stem model can warm-start
-        # a finer one (see faceattr.models.backbone.shrink_stem).
         "model.width": (config.model.width, initial.model_args.get("width", 1.0)),
         "data.sources[kind=celeba].crop": (tuple(training_crop(config)), tuple(initial.crop)),
     }
     if config.model.beauty_head == "distribution":
         expected["model.beauty_bins"] = (config.model.beauty_bins, initial.model_args.get("beauty_bins"))
+    # The weights fit any input size and stem (faceattr.models.backbone.shrink_stem), so these only warn:
+    # measured on the default model, a finer stem's warm start first loses 11 points (docs/MODEL_CARD.md).
     scale = {"data.image_size": (config.data.image_size, initial.image_size),
              "model.stem_stride": (config.model.stem_stride, initial.model_args.get("stem_stride", 4))}
     for key, (configured, model_value) in scale.items():
