@@ -202,7 +202,8 @@ def attribute_metrics(probs: np.ndarray, labels: np.ndarray, mask: np.ndarray,
     Returns:
         For each name of :data:`~faceattr.attributes.ATTRIBUTES`, in order: ``accuracy``,
         ``balanced_accuracy``, ``precision``, ``recall``, ``f1``, ``average_precision``,
-        ``roc_auc`` (threshold-free, as ``average_precision``), ``base_rate`` (share of positives), ``threshold`` and ``count`` (known labels).
+        ``roc_auc`` (threshold-free, as ``average_precision``), ``base_rate`` (share of
+        positives), ``threshold`` and ``count`` (known labels).
         Undefined values are NaN.
 
     Raises:

@@ -43,11 +43,13 @@ def read_group_labels(path: str | Path) -> dict[tuple[str, str], str]:
     rows = list(csv.reader(line for _, line in numbered))
     header = [name.strip() for name in rows[0]]
     if len(header) != 3 or header[:2] != list(GROUP_COLUMNS[:2]):
-        raise DatasetError(f"line {numbered[0][0]}: the header must be image,source,GROUP, got {','.join(header)}", path)
+        raise DatasetError(f"line {numbered[0][0]}: the header must be image,source,GROUP, got {','.join(header)}",
+                           path)
     groups: dict[tuple[str, str], str] = {}
     for (number, _), row in zip(numbered[1:], rows[1:]):
         if len(row) != 3 or not all(field.strip() for field in row):
-            raise DatasetError(f"line {number}: expected 3 non-empty fields (image,source,{header[2]}), got {row}", path)
+            raise DatasetError(f"line {number}: expected 3 non-empty fields (image,source,{header[2]}), got {row}",
+                               path)
         image, source, group = (field.strip() for field in row)
         if (source, image) in groups:
             raise DatasetError(f"line {number}: {image} of {source} is listed twice", path)
@@ -83,6 +85,7 @@ def group_error_rates(decided: np.ndarray, probs: np.ndarray, labels: np.ndarray
     for (source, group), rows in sorted(cells.items()):
         wrong = int((decided[rows] != labels[rows].astype(bool)).sum())
         result.append({"source": source, "group": group, "faces": len(rows), "errors": wrong,
-                       "error_rate": round(wrong / len(rows), 4), "mean_probability": round(float(probs[rows].mean()), 4),
+                       "error_rate": round(wrong / len(rows), 4),
+                       "mean_probability": round(float(probs[rows].mean()), 4),
                        "label_rate": round(float(labels[rows].mean()), 4)})
     return result

@@ -275,8 +275,8 @@ def _check_settings(config: LossConfig, beauty_head: str, beauty_bins: int) -> N
 
 def _ranking_loss(predicted: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     """Mean RankNet loss over the pairs of rated samples with different targets (0 with a graph if none)."""
-    order = torch.sign(target.unsqueeze(1) - target.unsqueeze(0))
-    pairs = mask.unsqueeze(1) & mask.unsqueeze(0) & (order > 0)
+    # Each pair once, (i, j) with t_i > t_j: ties carry no order.
+    pairs = mask.unsqueeze(1) & mask.unsqueeze(0) & (target.unsqueeze(1) > target.unsqueeze(0))
     gap = predicted.unsqueeze(1) - predicted.unsqueeze(0)
     per_pair = F.softplus(-RANKING_SCALE * gap)
     return torch.where(pairs, per_pair, 0.0).sum() / pairs.sum().clamp(min=1)
