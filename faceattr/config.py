@@ -38,8 +38,10 @@ BACKBONE_NAMES: tuple[str, ...] = (
 )
 #: The backbones that are timm ResNets: ``model.stem_stride`` and ``model.width`` apply to these.
 RESNET_BACKBONES: tuple[str, ...] = tuple(name for name in BACKBONE_NAMES if "resnet" in name)
+#: A standard ResNet stem's shrink factor: a stride-2 convolution, then a stride-2 max-pool.
+STANDARD_STEM_STRIDE: int = 4
 #: ``model.stem_stride``: how much a ResNet's stem shrinks the face (see :func:`faceattr.models.backbone.shrink_stem`).
-STEM_STRIDES: tuple[int, ...] = (4, 2, 1)
+STEM_STRIDES: tuple[int, ...] = (STANDARD_STEM_STRIDE, 2, 1)
 #: ``model.beauty_head``: see :class:`faceattr.models.heads.BeautyHead`.
 BEAUTY_HEAD_KINDS: tuple[str, ...] = ("regression", "distribution")
 #: ``loss.attributes`` and ``loss.beauty``: see :class:`faceattr.training.losses.MultiTaskLoss`.
@@ -167,7 +169,7 @@ class ModelConfig:
     beauty_head: str = "regression"
     beauty_bins: int = 9
     drop_rate: float = 0.0
-    stem_stride: int = 4
+    stem_stride: int = STANDARD_STEM_STRIDE
     width: float = 1.0
     drop_path_rate: float = 0.0
 
@@ -481,7 +483,7 @@ def validate(config: Config) -> None:
         raise ConfigError(f"model.weights: {config.model.weights!r} and model.init_from: {config.model.init_from!r} "
                           "both initialise the backbone; keep one (init_from loads the whole model)")
     model = config.model
-    for key, value, default in (("stem_stride", model.stem_stride, 4), ("width", model.width, 1.0)):
+    for key, value, default in (("stem_stride", model.stem_stride, STANDARD_STEM_STRIDE), ("width", model.width, 1.0)):
         if value != default and model.backbone not in RESNET_BACKBONES:
             raise ConfigError(f"model.{key}: applies to the ResNet backbones ({', '.join(RESNET_BACKBONES)}), "
                               f"not to model.backbone {model.backbone!r}; leave it at {default}")

@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from faceattr.config import RESNET_BACKBONES
+from faceattr.config import RESNET_BACKBONES, STANDARD_STEM_STRIDE
 from faceattr.errors import CheckpointError
 from faceattr.models.weights_io import load_state_dict_checked, read_state_dict
 
@@ -89,7 +89,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def create_backbone(name: str, weights: str | Path | None = None, *, stem_stride: int = 4, width: float = 1.0,
+def create_backbone(name: str, weights: str | Path | None = None, *, stem_stride: int = STANDARD_STEM_STRIDE, width: float = 1.0,
                     drop_path_rate: float = 0.0) -> nn.Module:
     """Builds a backbone by name, optionally loading a local weights file.
 
@@ -127,7 +127,7 @@ def create_backbone(name: str, weights: str | Path | None = None, *, stem_stride
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; valid names: {', '.join(BACKBONES)}")
-    if (stem_stride != 4 or width != 1.0) and name not in RESNET_BACKBONES:
+    if (stem_stride != STANDARD_STEM_STRIDE or width != 1.0) and name not in RESNET_BACKBONES:
         raise ValueError(f"stem_stride and width apply to the ResNet backbones ({', '.join(RESNET_BACKBONES)}), "
                          f"not to {name!r}")
     kwargs: dict[str, Any] = {"drop_path_rate": drop_path_rate} if drop_path_rate else {}
@@ -135,7 +135,7 @@ def create_backbone(name: str, weights: str | Path | None = None, *, stem_stride
         kwargs |= dict(channels=tuple(max(8, round(channels * width)) for channels in RESNET_CHANNELS),
                        stem_width=max(8, round(RESNET_STEM_WIDTH[name] * width)))
     model = BACKBONES[name](**kwargs)
-    if stem_stride != 4:
+    if stem_stride != STANDARD_STEM_STRIDE:
         shrink_stem(model, stem_stride)
     if weights:
         _load_backbone_weights(model, Path(weights))
@@ -159,14 +159,15 @@ def shrink_stem(resnet: nn.Module, stem_stride: int) -> None:
         stem_stride: 2 or 1.
     """
     if stem_stride not in (1, 2):
-        raise ValueError(f"stem_stride: must be one of 4, 2, 1, got {stem_stride}")
+        raise ValueError(f"stem_stride: must be 2 or 1 ({STANDARD_STEM_STRIDE} is the standard stem, left as it is), "
+                         f"got {stem_stride}")
     resnet.maxpool = nn.Identity()
     if stem_stride == 1:
         first_conv = next(module for module in resnet.conv1.modules() if isinstance(module, nn.Conv2d))
         first_conv.stride = (1, 1)
     for stage in resnet.feature_info:
         # act1 comes before the max-pool, so only the first convolution's stride reaches it.
-        stage["reduction"] = stem_stride if stage["module"] == "act1" else stage["reduction"] * stem_stride // 4
+        stage["reduction"] = stem_stride if stage["module"] == "act1" else stage["reduction"] * stem_stride // STANDARD_STEM_STRIDE
 
 
 def _load_backbone_weights(model: nn.Module, path: Path) -> None:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from faceattr.attributes import NUM_ATTRIBUTES
-from faceattr.config import ModelConfig
+from faceattr.config import STANDARD_STEM_STRIDE, ModelConfig
 from faceattr.data.transforms import MEAN, STD
 from faceattr.models.backbone import create_backbone
 from faceattr.models.heads import AttributeHead, BeautyHead
@@ -44,7 +44,7 @@ class FaceAttrNet(nn.Module):
     """
 
     def __init__(self, backbone: str, beauty_head: str = "regression", beauty_bins: int = 9,
-                 drop_rate: float = 0.0, stem_stride: int = 4, width: float = 1.0, drop_path_rate: float = 0.0,
+                 drop_rate: float = 0.0, stem_stride: int = STANDARD_STEM_STRIDE, width: float = 1.0, drop_path_rate: float = 0.0,
                  weights: str | Path | None = None):
         super().__init__()
         self._model_args: dict[str, Any] = dict(

@@ -22,7 +22,7 @@ import logging
 import numpy as np
 from torch import nn
 
-from faceattr.config import DEFAULT_MODEL_NAME, Config
+from faceattr.config import DEFAULT_MODEL_NAME, STANDARD_STEM_STRIDE, Config
 from faceattr.errors import ConfigError
 from faceattr.models.deployed import DeployedModel, training_crop
 from faceattr.models.weights_io import load_state_dict_checked
@@ -86,7 +86,7 @@ def check_compatible(initial: DeployedModel, config: Config) -> None:
     # The weights fit any input size and stem (faceattr.models.backbone.shrink_stem), so these only warn:
     # measured on the default model, a finer stem's warm start first loses 11 points (docs/MODEL_CARD.md).
     scale = {"data.image_size": (config.data.image_size, initial.image_size),
-             "model.stem_stride": (config.model.stem_stride, initial.model_args.get("stem_stride", 4))}
+             "model.stem_stride": (config.model.stem_stride, initial.model_args.get("stem_stride", STANDARD_STEM_STRIDE))}
     for key, (configured, model_value) in scale.items():
         if configured != model_value:
             logger.warning("%s: %s warm-starts from %s, which has %s: the network sees faces at another scale "
