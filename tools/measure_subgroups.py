@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from faceattr.attributes import ATTRIBUTES
     from faceattr.config import DEFAULT_MODEL_NAME
     from faceattr.evaluation.calibration import apply_calibration
-    from faceattr.evaluation.decision import policy_thresholds
+    from faceattr.evaluation.decision import decide, policy_thresholds
     from faceattr.evaluation.evaluate import source_predictions
     from faceattr.evaluation.subgroups import group_error_rates, read_group_labels
     from faceattr.files import save_table
@@ -59,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         for source in sorted({source for source, _ in groups}):
             predictions, paths = source_predictions(deployed, [source], args.overrides, args.device)
             probs = apply_calibration(predictions.logits, np.asarray(deployed.temperatures),
-                                      np.asarray(deployed.offsets))[:, column]
-            rows += group_error_rates(probs >= thresholds[column], probs, predictions.attribute_labels[:, column],
+                                      np.asarray(deployed.offsets))
+            # decide, as prediction does: an exclusive pair (Male with Wearing_Lipstick, say) keeps its more probable one.
+            present = decide(probs, thresholds)[:, column]
+            rows += group_error_rates(present, probs[:, column], predictions.attribute_labels[:, column],
                                       predictions.attribute_mask[:, column], [(source, Path(p).name) for p in paths],
                                       groups)
     except FaceAttrError as error:
